@@ -1,0 +1,99 @@
+// pasta-server: attention steering and log-probabilities for node-llama-cpp's AddonContext.
+// Copied into node-llama-cpp/llama/addon/ by native/build.mjs; registered in AddonContext::init.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "AddonContext.h"
+#include "llama.h"
+
+static bool ensureLive(const Napi::CallbackInfo& info, AddonContext* self) {
+    if (self->disposed || self->ctx == nullptr) {
+        Napi::Error::New(info.Env(), "Context is disposed").ThrowAsJavaScriptException();
+        return false;
+    }
+    return true;
+}
+
+// steeringInfo(): {unsupportedReason: string | null, headsPerLayer: number[]}
+Napi::Value AddonContext::SteeringInfo(const Napi::CallbackInfo& info) {
+    if (!ensureLive(info, this)) return info.Env().Undefined();
+
+    Napi::Object res = Napi::Object::New(info.Env());
+    const char* reason = llama_steering_unsupported_reason(ctx);
+    res.Set("unsupportedReason", reason ? Napi::String::New(info.Env(), reason) : info.Env().Null());
+
+    const int32_t nLayer = llama_model_n_layer(model->model);
+    Napi::Array heads = Napi::Array::New(info.Env(), nLayer);
+    for (int32_t il = 0; il < nLayer; il++) {
+        heads.Set(il, Napi::Number::New(info.Env(), llama_steering_n_head(ctx, il)));
+    }
+    res.Set("headsPerLayer", heads);
+    return res;
+}
+
+// steeringSet(sequenceId, bias, ranges: Int32Array [start, end, ...], headMask: Uint8Array): 0 | -1 | -2
+Napi::Value AddonContext::SteeringSet(const Napi::CallbackInfo& info) {
+    if (!ensureLive(info, this)) return info.Env().Undefined();
+
+    const int32_t seqId = info[0].As<Napi::Number>().Int32Value();
+    const float bias = info[1].As<Napi::Number>().FloatValue();
+    Napi::Int32Array ranges = info[2].As<Napi::Int32Array>();
+    Napi::Uint8Array headMask = info[3].As<Napi::Uint8Array>();
+
+    const int32_t res = llama_steering_set(ctx, seqId, bias, ranges.Data(), (int32_t)(ranges.ElementLength() / 2),
+                                           headMask.Data(), (int32_t)headMask.ElementLength());
+    return Napi::Number::New(info.Env(), res);
+}
+
+// steeringClear(sequenceId): sequenceId < 0 clears every sequence
+Napi::Value AddonContext::SteeringClear(const Napi::CallbackInfo& info) {
+    if (!ensureLive(info, this)) return info.Env().Undefined();
+
+    llama_steering_clear(ctx, info[0].As<Napi::Number>().Int32Value());
+    return info.Env().Undefined();
+}
+
+// logprobsAt(batchLogitIndex, topK, token): natural-log softmax of the raw logits at that output.
+// Returns {top: [id, logprob, ...] as Float64Array (2*topK), tokenLogprob: number | null}.
+// Only the top-k are sorted; nothing is computed unless asked for.
+Napi::Value AddonContext::LogprobsAt(const Napi::CallbackInfo& info) {
+    if (!ensureLive(info, this)) return info.Env().Undefined();
+
+    const int32_t batchLogitIndex = info[0].As<Napi::Number>().Int32Value();
+    const int32_t topK = std::max(0, info[1].As<Napi::Number>().Int32Value());
+    const int32_t token = info[2].As<Napi::Number>().Int32Value();
+
+    const float* logits = llama_get_logits_ith(ctx, batchLogitIndex);
+    if (logits == nullptr) {
+        Napi::Error::New(info.Env(), "No logits at this batch index").ThrowAsJavaScriptException();
+        return info.Env().Undefined();
+    }
+    const int32_t nVocab = llama_vocab_n_tokens(llama_model_get_vocab(model->model));
+
+    float maxLogit = -INFINITY;
+    for (int32_t i = 0; i < nVocab; i++) maxLogit = std::max(maxLogit, logits[i]);
+    double sum = 0.0;
+    for (int32_t i = 0; i < nVocab; i++) sum += std::exp((double)logits[i] - maxLogit);
+    const double logZ = maxLogit + std::log(sum);
+
+    const int32_t k = std::min(topK, nVocab);
+    std::vector<int32_t> ids(nVocab);
+    for (int32_t i = 0; i < nVocab; i++) ids[i] = i;
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [logits](int32_t a, int32_t b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+
+    Napi::Float64Array top = Napi::Float64Array::New(info.Env(), (size_t)k * 2);
+    for (int32_t i = 0; i < k; i++) {
+        top[i * 2] = ids[i];
+        top[i * 2 + 1] = (double)logits[ids[i]] - logZ;
+    }
+
+    Napi::Object res = Napi::Object::New(info.Env());
+    res.Set("top", top);
+    res.Set("tokenLogprob", token >= 0 && token < nVocab
+        ? Napi::Number::New(info.Env(), (double)logits[token] - logZ)
+        : info.Env().Null());
+    return res;
+}

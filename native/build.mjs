@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+// Builds pasta-server's patched llama.cpp engine, offline, from the llama.cpp source that the
+// node-llama-cpp npm package bundles:
+//   1. unpack the bundled source (node-llama-cpp's `source download`, from its git bundle),
+//   2. apply native/llama.cpp.patch (attention steering) and add our addon methods,
+//   3. build with node-llama-cpp's `source build` (CPU, or CUDA with --cuda).
+// Safe to run again: patches are applied once, and an up-to-date build is kept.
+//
+// Usage: node native/build.mjs [--cuda] [--force] [--incremental]
+//   --cuda         build for CUDA (set CMAKE_CUDA_ARCHITECTURES, e.g. 90 for H100/H200, to limit archs)
+//   --force        rebuild even when the build is up to date
+//   --incremental  developer loop: re-run ninja in the existing build folder (seconds, not minutes)
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const EXPECTED_NODE_LLAMA_CPP = "3.21.1"; // its bundled llama.cpp (v0.4.0) is what our patch targets
+const here = dirname(fileURLToPath(import.meta.url));
+const args = new Set(process.argv.slice(2));
+const gpu = args.has("--cuda") ? "cuda" : "false";
+
+const require = createRequire(import.meta.url);
+const packageDir = join(dirname(require.resolve("node-llama-cpp")), ".."); // resolves to dist/index.js
+const llamaDir = join(packageDir, "llama");
+const llamaCppDir = join(llamaDir, "llama.cpp");
+const addonDir = join(llamaDir, "addon");
+const stampPath = join(llamaDir, "localBuilds", `pasta-steering-${gpu === "cuda" ? "cuda" : "cpu"}.json`);
+
+const log = (msg) => console.log(`[pasta-server build] ${msg}`);
+const fail = (msg) => { console.error(`[pasta-server build] error: ${msg}`); process.exit(1); };
+const run = (cmd, cmdArgs, options = {}) => execFileSync(cmd, cmdArgs, { stdio: "inherit", ...options });
+
+const version = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8")).version;
+if (version !== EXPECTED_NODE_LLAMA_CPP) {
+  fail(`node-llama-cpp ${version} is installed, but native/llama.cpp.patch targets ${EXPECTED_NODE_LLAMA_CPP}. Run "npm ci".`);
+}
+
+// node-llama-cpp clones from the internet instead of its bundle when these are set
+const env = { ...process.env, NODE_LLAMA_CPP_POSTINSTALL: "skip" };
+delete env.NODE_LLAMA_CPP_REPO;
+delete env.NODE_LLAMA_CPP_REPO_RELEASE;
+
+// 1. bundled source
+if (!existsSync(join(llamaCppDir, "CMakeLists.txt"))) {
+  log("unpacking the llama.cpp source bundled with node-llama-cpp");
+  run("npx", ["--no", "node-llama-cpp", "source", "download", "--skipBuild", "--noUsageExample"], { env });
+}
+
+// 2. patches
+const patchPath = join(here, "llama.cpp.patch");
+const git = (gitArgs) => execFileSync("git", ["-C", llamaCppDir, ...gitArgs], { stdio: "pipe" });
+const applies = (gitArgs) => { try { git(gitArgs); return true; } catch { return false; } };
+if (applies(["apply", "--reverse", "--check", patchPath])) {
+  log("llama.cpp steering patch already applied");
+} else if (applies(["apply", "--check", patchPath])) {
+  git(["apply", "--whitespace=nowarn", patchPath]);
+  log("applied native/llama.cpp.patch");
+} else {
+  fail(`native/llama.cpp.patch does not apply to ${llamaCppDir}. Remove that folder and run the build again to unpack a clean source.`);
+}
+
+copyFileSync(join(here, "addon", "AddonSteering.cpp"), join(addonDir, "AddonSteering.cpp"));
+const addonEdits = [
+  ["AddonContext.h", "        Napi::Value RestoreCheckpoint(const Napi::CallbackInfo& info);\n",
+    "        // pasta-server (AddonSteering.cpp)\n" +
+    ["SteeringInfo", "SteeringSet", "SteeringClear", "LogprobsAt"].map((m) => `        Napi::Value ${m}(const Napi::CallbackInfo& info);\n`).join("")],
+  ["AddonContext.cpp", `                InstanceMethod("restoreCheckpoint", &AddonContext::RestoreCheckpoint),\n`,
+    [["steeringInfo", "SteeringInfo"], ["steeringSet", "SteeringSet"], ["steeringClear", "SteeringClear"], ["logprobsAt", "LogprobsAt"]]
+      .map(([js, cpp]) => `                InstanceMethod("${js}", &AddonContext::${cpp}),\n`).join("")],
+];
+for (const [file, anchor, insertion] of addonEdits) {
+  const path = join(addonDir, file);
+  const source = readFileSync(path, "utf8");
+  if (source.includes(insertion)) continue;
+  if (!source.includes(anchor)) fail(`cannot find where to register the steering methods in ${path}`);
+  writeFileSync(path, source.replace(anchor, anchor + insertion));
+  log(`registered the steering methods in addon/${file}`);
+}
+
+// 3. build
+const stamp = createHash("sha256")
+  .update(readFileSync(patchPath)).update(readFileSync(join(here, "addon", "AddonSteering.cpp")))
+  .update(readFileSync(fileURLToPath(import.meta.url))).update(gpu).digest("hex");
+
+if (args.has("--incremental")) {
+  const buildDir = join(llamaDir, "localBuilds", gpu === "cuda" ? "linux-x64-cuda" : "linux-x64");
+  if (!existsSync(join(buildDir, "build.ninja"))) fail(`no build in ${buildDir} yet: run without --incremental first`);
+  run("ninja", ["-C", buildDir]);
+  // node-llama-cpp loads from Release/; ninja writes to bin/
+  for (const file of readdirSync(join(buildDir, "bin"))) {
+    if (/\.(so|node)$/.test(file) || file.includes(".so.")) copyFileSync(join(buildDir, "bin", file), join(buildDir, "Release", file));
+  }
+  log("incremental build done");
+  process.exit(0);
+}
+
+if (!args.has("--force") && existsSync(stampPath) && readFileSync(stampPath, "utf8").trim() === stamp) {
+  log(`patched engine (${gpu === "cuda" ? "CUDA" : "CPU"}) is up to date`);
+  process.exit(0);
+}
+log(`building the patched engine for ${gpu === "cuda" ? "CUDA" : "CPU"} (a few minutes)`);
+run("npx", ["--no", "node-llama-cpp", "source", "build", "--gpu", gpu, "--noUsageExample"], { env });
+writeFileSync(stampPath, stamp + "\n");
+log("done");

@@ -1,0 +1,91 @@
+// Emphasis markup -> plain text + character spans. Offsets are JavaScript string indices
+// (UTF-16 code units) into the text after markup removal, end exclusive.
+
+export interface CharSpan {
+  start: number;
+  end: number;
+}
+
+export type MarkupKind = "none" | "html" | "markdown";
+
+/** A request's emphasis that cannot be honoured; the message says what to fix. */
+export class EmphasisError extends Error {
+  override name = "EmphasisError";
+  constructor(message: string, readonly param: string = "steering.emphasis") {
+    super(message);
+  }
+}
+
+export interface ParsedMarkup {
+  text: string;
+  spans: CharSpan[];
+}
+
+const HTML_TAG = /<(\/?)(em|b|strong)>/gi;
+const MARKDOWN_STRONG = /\*\*/g;
+
+/** Removes emphasis markup and returns where the emphasized text ends up in the plain text. */
+export function parseMarkup(source: string, markup: MarkupKind): ParsedMarkup {
+  if (markup === "none") return { text: source, spans: [] };
+  const pattern = markup === "html" ? HTML_TAG : MARKDOWN_STRONG;
+  const spans: CharSpan[] = [];
+  let text = "";
+  let last = 0;
+  let open: { tag: string; start: number; at: number } | null = null;
+  for (const match of source.matchAll(pattern)) {
+    text += source.slice(last, match.index);
+    last = match.index + match[0].length;
+    const tag = markup === "html" ? match[2]!.toLowerCase() : "**";
+    const closing = markup === "html" ? match[1] === "/" : open !== null;
+    if (!closing) {
+      if (open) throw new EmphasisError(`nested emphasis markup: <${tag}> at character ${match.index} opens inside <${open.tag}> opened at character ${open.at}`, "steering.markup");
+      open = { tag, start: text.length, at: match.index };
+      continue;
+    }
+    if (!open) throw new EmphasisError(`unbalanced emphasis markup: ${match[0]} at character ${match.index} closes nothing`, "steering.markup");
+    if (markup === "html" && open.tag !== tag) {
+      throw new EmphasisError(`unbalanced emphasis markup: </${tag}> at character ${match.index} closes <${open.tag}> opened at character ${open.at}`, "steering.markup");
+    }
+    if (text.length === open.start) throw new EmphasisError(`empty emphasis at character ${open.at}`, "steering.markup");
+    spans.push({ start: open.start, end: text.length });
+    open = null;
+  }
+  if (open) {
+    const shown = markup === "html" ? `<${open.tag}>` : "**";
+    throw new EmphasisError(`unbalanced emphasis markup: ${shown} at character ${open.at} is never closed`, "steering.markup");
+  }
+  text += source.slice(last);
+  return { text, spans };
+}
+
+/** An explicit span or a substring whose first occurrence is emphasized. */
+export type EmphasisItem = CharSpan | string;
+
+/** Resolves explicit spans and substrings against the plain text; every span must lie inside it. */
+export function resolveEmphasis(text: string, items: readonly EmphasisItem[], param = "steering.emphasis"): CharSpan[] {
+  return items.map((item, i) => {
+    if (typeof item === "string") {
+      if (item.length === 0) throw new EmphasisError(`${param}[${i}] is an empty string`, param);
+      const start = text.indexOf(item);
+      if (start < 0) throw new EmphasisError(`${param}[${i}] ${JSON.stringify(item.slice(0, 80))} does not occur in the prompt`, param);
+      return { start, end: start + item.length };
+    }
+    const { start, end } = item;
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > text.length || start >= end) {
+      throw new EmphasisError(`${param}[${i}] {start: ${start}, end: ${end}} must satisfy 0 <= start < end <= ${text.length} (the prompt's length after markup removal)`, param);
+    }
+    return { start, end };
+  });
+}
+
+/** Sorted, disjoint union of spans: several spans are one emphasized set, never compounded. */
+export function unionSpans(spans: readonly CharSpan[]): CharSpan[] {
+  const sorted = [...spans].sort((a, b) => a.start - b.start || a.end - b.end);
+  const out: CharSpan[] = [];
+  for (const s of sorted) {
+    const last = out[out.length - 1];
+    if (last && s.start <= last.end) last.end = Math.max(last.end, s.end);
+    else out.push({ ...s });
+  }
+  return out;
+}

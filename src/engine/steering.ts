@@ -1,0 +1,109 @@
+// Steering spec -> what the native patch needs: the bias log(alpha), the KV positions that get it,
+// and a [layer][head] mask. PASTA's three modes (Zhang et al., 2024), with several spans as one union.
+import type { NativeSteering } from "./binding.js";
+import { SteeringError } from "./errors.js";
+
+export type SteeringMode = "exclude" | "include" | "generation";
+
+/** PASTA's default scaling coefficient (paper, section 3). */
+export const DEFAULT_ALPHA = 0.01;
+
+/** [start, end) token indices into the evaluated sequence (BOS, if any, is 0). */
+export interface TokenRange {
+  start: number;
+  end: number;
+}
+
+/** Steered query heads: layer -> heads, validated against the model. */
+export type HeadSet = ReadonlyMap<number, readonly number[]>;
+
+/** As in PASTA's head configs: {"layer": [heads]} or a list of layers (all their heads). */
+export type HeadSelection = Record<string, number[]> | number[];
+
+export interface SteeringSpec {
+  /** emphasized tokens, sorted and disjoint */
+  emphasized: TokenRange[];
+  heads: HeadSet;
+  alpha: number;
+  mode: SteeringMode;
+}
+
+export function resolveHeads(selection: HeadSelection, headsPerLayer: readonly number[], param = "steering.heads"): HeadSet {
+  const nLayers = headsPerLayer.length;
+  const layerIndex = (raw: string | number): number => {
+    const layer = typeof raw === "number" ? raw : /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isInteger(layer) || layer < 0 || layer >= nLayers) {
+      throw new SteeringError(`${param}: layer ${JSON.stringify(raw)} is out of range: this model has layers 0-${nLayers - 1}`, param);
+    }
+    return layer;
+  };
+  const heads = new Map<number, number[]>();
+  if (Array.isArray(selection)) {
+    for (const raw of selection) {
+      const layer = layerIndex(raw);
+      heads.set(layer, Array.from({ length: headsPerLayer[layer]! }, (_, h) => h));
+    }
+  } else {
+    for (const [raw, list] of Object.entries(selection)) {
+      const layer = layerIndex(raw);
+      const n = headsPerLayer[layer]!;
+      for (const h of list) {
+        if (!Number.isInteger(h) || h < 0 || h >= n) {
+          throw new SteeringError(`${param}: head ${h} of layer ${layer} is out of range: layer ${layer} has query heads 0-${n - 1}`, param);
+        }
+      }
+      heads.set(layer, [...new Set([...(heads.get(layer) ?? []), ...list])].sort((a, b) => a - b));
+    }
+  }
+  if ([...heads.values()].every((h) => h.length === 0)) throw new SteeringError(`${param}: no head is selected`, param);
+  return heads;
+}
+
+export function validateAlpha(alpha: number, mode: SteeringMode, param = "steering.alpha"): void {
+  if (!Number.isFinite(alpha) || alpha <= 0) throw new SteeringError(`${param} must be a positive number, got ${alpha}`, param);
+  if (mode !== "include" && alpha > 1) {
+    throw new SteeringError(`${param} must be in (0, 1] in ${mode} mode (it scales down attention outside the emphasis), got ${alpha}`, param);
+  }
+}
+
+function complement(ranges: readonly TokenRange[], length: number): TokenRange[] {
+  const out: TokenRange[] = [];
+  let cursor = 0;
+  for (const r of ranges) {
+    if (r.start > cursor) out.push({ start: cursor, end: r.start });
+    cursor = Math.max(cursor, r.end);
+  }
+  if (cursor < length) out.push({ start: cursor, end: length });
+  return out;
+}
+
+/** KV positions that receive log(alpha). Positions equal token indices: prompts start at 0. */
+export function biasedPositions(spec: SteeringSpec, promptLength: number): TokenRange[] {
+  switch (spec.mode) {
+    case "exclude": return complement(spec.emphasized, promptLength);
+    case "include": return spec.emphasized.map((r) => ({ ...r }));
+    case "generation": return [{ start: 0, end: promptLength }];
+  }
+}
+
+/**
+ * How many leading positions are computed exactly as without steering: every query there sees a
+ * uniform bias (softmax is shift-invariant), so a cached prefix this long can be reused.
+ */
+export function steeringFreePrefix(spec: SteeringSpec | undefined, promptLength: number): number {
+  if (!spec) return Number.POSITIVE_INFINITY;
+  if (spec.mode === "generation") return promptLength;
+  return spec.emphasized[0]?.start ?? promptLength;
+}
+
+export function toNativeSteering(spec: SteeringSpec, promptLength: number, headsPerLayer: readonly number[]): NativeSteering {
+  const ranges = biasedPositions(spec, promptLength);
+  const headMax = Math.max(...headsPerLayer);
+  const headMask = new Uint8Array(headsPerLayer.length * headMax);
+  for (const [layer, heads] of spec.heads) for (const h of heads) headMask[layer * headMax + h] = 1;
+  return {
+    bias: Math.log(spec.alpha),
+    ranges: Int32Array.from(ranges.flatMap((r) => [r.start, r.end])),
+    headMask,
+  };
+}

@@ -1,0 +1,31 @@
+// Shared test fixtures: the shared model and PASTA reference, and generated tiny models.
+import { existsSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { generateTestModel, TINY_SHAPES, type TestArchitecture } from "../src/testModels/generate.js";
+import type { GeneratedTokenLogprobs } from "../src/engine/engine.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const SHARED = join(root, "..", "shared");
+export const STORIES_MODEL = join(SHARED, "models", "stories260K.gguf");
+export const PASTA_FIXTURE = join(SHARED, "fixtures", "pasta_reference_public.json");
+
+/** Generates (once per process) a tiny random-weight model of the architecture. */
+export function tinyModel(arch: TestArchitecture): string {
+  const dir = join(tmpdir(), `pasta-server-test-models-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${arch}.gguf`);
+  if (!existsSync(path)) generateTestModel(path, TINY_SHAPES[arch]);
+  return path;
+}
+
+/** Largest |difference| between two next-token distributions, over the union of their top tokens. */
+export function maxLogprobDiff(a: GeneratedTokenLogprobs, b: GeneratedTokenLogprobs): number {
+  const bMap = new Map(b.top.map((t) => [t.id, t.logprob]));
+  const aMap = new Map(a.top.map((t) => [t.id, t.logprob]));
+  let max = 0;
+  for (const t of a.top) if (bMap.has(t.id)) max = Math.max(max, Math.abs(t.logprob - bMap.get(t.id)!));
+  for (const t of b.top) if (!aMap.has(t.id)) max = Math.max(max, Number.POSITIVE_INFINITY);
+  return max;
+}
