@@ -79,6 +79,8 @@ export interface GenerateResult {
   evaluatedPromptTokens: number;
   logprobs?: GeneratedTokenLogprobs[];
   steering?: { spans: SteeredSpan[] };
+  /** prompt evaluation up to the first token, then the remaining tokens */
+  timings: { promptMs: number; generationMs: number };
 }
 
 /** Physical cores: llama.cpp's math threads contend with each other on SMT siblings. */
@@ -210,6 +212,8 @@ export class SteeringEngine {
     let finishReason: "stop" | "length" = "length";
     let input = firstInput;
     const last = () => input.length - 1;
+    const start = performance.now();
+    let firstTokenAt = start;
 
     while (tokens.length < maxTokens && !request.signal?.aborted) {
       const [next] = (await seq.decode(input, (i) => i === last(), async (batchIndex) => {
@@ -218,6 +222,7 @@ export class SteeringEngine {
         return { token, lp };
       })).slice(-1);
       if (!next || next.token === -1) throw new Error("sampling failed");
+      if (tokens.length === 0) firstTokenAt = performance.now();
       const token = next.token as Token;
       if (this.model.isEogToken(token)) { finishReason = "stop"; break; }
       tokens.push(token);
@@ -236,7 +241,8 @@ export class SteeringEngine {
       input = [token];
     }
     if (text.length > emitted) request.onText?.(text.slice(emitted));
-    return { text, tokens, finishReason, ...(topK > 0 ? { logprobs } : {}) };
+    const timings = { promptMs: firstTokenAt - start, generationMs: performance.now() - firstTokenAt };
+    return { text, tokens, finishReason, timings, ...(topK > 0 ? { logprobs } : {}) };
   }
 
   private describeLogprobs(token: Token, lp: { top: Float64Array; tokenLogprob: number | null }): GeneratedTokenLogprobs {
