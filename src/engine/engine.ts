@@ -8,7 +8,7 @@ import { loadPatchedLlama, NativeSampler, SteerableSequence, steeringInfo } from
 import { ContextLengthError, SteeringError, UnsupportedModelError } from "./errors.js";
 import {
   DEFAULT_ALPHA, resolveHeads, steeringFreePrefix, toNativeSteering, validateAlpha,
-  type HeadSelection, type SteeringMode, type SteeringSpec, type TokenRange,
+  type HeadSelection, type SteeringMode, type SteeringSpec,
 } from "./steering.js";
 import { spansToTokenRanges, tokenOffsets } from "./tokenSpans.js";
 
@@ -17,7 +17,7 @@ export interface EngineOptions {
   contextSize?: number;
   /** sequences decoded at once */
   parallel?: number;
-  /** flash attention for the layers that are not steered (llama.cpp's default: on where supported) */
+  /** flash attention (default on); steered layers keep it too */
   flashAttention?: boolean;
   /** math threads; default: one per physical core */
   threads?: number;
@@ -280,4 +280,3 @@ export class SteeringEngine {
   }
 }
 
-export type { TokenRange };
