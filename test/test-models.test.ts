@@ -38,5 +38,7 @@ t.test("same seed, same file; F16 weights load", async (t) => {
   const once = await engine.generate({ prompt: "Hi there", maxTokens: 3, temperature: 0, logprobs: 3 });
   const again = await engine.generate({ prompt: "Hi there", maxTokens: 3, temperature: 0, logprobs: 3 });
   t.same(again.tokens, once.tokens, "greedy decoding is deterministic");
+  const noise = await engine.generate({ prompt: "Hi there", maxTokens: 48, temperature: 1, seed: 5 });
+  t.equal(noise.text, engine.model.detokenize(noise.tokens), "random tokens (multi-byte pieces too) detokenize incrementally as a whole");
   t.ok(once.logprobs!.every((lp) => Number.isFinite(lp.logprob) && lp.top[0]!.logprob >= lp.logprob), "finite log-probs; greedy picks the top token");
 });

@@ -214,6 +214,11 @@ export class SteeringEngine {
     const last = () => input.length - 1;
     const start = performance.now();
     let firstTokenAt = start;
+    // text that could still become a stop string is held back from onText
+    const holdBack = Math.max(0, ...stop.map((s) => s.length - 1));
+    // detokenize only what is new: the text of tokens[0, settledTokens) ends on a whole character
+    let settledText = "";
+    let settledTokens = 0;
 
     while (tokens.length < maxTokens && !request.signal?.aborted) {
       const [next] = (await seq.decode(input, (i) => i === last(), async (batchIndex) => {
@@ -227,16 +232,16 @@ export class SteeringEngine {
       if (this.model.isEogToken(token)) { finishReason = "stop"; break; }
       tokens.push(token);
       if (next.lp) logprobs.push(this.describeLogprobs(token, next.lp));
-      text = this.model.detokenize(tokens);
+      const tail = this.model.detokenize(tokens.slice(settledTokens), false, tokens.slice(Math.max(0, settledTokens - 8), settledTokens));
+      text = settledText + tail;
+      if (!tail.endsWith("\uFFFD")) { settledText = text; settledTokens = tokens.length; }
       const hit = stop.map((s) => text.indexOf(s, Math.max(0, emitted - s.length))).filter((i) => i >= 0);
       if (hit.length > 0) {
         text = text.slice(0, Math.min(...hit));
         finishReason = "stop";
         break;
       }
-      // hold back text that could still become a stop string or an incomplete character
-      const holdBack = Math.max(0, ...stop.map((s) => s.length - 1));
-      const safe = text.endsWith("\uFFFD") ? text.lastIndexOf("\uFFFD") : text.length - holdBack;
+      const safe = Math.min(settledText.length, text.length - holdBack);
       if (safe > emitted) { request.onText?.(text.slice(emitted, safe)); emitted = safe; }
       input = [token];
     }

@@ -26,7 +26,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   let engine: SteeringEngine | null = null;
   options.engine.then((e) => { engine = e; }, () => {});
 
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, request, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     const mapped = err instanceof HttpError ? err
       : err instanceof z.ZodError ? new HttpError(400, err.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "), err.issues[0]?.path.join(".") ?? null)
       : err instanceof SteeringError || err instanceof EmphasisError || err instanceof ContextLengthError ? new HttpError(400, err.message, err.param)

@@ -3,7 +3,7 @@ import { z } from "zod";
 
 const span = z.object({ start: z.number().int().nonnegative(), end: z.number().int().nonnegative() }).strict();
 
-export const steeringSchema = z.object({
+const steeringSchema = z.object({
   emphasis: z.array(z.union([span, z.string().min(1)])).default([]),
   markup: z.enum(["none", "html", "markdown"]).default("none"),
   alpha: z.number().positive().optional(),
@@ -23,5 +23,3 @@ export const generateSchema = z.object({
   stream: z.boolean().default(false),
   logprobs: z.number().int().min(0).max(20).default(0),
 }).strict();
-
-export type GenerateBody = z.infer<typeof generateSchema>;
