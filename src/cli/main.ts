@@ -1,17 +1,19 @@
 #!/usr/bin/env node
 // pasta-server CLI: serve a GGUF model, or generate a random-weight test model.
-import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { SteeringEngine } from "../engine/engine.js";
-import { buildApp } from "../server/app.js";
+import { HeadProfileError } from "../profiles/headProfile.js";
 import { generateTestModel, type TestArchitecture } from "../testModels/generate.js";
+import { ConfigError, parseServeConfig, SERVE_USAGE } from "./config.js";
+import { ModelSourceError } from "./modelSource.js";
+import { serve } from "./serve.js";
 
 const USAGE = `usage:
-  pasta-server serve --model <file.gguf> [--host 127.0.0.1] [--port 8080] [--parallel 1] [--ctx-size 4096] [--no-flash-attn] [--threads n]
+  ${SERVE_USAGE.replaceAll("\n", "\n  ")}
   pasta-server gen-model --out <file.gguf> [--arch llama|qwen2|gemma2|mamba] [--embd 256] [--layers 4] [--heads 8] [--kv-heads 2] [--ff 512] [--f16]`;
 
+/** Startup errors a user can fix: the message alone, no stack. */
 function fail(message: string): never {
-  console.error(`pasta-server: ${message}\n${USAGE}`);
+  console.error(`pasta-server: ${message}\n\n${USAGE}`);
   process.exit(2);
 }
 
@@ -20,30 +22,6 @@ function int(value: string | undefined, name: string, fallback: number, min = 1,
   const n = Number(value);
   if (!Number.isInteger(n) || n < min || n > max) fail(`--${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`);
   return n;
-}
-
-async function serve(argv: string[]) {
-  const { values } = parseArgs({ args: argv, strict: true, options: {
-    model: { type: "string" }, host: { type: "string", default: "127.0.0.1" }, port: { type: "string" },
-    parallel: { type: "string" }, "ctx-size": { type: "string" }, "no-flash-attn": { type: "boolean" }, threads: { type: "string" },
-  } });
-  if (!values.model) fail("--model <file.gguf> is required");
-  if (!existsSync(values.model)) fail(`model file not found: ${values.model}`);
-  const port = int(values.port, "port", 8080, 0, 65535);
-  const parallel = int(values.parallel, "parallel", 1, 1, 256);
-  const contextSize = int(values["ctx-size"], "ctx-size", 4096, 64);
-  const threads = values.threads === undefined ? undefined : int(values.threads, "threads", 1, 1, 1024);
-
-  const engine = SteeringEngine.load({ modelPath: values.model, parallel, contextSize, flashAttention: !values["no-flash-attn"], threads });
-  const app = buildApp({ engine, logger: { level: process.env.LOG_LEVEL ?? "info" } });
-  await app.listen({ host: values.host, port });
-  engine.then(() => app.log.info({ model: values.model }, "model loaded; ready"), (err) => {
-    app.log.error(`cannot load the model: ${(err as Error).message}`);
-    process.exit(1);
-  });
-  const shutdown = async () => { await app.close(); await (await engine).dispose(); process.exit(0); };
-  process.once("SIGTERM", shutdown);
-  process.once("SIGINT", shutdown);
 }
 
 function genModel(argv: string[]) {
@@ -63,11 +41,16 @@ function genModel(argv: string[]) {
 }
 
 const [command, ...rest] = process.argv.slice(2);
+if (command === "--help" || command === "help" || rest.includes("--help")) {
+  console.log(USAGE);
+  process.exit(0);
+}
 try {
-  if (command === "serve") await serve(rest);
+  if (command === "serve") await serve(parseServeConfig(rest));
   else if (command === "gen-model") genModel(rest);
   else fail(command ? `unknown command ${JSON.stringify(command)}` : "a command is required");
 } catch (err) {
+  if (err instanceof ConfigError || err instanceof ModelSourceError || err instanceof HeadProfileError) fail(err.message);
   if ((err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) fail((err as Error).message);
   throw err;
 }

@@ -40,16 +40,54 @@ export interface SamplingOptions {
   seed?: number;
 }
 
-export interface GenerateRequest extends SamplingOptions {
+export interface PromptInput {
   prompt: string;
+  /** parse special-token text (chat templates) instead of treating the prompt as plain text */
+  specialTokens?: boolean;
   steering?: SteeringRequest;
+}
+
+export interface GenerateRequest extends SamplingOptions, PromptInput {
   maxTokens?: number;
   stop?: string[];
-  /** top log-probs per generated token (0 = none) */
+  /** log-probs per generated token: the chosen token's plus this many most likely (undefined = none) */
   logprobs?: number;
   signal?: AbortSignal;
-  /** called with each new piece of text as it is final (stop strings withheld) */
-  onText?: (text: string) => void;
+  /**
+   * Called with each new piece of text once it is final (text that could start a stop string is
+   * held back), with the log-probs of the tokens completed since the previous call.
+   */
+  onText?: (text: string, logprobs: GeneratedTokenLogprobs[]) => void;
+  /** called once the prompt is tokenized and the steering resolved, before any decoding */
+  onPrompt?: (prompt: { tokens: number; steering?: { spans: SteeredSpan[] } }) => void;
+}
+
+/** A tokenized, validated prompt (see SteeringEngine.prepare). */
+export interface PreparedPrompt {
+  tokens: Token[];
+  offsets: Array<[number, number]>;
+  steering?: { spec: SteeringSpec; spans: SteeredSpan[] };
+}
+
+export interface ScoreRequest extends PromptInput {
+  /** most likely alternatives per token besides the token itself */
+  topLogprobs: number;
+  signal?: AbortSignal;
+}
+
+/** A prompt token with its log-probability given the tokens before it (null for the first). */
+export interface ScoredToken {
+  id: Token;
+  text: string;
+  /** character offset of the token in the prompt */
+  offset: number;
+  logprob: number | null;
+  top: TokenLogprob[] | null;
+}
+
+export interface ScoreResult {
+  tokens: ScoredToken[];
+  steering?: { spans: SteeredSpan[] };
 }
 
 export interface TokenLogprob {
@@ -133,12 +171,24 @@ export class SteeringEngine {
     return this.model.tokenize(text, false);
   }
 
-  /** Tokens of the evaluated prompt (BOS first when the model adds one) with their character offsets. */
-  tokenizePrompt(text: string): { tokens: Token[]; offsets: Array<[number, number]> } {
-    const tokens = this.model.tokenize(text, false);
+  /**
+   * Tokens of the evaluated prompt (BOS first when the model adds one and the text does not start
+   * with it) with their character offsets. `specialTokens`: special-token text such as
+   * `<|im_start|>` becomes the special token, as llama-server does for rendered chat templates.
+   */
+  tokenizePrompt(text: string, specialTokens = false): { tokens: Token[]; offsets: Array<[number, number]> } {
+    const tokens = this.model.tokenize(text, specialTokens);
     const bos = this.model.tokens.bos;
     const withBos = bos != null && this.model.tokens.shouldPrependBosToken && tokens[0] !== bos ? [bos, ...tokens] : tokens;
     return { tokens: withBos, offsets: tokenOffsets(this.model, withBos, text) };
+  }
+
+  /**
+   * Text of one token (special tokens by their text). After `previous`, a word-initial token keeps
+   * its leading space, which a tokenizer drops at the start of a text.
+   */
+  tokenText(token: Token, previous?: Token): string {
+    return this.model.detokenize([token], true, previous === undefined ? undefined : [previous]);
   }
 
   /** Validates a steering request against the model and maps its spans onto the prompt's tokens. */
@@ -159,13 +209,23 @@ export class SteeringEngine {
     return { spec: { emphasized, heads, alpha, mode }, spans };
   }
 
-  async generate(request: GenerateRequest): Promise<GenerateResult> {
-    const { tokens: promptTokens, offsets } = this.tokenizePrompt(request.prompt);
-    const steering = request.steering ? this.resolveSteering(request.prompt, offsets, request.steering) : undefined;
-    const maxTokens = request.maxTokens ?? 256;
-    if (promptTokens.length + maxTokens >= this.contextSize) {
-      throw new ContextLengthError(`the prompt is ${promptTokens.length} tokens and ${maxTokens} more are asked for, but the context holds ${this.contextSize - 1}`);
+  /**
+   * Tokenizes the prompt and validates its steering and length: every error a request can be
+   * refused for, found before it waits for a sequence. `generate` and `score` take the result.
+   */
+  prepare(input: PromptInput, newTokens: number): PreparedPrompt {
+    const { tokens, offsets } = this.tokenizePrompt(input.prompt, input.specialTokens);
+    const steering = input.steering ? this.resolveSteering(input.prompt, offsets, input.steering) : undefined;
+    if (tokens.length + newTokens >= this.contextSize) {
+      throw new ContextLengthError(`the prompt is ${tokens.length} tokens and ${newTokens} more are asked for, but the context holds ${this.contextSize - 1}`);
     }
+    return { tokens, offsets, steering };
+  }
+
+  async generate(request: GenerateRequest, prepared?: PreparedPrompt): Promise<GenerateResult> {
+    const maxTokens = request.maxTokens ?? 256;
+    const { tokens: promptTokens, steering } = prepared ?? this.prepare(request, maxTokens);
+    request.onPrompt?.({ tokens: promptTokens.length, ...(steering ? { steering: { spans: steering.spans } } : {}) });
 
     const slot = await this.acquire(promptTokens, steering?.spec);
     const sampler = new NativeSampler(this.model, {
@@ -202,13 +262,49 @@ export class SteeringEngine {
     }
   }
 
+  /**
+   * Log-probability of every prompt token given the ones before it, under the request's steering
+   * (lm-evaluation-harness's log-likelihood: echo + logprobs + max_tokens 0).
+   */
+  async score(request: ScoreRequest, prepared?: PreparedPrompt): Promise<ScoreResult> {
+    const { tokens, offsets, steering } = prepared ?? this.prepare(request, 0);
+    const slot = await this.acquire([], undefined);
+    try {
+      const { seq } = slot;
+      // every position needs its logits, so nothing cached can be reused
+      await seq.sequence.eraseContextTokenRanges([{ start: 0, end: seq.sequence.nextTokenIndex }]);
+      slot.cleanPrefix = steeringFreePrefix(steering?.spec, tokens.length);
+      if (steering) seq.setSteering(toNativeSteering(steering.spec, tokens.length, this.headsPerLayer));
+      else seq.clearSteering();
+      // each token's text is its stretch of the prompt, so the texts join to the prompt
+      const scored: ScoredToken[] = tokens.map((id, i) => {
+        const [start, end] = offsets[i]!;
+        const sharesPrevious = i > 0 && offsets[i - 1]![1] > offsets[i - 1]![0] && offsets[i - 1]![0] === start;
+        return { id, text: sharesPrevious ? "" : request.prompt.slice(start, end), offset: start, logprob: null, top: null };
+      });
+      if (request.signal?.aborted) throw request.signal.reason;
+      await seq.decode(tokens, (i) => i < tokens.length - 1, (batchIndex, tokenIndex) => {
+        const lp = seq.logprobsAt(batchIndex, request.topLogprobs, tokens[tokenIndex + 1]!);
+        const next = scored[tokenIndex + 1]!;
+        next.logprob = lp.tokenLogprob;
+        next.top = this.describeLogprobs(next.id, lp, tokens[tokenIndex]).top;
+      });
+      return { tokens: scored, ...(steering ? { steering: { spans: steering.spans } } : {}) };
+    } finally {
+      slot.seq.clearSteering();
+      this.release(slot);
+    }
+  }
+
   private async decodeLoop(seq: SteerableSequence, sampler: NativeSampler, firstInput: Token[], request: GenerateRequest, maxTokens: number) {
     const stop = request.stop ?? [];
+    const wantLogprobs = request.logprobs !== undefined;
     const topK = request.logprobs ?? 0;
     const tokens: Token[] = [];
     const logprobs: GeneratedTokenLogprobs[] = [];
     let text = "";
     let emitted = 0;
+    let emittedLogprobs = 0;
     let finishReason: "stop" | "length" = "length";
     let input = firstInput;
     const last = () => input.length - 1;
@@ -223,7 +319,7 @@ export class SteeringEngine {
     while (tokens.length < maxTokens && !request.signal?.aborted) {
       const [next] = (await seq.decode(input, (i) => i === last(), async (batchIndex) => {
         const token = await seq.sample(batchIndex, sampler);
-        const lp = topK > 0 ? seq.logprobsAt(batchIndex, topK, token) : undefined;
+        const lp = wantLogprobs ? seq.logprobsAt(batchIndex, topK, token) : undefined;
         return { token, lp };
       })).slice(-1);
       if (!next || next.token === -1) throw new Error("sampling failed");
@@ -231,7 +327,7 @@ export class SteeringEngine {
       const token = next.token as Token;
       if (this.model.isEogToken(token)) { finishReason = "stop"; break; }
       tokens.push(token);
-      if (next.lp) logprobs.push(this.describeLogprobs(token, next.lp));
+      if (next.lp) logprobs.push(this.describeLogprobs(token, next.lp, input[last()]));
       const tail = this.model.detokenize(tokens.slice(settledTokens), false, tokens.slice(Math.max(0, settledTokens - 8), settledTokens));
       text = settledText + tail;
       if (!tail.endsWith("\uFFFD")) { settledText = text; settledTokens = tokens.length; }
@@ -242,21 +338,25 @@ export class SteeringEngine {
         break;
       }
       const safe = Math.min(settledText.length, text.length - holdBack);
-      if (safe > emitted) { request.onText?.(text.slice(emitted, safe)); emitted = safe; }
+      if (safe > emitted) {
+        request.onText?.(text.slice(emitted, safe), logprobs.slice(emittedLogprobs));
+        emitted = safe;
+        emittedLogprobs = logprobs.length;
+      }
       input = [token];
     }
-    if (text.length > emitted) request.onText?.(text.slice(emitted));
+    if (text.length > emitted || logprobs.length > emittedLogprobs) request.onText?.(text.slice(emitted), logprobs.slice(emittedLogprobs));
     const timings = { promptMs: firstTokenAt - start, generationMs: performance.now() - firstTokenAt };
-    return { text, tokens, finishReason, timings, ...(topK > 0 ? { logprobs } : {}) };
+    return { text, tokens, finishReason, timings, ...(wantLogprobs ? { logprobs } : {}) };
   }
 
-  private describeLogprobs(token: Token, lp: { top: Float64Array; tokenLogprob: number | null }): GeneratedTokenLogprobs {
+  private describeLogprobs(token: Token, lp: { top: Float64Array; tokenLogprob: number | null }, previous: Token | undefined): GeneratedTokenLogprobs {
     const top: TokenLogprob[] = [];
     for (let i = 0; i < lp.top.length; i += 2) {
       const id = lp.top[i]! as Token;
-      top.push({ id, text: this.model.detokenize([id], true), logprob: lp.top[i + 1]! });
+      top.push({ id, text: this.tokenText(id, previous), logprob: lp.top[i + 1]! });
     }
-    return { id: token, text: this.model.detokenize([token], true), logprob: lp.tokenLogprob ?? Number.NaN, top };
+    return { id: token, text: this.tokenText(token, previous), logprob: lp.tokenLogprob ?? Number.NaN, top };
   }
 
   /** A free sequence, preferring the one whose cached tokens share the longest clean prefix. */

@@ -8,7 +8,7 @@ const MAX_TOKENS_PER_CHARACTER = 4;
 
 /**
  * [start, end) character offsets of each token of `tokens` (the tokenization of `text`, BOS included)
- * in `text`. Special tokens get an empty range; tokens that only together form characters (byte
+ * in `text`. Special tokens cover their own text when it is there (else an empty range); tokens that only together form characters (byte
  * fallback) share the characters' range; a tokenizer's virtual leading space is not counted.
  */
 export function tokenOffsets(model: LlamaModel, tokens: readonly Token[], text: string): Array<[number, number]> {
@@ -17,7 +17,12 @@ export function tokenOffsets(model: LlamaModel, tokens: readonly Token[], text: 
   let i = 0;
   while (i < tokens.length) {
     if (model.isSpecialToken(tokens[i])) {
-      offsets.push([pos, pos]);
+      // a special token parsed from the text (a chat template's <|im_start|>) covers its text;
+      // one the tokenizer added (BOS) covers nothing
+      const piece = model.detokenize([tokens[i]!], true);
+      const end = piece.length > 0 && text.startsWith(piece, pos) ? pos + piece.length : pos;
+      offsets.push([pos, end]);
+      pos = end;
       i++;
       continue;
     }

@@ -1,72 +1,129 @@
-// The HTTP server: health, readiness and the native generation endpoint.
+// The Fastify app: plugins (request ids, API keys, CORS, OpenAPI, metrics), the error handler, and
+// the routes. Model loading and shutdown are src/cli/serve.ts's job.
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import cors from "@fastify/cors";
+import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance } from "fastify";
-import { z } from "zod";
-import { EmphasisError, parseMarkup } from "../emphasis/markup.js";
-import type { SteeringEngine } from "../engine/engine.js";
-import { ContextLengthError, SteeringError, UnsupportedModelError } from "../engine/errors.js";
-import { generateSchema } from "./schemas.js";
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
+import type { Scheduler } from "../scheduler/scheduler.js";
+import { registerApiKeys } from "./auth.js";
+import { errorBody, HttpError, INTERNAL_ERROR, toHttpError } from "./errors.js";
+import type { GenerationService } from "./generation.js";
+import type { ServerMetrics } from "./metrics.js";
+import { chatRoutes } from "./routes/chat.js";
+import { completionRoutes } from "./routes/completions.js";
+import { generateRoutes } from "./routes/generate.js";
+import { modelRoutes } from "./routes/models.js";
 
-/** Request bodies larger than this are refused with 413 (prompts are text). */
-export const BODY_LIMIT_BYTES = 4 * 1024 * 1024;
+/** Request bodies larger than this are refused with 413: prompts are text. */
+export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
 
-class HttpError extends Error {
-  constructor(readonly statusCode: number, message: string, readonly param: string | null = null, readonly type = "invalid_request_error") {
-    super(message);
-  }
+/** An incoming x-request-id is kept when it looks like an id (bounded, no control characters). */
+const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
+
+/** How much of an oversized body is read and dropped so that the client sees the 413. */
+const OVERSIZED_BODY_DRAIN_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads the rest of a refused body: answering while the client is still sending makes Node close
+ * the connection, and the client then sees a failed write instead of the 413. Past the cap, the
+ * connection is closed after all.
+ */
+function discardBody(raw: IncomingMessage): Promise<void> {
+  if (raw.complete) return Promise.resolve();
+  return new Promise((resolve) => {
+    let seen = 0;
+    raw.on("data", (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > OVERSIZED_BODY_DRAIN_BYTES) { raw.destroy(); resolve(); }
+    });
+    raw.once("end", resolve);
+    raw.once("close", resolve);
+    raw.resume();
+  });
 }
 
 export interface AppOptions {
   /** resolves once the model is loaded; /ready is 503 until then */
-  engine: Promise<SteeringEngine>;
+  service: Promise<GenerationService>;
+  scheduler: Scheduler;
+  metrics: ServerMetrics;
+  /** empty: no authentication */
+  apiKeys?: readonly string[];
+  /** origins allowed by CORS; undefined: CORS off */
+  corsOrigins?: readonly string[];
+  bodyLimit?: number;
   logger?: boolean | object;
 }
 
-export function buildApp(options: AppOptions): FastifyInstance {
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: BODY_LIMIT_BYTES });
-  let engine: SteeringEngine | null = null;
-  options.engine.then((e) => { engine = e; }, () => {});
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const incoming = req.headers["x-request-id"];
+      return typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    },
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
 
-  app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
-    const mapped = err instanceof HttpError ? err
-      : err instanceof z.ZodError ? new HttpError(400, err.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "), err.issues[0]?.path.join(".") ?? null)
-      : err instanceof SteeringError || err instanceof EmphasisError || err instanceof ContextLengthError ? new HttpError(400, err.message, err.param)
-      : err instanceof UnsupportedModelError ? new HttpError(400, err.message, "steering")
-      : err.statusCode && err.statusCode < 500 ? new HttpError(err.statusCode, err.message)
-      : null;
+  let service: GenerationService | null = null;
+  options.service.then((s) => { service = s; }, () => {});
+  const getService = (): GenerationService => {
+    if (options.scheduler.isDraining) throw new HttpError(503, "the server is shutting down", "server_error", null, "shutting_down", 5);
+    if (!service) throw new HttpError(503, "the model is still loading", "server_error", null, "model_loading", 5);
+    return service;
+  };
+
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+    const started = performance.now();
+    // on the raw response, so streamed (hijacked) replies are counted when they end
+    reply.raw.once("close", () => {
+      options.metrics.observeRequest(request.method, request.routeOptions.url ?? "unmatched", reply.raw.statusCode, (performance.now() - started) / 1000);
+    });
+  });
+  if (options.corsOrigins) {
+    await app.register(cors, { origin: options.corsOrigins.includes("*") ? true : [...options.corsOrigins], exposedHeaders: ["x-request-id", "retry-after"] });
+  }
+  // after CORS, whose hook must run first: a 401 without CORS headers is an opaque network error to a page
+  registerApiKeys(app, options.apiKeys ?? []);
+  await app.register(swagger, {
+    openapi: { info: { title: "pasta-server", description: "Attention steering (PASTA) for self-hosted LLMs", version: "0.1.0" } },
+    transform: jsonSchemaTransform,
+  });
+
+  app.setErrorHandler(async (err, request, reply) => {
+    if ((err as { code?: string }).code === "FST_ERR_CTP_BODY_TOO_LARGE") await discardBody(request.raw);
+    let mapped = toHttpError(err);
     if (!mapped) {
       request.log.error({ err }, "request failed");
-      return reply.code(500).send({ error: { message: "internal server error", type: "server_error", param: null, code: null } });
+      mapped = INTERNAL_ERROR;
     }
-    return reply.code(mapped.statusCode).send({ error: { message: mapped.message, type: mapped.type, param: mapped.param, code: null } });
+    if (mapped.retryAfter !== undefined) reply.header("retry-after", String(mapped.retryAfter));
+    return reply.code(mapped.statusCode).send(errorBody(mapped));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send(errorBody(new HttpError(404, `no route ${request.method} ${request.url.split("?")[0]}`, "not_found_error")));
   });
 
-  app.get("/health", async () => ({ status: "ok" }));
-  app.get("/ready", async (_req, reply) => (engine ? { status: "ready" } : reply.code(503).send({ status: "loading" })));
-
-  app.post("/v1/generate", async (request) => {
-    if (!engine) throw new HttpError(503, "the model is still loading", null, "server_error");
-    const body = generateSchema.parse(request.body);
-    if (body.stream) throw new HttpError(400, "stream: streaming is not supported by this endpoint yet", "stream");
-    let prompt = body.prompt;
-    let steering;
-    if (body.steering) {
-      const parsed = parseMarkup(body.prompt, body.steering.markup);
-      prompt = parsed.text;
-      if (!body.steering.heads) throw new HttpError(400, "steering.heads: this server has no head profile yet; pass the heads to steer, e.g. {\"2\": [0, 3]}", "steering.heads");
-      steering = { emphasis: [...parsed.spans, ...body.steering.emphasis], heads: body.steering.heads, alpha: body.steering.alpha, mode: body.steering.mode };
-    }
-    const result = await engine.generate({
-      prompt, steering, maxTokens: body.max_tokens, temperature: body.temperature, topP: body.top_p, topK: body.top_k,
-      seed: body.seed, stop: typeof body.stop === "string" ? [body.stop] : body.stop, logprobs: body.logprobs,
-    });
-    return {
-      text: result.text,
-      finish_reason: result.finishReason,
-      usage: { prompt_tokens: result.promptTokens, completion_tokens: result.tokens.length, total_tokens: result.promptTokens + result.tokens.length },
-      ...(result.steering ? { steering: result.steering } : {}),
-      ...(result.logprobs ? { logprobs: { tokens: result.logprobs } } : {}),
-    };
+  app.get("/health", { schema: { hide: true } }, async () => ({ status: "ok" }));
+  app.get("/ready", { schema: { hide: true } }, async (_request, reply) => {
+    if (options.scheduler.isDraining) return reply.code(503).send({ status: "draining" });
+    return service ? { status: "ready" } : reply.code(503).send({ status: "loading" });
   });
+  app.get("/metrics", { schema: { hide: true } }, async (_request, reply) => {
+    const { contentType, body } = await options.metrics.render();
+    return reply.type(contentType).send(body);
+  });
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
+  await app.register(generateRoutes, { service: getService });
+  await app.register(chatRoutes, { service: getService });
+  await app.register(completionRoutes, { service: getService });
+  await app.register(modelRoutes, { service: getService, startedAt: Math.floor(Date.now() / 1000) });
   return app;
 }

@@ -1,25 +1,98 @@
-// Request schemas of the native API (docs: ../shared/design/api-contract.md).
+// Request bodies (docs: ../shared/design/api-contract.md). The native endpoint rejects unknown
+// fields; the OpenAI-compatible ones ignore them, as OpenAI-compatible servers do for other
+// clients' extra fields, and refuse known fields they cannot honour.
 import { z } from "zod";
 
-const span = z.object({ start: z.number().int().nonnegative(), end: z.number().int().nonnegative() }).strict();
+/** Generation length limit per request (the context size limits it further). */
+export const MAX_TOKENS_LIMIT = 32768;
+/** Most alternatives per token: OpenAI's own limit for top_logprobs. */
+export const MAX_TOP_LOGPROBS = 20;
+const MAX_STOP_STRINGS = 8;
 
-const steeringSchema = z.object({
-  emphasis: z.array(z.union([span, z.string().min(1)])).default([]),
-  markup: z.enum(["none", "html", "markdown"]).default("none"),
-  alpha: z.number().positive().optional(),
-  mode: z.enum(["exclude", "include", "generation"]).optional(),
-  heads: z.union([z.record(z.string(), z.array(z.number().int())), z.array(z.number().int())]).optional(),
+const emphasisSpan = z.object({
+  start: z.number().int().nonnegative(),
+  end: z.number().int().nonnegative(),
+  /** chat requests: index into `messages` */
+  message: z.number().int().nonnegative().optional(),
 }).strict();
+
+const headsSchema = z.union([
+  z.record(z.string(), z.array(z.number().int())),
+  z.array(z.number().int()),
+  z.string().min(1),
+]);
+
+export const steeringSchema = z.object({
+  emphasis: z.array(z.union([emphasisSpan, z.string().min(1)])).max(1024).default([]),
+  markup: z.enum(["none", "html", "markdown"]).default("none"),
+  alpha: z.number().optional(),
+  mode: z.enum(["exclude", "include", "generation"]).optional(),
+  heads: headsSchema.optional(),
+  auto: z.boolean().default(false),
+}).strict();
+export type SteeringBody = z.infer<typeof steeringSchema>;
+
+const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(MAX_STOP_STRINGS)]).nullish();
+const sampling = {
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  top_k: z.number().int().min(0).nullish(),
+  seed: z.number().int().nullish(),
+  stop,
+  stream: z.boolean().nullish(),
+  steering: steeringSchema.optional(),
+};
 
 export const generateSchema = z.object({
   prompt: z.string(),
-  steering: steeringSchema.optional(),
-  max_tokens: z.number().int().min(1).max(32768).default(256),
-  temperature: z.number().min(0).max(2).default(1),
-  top_p: z.number().gt(0).max(1).default(1),
-  top_k: z.number().int().min(0).default(0),
-  seed: z.number().int().optional(),
-  stop: z.union([z.string(), z.array(z.string()).max(8)]).optional(),
-  stream: z.boolean().default(false),
-  logprobs: z.number().int().min(0).max(20).default(0),
+  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).default(256),
+  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).default(0),
+  ...sampling,
 }).strict();
+export type GenerateBody = z.infer<typeof generateSchema>;
+
+/** Fields of OpenAI's API that this server cannot honour: accepted only at their neutral value. */
+const neutral = {
+  n: z.number().int().refine((n) => n === 1, "only n = 1 is supported").nullish(),
+  best_of: z.number().int().refine((n) => n === 1, "only best_of = 1 is supported").nullish(),
+  frequency_penalty: z.number().refine((v) => v === 0, "penalties are not supported").nullish(),
+  presence_penalty: z.number().refine((v) => v === 0, "penalties are not supported").nullish(),
+  logit_bias: z.record(z.string(), z.number()).refine((b) => Object.keys(b).length === 0, "logit_bias is not supported").nullish(),
+};
+
+const openAICommon = {
+  model: z.string().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  user: z.string().optional(),
+  ...sampling,
+  ...neutral,
+};
+
+const textPart = z.object({ type: z.literal("text"), text: z.string() });
+const chatMessage = z.object({
+  role: z.enum(["system", "developer", "user", "assistant", "tool"]),
+  content: z.union([z.string(), z.array(textPart)]).nullish(),
+  name: z.string().optional(),
+});
+
+export const chatCompletionSchema = z.object({
+  messages: z.array(chatMessage).min(1),
+  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+  max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+  tools: z.array(z.unknown()).max(0, "tools are not supported").nullish(),
+  response_format: z.object({ type: z.literal("text", "only the text response format is supported") }).nullish(),
+  ...openAICommon,
+});
+export type ChatCompletionBody = z.infer<typeof chatCompletionSchema>;
+
+export const completionSchema = z.object({
+  prompt: z.union([z.string(), z.array(z.string()).length(1, "only one prompt per request is supported")]),
+  max_tokens: z.number().int().min(0).max(MAX_TOKENS_LIMIT).nullish(),
+  echo: z.boolean().nullish(),
+  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+  suffix: z.null().optional(),
+  ...openAICommon,
+});
+export type CompletionBody = z.infer<typeof completionSchema>;

@@ -1,0 +1,91 @@
+// `serve` configuration: command-line flags, each with an environment variable as fallback
+// (flags win), validated once with zod so that a bad value stops the process with a clear message.
+import { parseArgs } from "node:util";
+import { z } from "zod";
+
+/** flag -> environment variable */
+const ENV: Record<string, string> = {
+  model: "PASTA_MODEL", "model-alias": "PASTA_MODEL_ALIAS", host: "PASTA_HOST", port: "PASTA_PORT",
+  parallel: "PASTA_PARALLEL", "max-queue": "PASTA_MAX_QUEUE", "ctx-size": "PASTA_CTX_SIZE", threads: "PASTA_THREADS",
+  gpu: "PASTA_GPU", profile: "PASTA_PROFILE", "api-key": "PASTA_API_KEYS", "cors-origin": "PASTA_CORS_ORIGINS",
+  timeout: "PASTA_TIMEOUT", "shutdown-timeout": "PASTA_SHUTDOWN_TIMEOUT", "body-limit": "PASTA_BODY_LIMIT",
+  "log-level": "LOG_LEVEL", "log-prompts": "PASTA_LOG_PROMPTS", "no-flash-attn": "PASTA_NO_FLASH_ATTN",
+};
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const flag = z.union([z.boolean(), z.enum(["1", "true", "0", "false", ""]).transform((v) => v === "1" || v === "true")]);
+const list = z.union([z.array(z.string()), z.string().transform((v) => v.split(","))])
+  .transform((items) => items.map((s) => s.trim()).filter((s) => s.length > 0));
+
+export const serveConfigSchema = z.object({
+  model: z.string().min(1).optional(),
+  "model-alias": z.string().min(1).max(256).optional(),
+  host: z.string().min(1).default("127.0.0.1"),
+  port: int(0, 65535).default(8080),
+  parallel: int(1, 256).default(1),
+  "max-queue": int(0, 100_000).default(64),
+  "ctx-size": int(64, 1 << 20).default(4096),
+  threads: int(1, 1024).optional(),
+  gpu: z.enum(["none", "cuda"]).default("none"),
+  profile: z.string().min(1).default("none"),
+  "api-key": list.default([]),
+  "cors-origin": list.optional(),
+  timeout: z.coerce.number().positive().max(86_400).default(600),
+  "shutdown-timeout": z.coerce.number().min(0).max(3600).default(30),
+  "body-limit": int(1024, 1 << 30).default(4 * 1024 * 1024),
+  "log-level": z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  "log-prompts": flag.default(false),
+  "no-flash-attn": flag.default(false),
+}).strict();
+export type ServeConfig = z.infer<typeof serveConfigSchema>;
+
+export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo/file.gguf|https://...>] [options]
+  --model-alias <id>        model id in the API (default: the file name)
+  --host 127.0.0.1  --port 8080
+  --parallel 1              requests decoded at once (one context sequence each)
+  --max-queue 64            requests that may wait for a sequence; more get 429
+  --ctx-size 4096           context tokens per sequence
+  --threads n               math threads (default: one per physical core)
+  --gpu none|cuda           CUDA needs "npm run build -- --cuda"
+  --no-flash-attn
+  --profile <file>|none     default steering heads (a head profile JSON)
+  --api-key <key>           repeatable; requests need Authorization: Bearer <key>
+  --cors-origin <origin>    repeatable, or *; CORS is off without it
+  --timeout 600             seconds per request, queueing included
+  --shutdown-timeout 30     seconds in-flight requests get to finish on SIGTERM
+  --body-limit 4194304      bytes
+  --log-level info  --log-prompts
+Each option can also come from the environment: ${Object.values(ENV).join(", ")}.`;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: Object.fromEntries(Object.keys(ENV).map((name) => [name, {
+        type: name === "log-prompts" || name === "no-flash-attn" ? "boolean" as const : "string" as const,
+        multiple: name === "api-key" || name === "cors-origin",
+      }])),
+    }));
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const merged: Record<string, unknown> = {};
+  for (const [name, variable] of Object.entries(ENV)) {
+    // an empty variable (`PASTA_PORT=` in an env file) is unset, not a value: "" would coerce to 0
+    const value = values[name] ?? (env[variable] === "" ? undefined : env[variable]);
+    if (value !== undefined) merged[name] = value;
+  }
+  const parsed = serveConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => {
+      const name = String(i.path[0]);
+      return `--${name} (or ${ENV[name]}): ${i.message}`;
+    }).join("\n"));
+  }
+  return parsed.data;
+}

@@ -1,0 +1,86 @@
+// The model's own chat template (Jinja, from the GGUF's tokenizer.chat_template), rendered with an
+// exact map from each message's content to its characters in the rendered prompt, so that emphasis
+// inside a message lands on the right tokens.
+import { Template } from "@huggingface/jinja";
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+  name?: string;
+}
+
+/** Used when the GGUF carries no template, as llama-server does. */
+export const CHATML_TEMPLATE =
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/** The template failed on these messages (e.g. roles that must alternate). */
+export class ChatTemplateError extends Error {
+  override name = "ChatTemplateError";
+}
+
+/** Where a message's content sits in the rendered prompt. */
+interface ContentPlacement {
+  /** start of the content's kept characters in the rendered text */
+  start: number;
+  /** characters the template dropped from the content's start (e.g. `| trim`) */
+  dropped: number;
+  /** characters kept */
+  length: number;
+}
+
+export interface RenderedChat {
+  text: string;
+  /** per message; null when the template rewrites contents beyond trimming */
+  placements: Array<ContentPlacement | null>;
+}
+
+// Private-use characters: a template has no reason to alter them, and message text never holds them
+// (checked before use).
+const SENTINEL_OPEN = "\uE000";
+const SENTINEL_CLOSE = "\uE001";
+
+type ContentTransform = (content: string) => { kept: string; dropped: number };
+const TRANSFORMS: ContentTransform[] = [
+  (c) => ({ kept: c, dropped: 0 }),
+  (c) => { const kept = c.trim(); return { kept, dropped: kept.length === 0 ? 0 : c.indexOf(kept) }; },
+];
+
+export class ChatTemplate {
+  private readonly template: Template;
+
+  constructor(readonly source: string, private readonly specialTokens: { bos_token: string; eos_token: string }) {
+    this.template = new Template(source);
+  }
+
+  private renderRaw(messages: readonly ChatMessage[]): string {
+    try {
+      return this.template.render({ messages, add_generation_prompt: true, ...this.specialTokens });
+    } catch (err) {
+      throw new ChatTemplateError(`the model's chat template cannot render these messages: ${(err as Error).message}`);
+    }
+  }
+
+  render(messages: readonly ChatMessage[]): RenderedChat {
+    const text = this.renderRaw(messages);
+    const unmapped = { text, placements: messages.map(() => null) };
+    if (messages.some((m) => m.content.includes(SENTINEL_OPEN) || m.content.includes(SENTINEL_CLOSE))) return unmapped;
+
+    // Render with a marker in place of each content, then put the contents back: when that
+    // reproduces the real rendering, each content's position is known exactly.
+    const marked = this.renderRaw(messages.map((m, i) => ({ ...m, content: `${SENTINEL_OPEN}${i}${SENTINEL_CLOSE}` })));
+    const pieces = marked.split(new RegExp(`${SENTINEL_OPEN}(\\d+)${SENTINEL_CLOSE}`));
+    for (const transform of TRANSFORMS) {
+      let rebuilt = pieces[0]!;
+      const placements: Array<ContentPlacement | null> = messages.map(() => null);
+      for (let p = 1; p < pieces.length; p += 2) {
+        const index = Number(pieces[p]);
+        const { kept, dropped } = transform(messages[index]!.content);
+        if (placements[index] === null) placements[index] = { start: rebuilt.length, dropped, length: kept.length };
+        rebuilt += kept + pieces[p + 1]!;
+      }
+      if (rebuilt === text) return { text, placements };
+    }
+    return unmapped;
+  }
+}

@@ -1,0 +1,156 @@
+// Admission control in front of the engine: at most `parallel` jobs run (one per context sequence,
+// decoded together by node-llama-cpp's continuous batching), at most `maxQueue` wait, each job has a
+// deadline, and a job whose client went away stops at once, queued or running.
+
+/** The wait queue is full; the client should retry later. */
+export class QueueFullError extends Error {
+  override name = "QueueFullError";
+  constructor(readonly retryAfterSeconds: number) {
+    super(`the server is busy: every sequence is in use and the wait queue is full; retry in ${retryAfterSeconds} s`);
+  }
+}
+
+/** The server is draining for shutdown and takes no new work. */
+export class ShuttingDownError extends Error {
+  override name = "ShuttingDownError";
+  constructor() {
+    super("the server is shutting down");
+  }
+}
+
+/** The request's time limit passed while it was still waiting for a sequence. */
+export class QueueTimeoutError extends Error {
+  override name = "QueueTimeoutError";
+  constructor(readonly retryAfterSeconds: number) {
+    super(`no sequence became free before the request's time limit; retry in ${retryAfterSeconds} s`);
+  }
+}
+
+/** Why a running job was asked to stop (AbortSignal.reason). */
+export type StopReason = "client_disconnected" | "time_limit" | "shutdown";
+
+export class JobStopped extends Error {
+  override name = "JobStopped";
+  constructor(readonly reason: StopReason) {
+    super(`generation stopped: ${reason}`);
+  }
+}
+
+export interface SchedulerOptions {
+  parallel: number;
+  maxQueue: number;
+  /** seconds suggested in Retry-After when the queue is full */
+  retryAfterSeconds?: number;
+}
+
+export interface JobOptions {
+  /** aborted when the client goes away */
+  signal?: AbortSignal;
+  /** wall-clock limit for waiting plus running */
+  timeoutMs?: number;
+}
+
+interface Waiter {
+  start: () => void;
+  fail: (err: Error) => void;
+}
+
+export class Scheduler {
+  private running = 0;
+  private readonly queue: Waiter[] = [];
+  private readonly controllers = new Set<AbortController>();
+  private draining = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly options: SchedulerOptions) {}
+
+  get active(): number {
+    return this.running;
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Runs `job` once a slot is free. The job's signal aborts with a JobStopped reason when the
+   * client disconnects, the time limit passes or shutdown's deadline comes; the job decides what a
+   * stop means for its output (a partial answer, an error event).
+   */
+  async run<T>(job: (signal: AbortSignal) => Promise<T>, options: JobOptions = {}): Promise<T> {
+    if (this.draining) throw new ShuttingDownError();
+    const retryAfter = this.options.retryAfterSeconds ?? 1;
+    const controller = new AbortController();
+    const stop = (reason: StopReason) => { if (!controller.signal.aborted) controller.abort(new JobStopped(reason)); };
+    const onClientAbort = () => stop("client_disconnected");
+    options.signal?.addEventListener("abort", onClientAbort, { once: true });
+    if (options.signal?.aborted) onClientAbort();
+    const timer = options.timeoutMs ? setTimeout(() => stop("time_limit"), options.timeoutMs) : undefined;
+    this.controllers.add(controller);
+    try {
+      if (this.running >= this.options.parallel) {
+        if (this.queue.length >= this.options.maxQueue) throw new QueueFullError(retryAfter);
+        await this.waitForSlot(controller.signal, retryAfter);
+      } else {
+        this.running++;
+      }
+      try {
+        return await job(controller.signal);
+      } finally {
+        this.release();
+      }
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onClientAbort);
+      this.controllers.delete(controller);
+      if (this.running === 0 && this.queue.length === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  private waitForSlot(signal: AbortSignal, retryAfter: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        start: () => { signal.removeEventListener("abort", onAbort); resolve(); },
+        fail: reject,
+      };
+      const onAbort = () => {
+        const i = this.queue.indexOf(waiter);
+        if (i >= 0) this.queue.splice(i, 1);
+        const reason = (signal.reason as JobStopped).reason;
+        reject(reason === "time_limit" ? new QueueTimeoutError(retryAfter) : reason === "shutdown" ? new ShuttingDownError() : signal.reason);
+      };
+      this.queue.push(waiter);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  private release() {
+    const next = this.queue.shift();
+    if (next) next.start(); // the slot passes straight to the next job: `running` is unchanged
+    else this.running--;
+  }
+
+  /**
+   * Graceful shutdown: refuse new jobs, let running and queued ones finish until `deadlineMs`, then
+   * stop them (they end their responses cleanly) and wait for them to return.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.draining = true;
+    const idle = () => this.running === 0 && this.queue.length === 0
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<"deadline">((resolve) => { timer = setTimeout(() => resolve("deadline"), deadlineMs); });
+    const outcome = await Promise.race([idle(), deadline]);
+    clearTimeout(timer);
+    if (outcome === "deadline") {
+      for (const controller of this.controllers) controller.abort(new JobStopped("shutdown"));
+      await idle();
+    }
+  }
+}

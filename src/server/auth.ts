@@ -1,0 +1,26 @@
+// API keys: `Authorization: Bearer <key>` on every route but the probes and metrics. Keys are
+// compared through fixed-length digests with timingSafeEqual, so the time taken reveals nothing
+// about a key's content or length.
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { FastifyInstance } from "fastify";
+import { HttpError } from "./errors.js";
+
+/** Routes that stay open: orchestrator probes and the Prometheus scrape. */
+export const UNAUTHENTICATED_ROUTES = new Set(["/health", "/ready", "/metrics"]);
+
+const digest = (key: string) => createHash("sha256").update(key, "utf8").digest();
+
+export function registerApiKeys(app: FastifyInstance, keys: readonly string[]): void {
+  if (keys.length === 0) return;
+  const digests = keys.map(digest);
+  app.addHook("onRequest", async (request) => {
+    if (UNAUTHENTICATED_ROUTES.has(request.routeOptions.url ?? "") || request.method === "OPTIONS") return;
+    const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? "");
+    if (!match) throw new HttpError(401, "missing API key: send Authorization: Bearer <key>", "authentication_error", null, "missing_api_key");
+    const presented = digest(match[1]!.trim());
+    // every key is compared, so which one matched does not show in the timing either
+    let ok = false;
+    for (const d of digests) ok = timingSafeEqual(d, presented) || ok;
+    if (!ok) throw new HttpError(401, "invalid API key", "authentication_error", null, "invalid_api_key");
+  });
+}
