@@ -2,7 +2,8 @@
 // 768 x 12 layers, GQA 12/4 heads, 32k vocab) with the server's default attention settings.
 //   1. steered / unsteered, through our engine: prefill and decode tokens/s, with a PASTA-sized head
 //      set (7 of 144 heads = ~5%, in 3 of 12 layers).
-//   2. steering off: ours / unpatched node-llama-cpp (its prebuilt binary), same model, same
+//   2. AutoPASTA's end-to-end latency (selection pass + steered answer) / one unsteered answer.
+//   3. steering off: ours / unpatched node-llama-cpp (its prebuilt binary), same model, same
 //      node-llama-cpp evaluation loop, each in its own process (two llama.cpp builds cannot share one).
 // Rounds alternate between the variants and the fastest round of each is kept: on a noisy machine
 // interference only ever slows a run down, so the best round is the closest to its true cost.
@@ -12,6 +13,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
+import { plainSelectionPrompt, runAutoPasta } from "../src/autopasta/autopasta.js";
 import { SteeringEngine } from "../src/engine/engine.js";
 import { generateTestModel } from "../src/testModels/generate.js";
 
@@ -61,6 +63,25 @@ async function steeringCost(path: string) {
   return rates;
 }
 
+/** AutoPASTA end to end (selection pass + steered answer) / one unsteered answer, same prompt. */
+async function autoPastaCost(path: string) {
+  const engine = await SteeringEngine.load({ modelPath: path, contextSize: 1024 });
+  const auto: number[] = [], plain: number[] = [];
+  let selectionTokens = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    const text = prompt(100 + round);
+    const answer = { prompt: text, maxTokens: DECODE_TOKENS, temperature: 0 };
+    const plan = { selectionPrompt: plainSelectionPrompt(text), context: { start: 0, end: text.length }, steering: { heads: HEADS } };
+    const [tAuto] = await timed(() => runAutoPasta(engine, plan, answer, new AbortController().signal, (r) => { selectionTokens = r.selection.completion_tokens; }));
+    await engine.generate({ prompt: `Unrelated ${round}`, maxTokens: 1 }); // evict: the plain answer starts cold too
+    const [tPlain] = await timed(() => engine.generate(answer));
+    auto.push(tAuto);
+    plain.push(tPlain);
+  }
+  await engine.dispose();
+  return { auto: Math.min(...auto), plain: Math.min(...plain), selectionTokens };
+}
+
 /** Worker: node-llama-cpp's own evaluation loop, on our build or on the unpatched prebuilt binary. */
 async function plainLoop(path: string, binary: "ours" | "unpatched") {
   const llama = binary === "ours"
@@ -102,6 +123,10 @@ if (process.argv[2] === "--worker") {
   console.log("\nsteered / unsteered (our engine, flash attention on):");
   row("prefill", rates.prefill.steered, rates.prefill.unsteered);
   row("decode", rates.decode.steered, rates.decode.unsteered);
+
+  const latency = await autoPastaCost(path);
+  console.log(`\nAutoPASTA end to end / one unsteered answer (${DECODE_TOKENS} answer tokens; pass 1 generated ${latency.selectionTokens} tokens):`);
+  console.log(`latency  auto ${latency.auto.toFixed(2)} s   plain ${latency.plain.toFixed(2)} s   ratio ${(latency.auto / latency.plain).toFixed(2)}`);
 
   const self = fileURLToPath(import.meta.url);
   const runWorker = (binary: string) => JSON.parse(execFileSync(process.execPath, ["--import", "tsx", self, "--worker", path, binary], { encoding: "utf8" }).trim().split("\n").at(-1)!);

@@ -18,7 +18,7 @@ import { generateTestModel } from "../src/testModels/generate.js";
 
 const SHAPE = { architecture: "llama" as const, embedding: 512, layers: 8, heads: 8, kvHeads: 4, feedForward: 1408, weightType: "f16" as const, seed: 42 };
 const MAX_TOKENS = 128;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const THREADS = Number(process.env.BENCH_THREADS ?? os.availableParallelism()); // server and in-process engine alike
 const SETTINGS = { parallel: 8, contextSize: 1024 }; // per sequence; the engine gets the server's exact context layout
 const CONCURRENCY = [1, 4, 8];
@@ -68,8 +68,9 @@ async function startServer(model: string): Promise<{ proc: ChildProcess; url: st
 
 /**
  * One streamed POST /v1/generate; usage comes from the final chunk. node:http with 'data' events, not
- * fetch: the client shares the 2 cores with the server's math threads, and fetch's web streams cost
- * enough CPU per SSE chunk to slow the server's decoding by ~8% (curl, or this client: ~2%).
+ * fetch: this client shares the cores with the server's math threads, and every CPU cycle it spends per
+ * SSE chunk slows the server's decoding. Against a non-streamed request, fetch's web streams cost the
+ * server 4-10% of its decode speed in our runs, node:http (like curl) 2-3%.
  */
 function httpStream(url: string, prompt: string): Promise<Stream> {
   return new Promise((resolve, reject) => {
@@ -153,5 +154,5 @@ try {
 } finally {
   proc.kill("SIGTERM"); // the server drains (nothing is in flight) and exits 0
   const code = await exited;
-  if (code !== 0) console.error(`the server exited with ${code}`);
+  if (code !== 0) { console.error(`the server exited with ${code}`); process.exitCode = 1; }
 }

@@ -204,7 +204,7 @@ const BAD_REQUESTS: Case[] = [
   ["penalties", "/v1/chat/completions", { model: "stories", messages: [{ role: "user", content: "x" }], frequency_penalty: 1 }, 400, "invalid_request_error", "frequency_penalty"],
   ["unknown model", "/v1/chat/completions", { model: "gpt-9", messages: [{ role: "user", content: "x" }] }, 404, "invalid_request_error", "model"],
   ["emphasis in a message that does not exist", "/v1/chat/completions", { model: "stories", messages: [{ role: "user", content: "Tom" }], steering: { emphasis: [{ start: 0, end: 3, message: 4 }], heads: [0] } }, 400, "invalid_request_error", "steering.emphasis.0.message"],
-  ["AutoPASTA not available", "/v1/chat/completions", { model: "stories", messages: [{ role: "user", content: "Tom" }], steering: { auto: true, heads: [0] } }, 400, "invalid_request_error", "steering.auto"],
+  ["AutoPASTA on legacy completions", "/v1/completions", { model: "stories", prompt: "Tom", steering: { auto: true, heads: [0] } }, 400, "invalid_request_error", "steering.auto"],
   ["two prompts", "/v1/completions", { model: "stories", prompt: ["a", "b"] }, 400, "invalid_request_error", "prompt"],
   ["negative logprobs", "/v1/completions", { model: "stories", prompt: "a", logprobs: -1 }, 400, "invalid_request_error", "logprobs"],
   ["streamed echo with logprobs", "/v1/completions", { model: "stories", prompt: "a", echo: true, logprobs: 1, stream: true }, 400, "invalid_request_error", "echo"],

@@ -22,7 +22,7 @@ import { STORIES_MODEL } from "./helpers.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join("src", "cli", "main.ts");
-const STARTUP_TIMEOUT_MS = 20_000;
+const DEFAULT_STARTUP_TIMEOUT_MS = 20_000;
 /** after this, stop() escalates to SIGKILL so a hung child never hangs the test run */
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -67,7 +67,8 @@ export function waitForExit(proc: ChildProcess): Promise<number | null> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function startServer(args: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
+export async function startServer(args: string[] = [], env: Record<string, string> = {}, options: { readyTimeoutMs?: number } = {}): Promise<ServerProcess> {
+  const STARTUP_TIMEOUT_MS = options.readyTimeoutMs ?? DEFAULT_STARTUP_TIMEOUT_MS;
   const { proc, log } = spawnCli(["serve", ...DEFAULT_SERVE_ARGS, ...args], env);
   const stop = async (signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> => {
     if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;

@@ -1,14 +1,17 @@
 #!/usr/bin/env node
-// pasta-server CLI: serve a GGUF model, or generate a random-weight test model.
+// pasta-server CLI: serve a GGUF model, profile its steering heads, or generate a random-weight test model.
 import { parseArgs } from "node:util";
 import { HeadProfileError } from "../profiles/headProfile.js";
+import { ProfileError } from "../profiles/profiler.js";
+import { TaskFileError } from "../profiles/tasks.js";
 import { generateTestModel, type TestArchitecture } from "../testModels/generate.js";
 import { ConfigError, parseServeConfig, SERVE_USAGE } from "./config.js";
 import { ModelSourceError } from "./modelSource.js";
-import { serve } from "./serve.js";
+import { PROFILE_USAGE, profileCommand } from "./profile.js";
 
 const USAGE = `usage:
   ${SERVE_USAGE.replaceAll("\n", "\n  ")}
+  ${PROFILE_USAGE.replaceAll("\n", "\n  ")}
   pasta-server gen-model --out <file.gguf> [--arch llama|qwen2|gemma2|mamba] [--embd 256] [--layers 4] [--heads 8] [--kv-heads 2] [--ff 512] [--f16]`;
 
 /** Startup errors a user can fix: the message alone, no stack. */
@@ -46,11 +49,18 @@ if (command === "--help" || command === "help" || rest.includes("--help")) {
   process.exit(0);
 }
 try {
-  if (command === "serve") await serve(parseServeConfig(rest));
+  if (command === "serve") {
+    const config = parseServeConfig(rest);
+    // loaded after the flags are checked: node-llama-cpp takes a second or two to import
+    const { serve } = await import("./serve.js");
+    await serve(config);
+  }
+  else if (command === "profile") await profileCommand(rest);
   else if (command === "gen-model") genModel(rest);
   else fail(command ? `unknown command ${JSON.stringify(command)}` : "a command is required");
 } catch (err) {
-  if (err instanceof ConfigError || err instanceof ModelSourceError || err instanceof HeadProfileError) fail(err.message);
+  if (err instanceof ConfigError || err instanceof ModelSourceError || err instanceof HeadProfileError
+    || err instanceof TaskFileError || err instanceof ProfileError) fail(err.message);
   if ((err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) fail((err as Error).message);
   throw err;
 }

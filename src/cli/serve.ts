@@ -1,27 +1,72 @@
 // `pasta-server serve`: resolve the model (downloading the default one if needed), listen at once
 // (/health), load the model in the background (/ready turns 200), and drain on SIGTERM.
-import { basename } from "node:path";
+import { existsSync, mkdirSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import type { FastifyInstance } from "fastify";
 import { SteeringEngine } from "../engine/engine.js";
 import type { HeadSelection } from "../engine/steering.js";
-import { loadHeadProfile } from "../profiles/headProfile.js";
+import { loadHeadProfile, loadHeadProfileWithModel } from "../profiles/headProfile.js";
+import { modelFileInfo, writeProfile } from "../profiles/profileFile.js";
+import { profileHeads } from "../profiles/profiler.js";
+import { loadBuiltinTasks } from "../profiles/tasks.js";
 import { ChatTemplate, CHATML_TEMPLATE } from "../prompt/chatTemplate.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { buildApp } from "../server/app.js";
 import { GenerationService } from "../server/generation.js";
 import { ServerMetrics } from "../server/metrics.js";
-import { ConfigError, type ServeConfig } from "./config.js";
+import type { ServeConfig } from "./config.js";
 import { modelCacheDir, resolveModel } from "./modelSource.js";
+
+/**
+ * Profiling examples per built-in task for `--profile auto`: enough to rank heads, few enough that a
+ * 0.5B model on a CPU is profiled in minutes at its first start.
+ */
+const AUTO_PROFILE_EXAMPLES = 6;
 
 /** Seconds a client is told to wait when the queue is full. */
 const RETRY_AFTER_SECONDS = 2;
 
-function defaultHeads(profile: string): HeadSelection | null {
-  if (profile === "none") return null;
-  if (profile === "auto") throw new ConfigError("--profile auto is not available yet: profile the model with a head profile file, or use --profile none");
+/** `--profile`: a file's heads now, or "auto" (after the model is loaded), or none. */
+function profileOption(profile: string): HeadSelection | null | "auto" {
+  if (profile === "none" || profile === "auto") return profile === "auto" ? "auto" : null;
   return loadHeadProfile(profile);
 }
 
-async function loadService(config: ServeConfig, modelPath: string, heads: HeadSelection | null, scheduler: Scheduler, metrics: ServerMetrics, log: (msg: string) => void) {
+/**
+ * `--profile auto`: the cached profile of this exact model file, or one made now with the built-in
+ * tasks (coarse-to-fine: a fraction of the full search's forward passes) and cached for next time.
+ */
+async function autoProfile(engine: SteeringEngine, modelPath: string, log: Logger): Promise<HeadSelection> {
+  const model = await modelFileInfo(modelPath);
+  const cached = join(modelCacheDir(), "profiles", `${model.sha256}.json`);
+  if (existsSync(cached)) {
+    const profile = loadHeadProfileWithModel(cached);
+    if (profile.modelSha256 === model.sha256) {
+      log.info({ profile: cached, heads: profile.heads }, "head profile: cached for this model file");
+      return profile.heads;
+    }
+  }
+  log.info("head profile: none cached for this model file; profiling with the built-in tasks (/ready stays 503 until done)");
+  let reported = -1;
+  const result = await profileHeads(engine, {
+    tasks: loadBuiltinTasks(), method: "coarse-to-fine", examples: AUTO_PROFILE_EXAMPLES, evaluate: false,
+    onProgress: (done, total) => {
+      const tenth = Math.floor((10 * done) / Math.max(total, 1));
+      if (tenth > reported) { reported = tenth; log.info({ done, total }, `head profiling: ${tenth * 10}%`); }
+    },
+  });
+  mkdirSync(dirname(cached), { recursive: true });
+  writeProfile(cached, result, model);
+  log.info({ profile: cached, heads: result.heads, forwardPasses: result.forwardPasses.used }, "head profile: written");
+  return result.heads;
+}
+
+interface Logger {
+  info(obj: object | string, msg?: string): void;
+  warn(msg: string): void;
+}
+
+async function loadService(config: ServeConfig, modelPath: string, profile: HeadSelection | null | "auto", scheduler: Scheduler, metrics: ServerMetrics, log: Logger) {
   const engine = await SteeringEngine.load({
     modelPath, parallel: config.parallel, contextSize: config["ctx-size"], flashAttention: !config["no-flash-attn"],
     gpu: config.gpu === "cuda" ? "cuda" : false, ...(config.threads ? { threads: config.threads } : {}),
@@ -29,7 +74,7 @@ async function loadService(config: ServeConfig, modelPath: string, heads: HeadSe
   const tokens = engine.model.tokens;
   let template = engine.model.fileInfo.metadata.tokenizer?.chat_template;
   if (!template) {
-    log("the model has no chat template; /v1/chat/completions uses ChatML");
+    log.warn("the model has no chat template; /v1/chat/completions uses ChatML");
     template = CHATML_TEMPLATE;
   }
   const chatTemplate = new ChatTemplate(template, {
@@ -37,7 +82,7 @@ async function loadService(config: ServeConfig, modelPath: string, heads: HeadSe
     eos_token: tokens.eos != null ? engine.tokenText(tokens.eos) : "",
   });
   return new GenerationService({
-    engine, scheduler, metrics, chatTemplate, defaultHeads: heads,
+    engine, scheduler, metrics, chatTemplate, defaultHeads: profile === "auto" ? await autoProfile(engine, modelPath, log) : profile,
     modelId: config["model-alias"] ?? basename(modelPath).replace(/\.gguf$/i, ""),
     timeoutMs: config.timeout * 1000, logPrompts: config["log-prompts"],
   });
@@ -45,18 +90,19 @@ async function loadService(config: ServeConfig, modelPath: string, heads: HeadSe
 
 export async function serve(config: ServeConfig): Promise<void> {
   // what can fail fast fails before the port opens
-  const heads = defaultHeads(config.profile);
+  const profile = profileOption(config.profile);
   const modelPath = await resolveModel(config.model, { cacheDir: modelCacheDir(), progress: true });
 
   const scheduler = new Scheduler({ parallel: config.parallel, maxQueue: config["max-queue"], retryAfterSeconds: RETRY_AFTER_SECONDS });
   const metrics = new ServerMetrics(scheduler);
-  let logInfo: (msg: string) => void = () => {};
-  const service = loadService(config, modelPath, heads, scheduler, metrics, (msg) => logInfo(msg));
-  const app = await buildApp({
+  // the app's logger, once there is an app (loading starts before it exists)
+  let app: FastifyInstance | undefined;
+  const log: Logger = { info: (obj, msg) => app?.log.info(obj, msg), warn: (msg) => app?.log.warn(msg) };
+  const service = loadService(config, modelPath, profile, scheduler, metrics, log);
+  app = await buildApp({
     service, scheduler, metrics, apiKeys: config["api-key"], corsOrigins: config["cors-origin"], bodyLimit: config["body-limit"],
     logger: { level: config["log-level"], redact: ["req.headers.authorization"] },
   });
-  logInfo = (msg) => app.log.warn(msg);
   await app.listen({ host: config.host, port: config.port });
   service.then(
     (s) => app.log.info({ model: modelPath, modelId: s.modelId, parallel: config.parallel, contextSize: s.engine.contextSize }, "model loaded; ready"),

@@ -24,12 +24,24 @@ export function parseHeadProfile(json: unknown, source: string): HeadSelection {
   return heads;
 }
 
-export function loadHeadProfile(file: string): HeadSelection {
-  let json: unknown;
+function readJson(file: string): unknown {
   try {
-    json = JSON.parse(readFileSync(file, "utf8"));
+    return JSON.parse(readFileSync(file, "utf8"));
   } catch (err) {
     throw new HeadProfileError(`cannot read head profile ${file}: ${(err as Error).message}`);
   }
-  return parseHeadProfile(json, file);
+}
+
+export function loadHeadProfile(file: string): HeadSelection {
+  return parseHeadProfile(readJson(file), file);
+}
+
+/**
+ * The heads and, for a file `pasta-server profile` wrote, the sha256 of the model file it was made
+ * for (null for the bare form): a cached profile is only valid for that exact file.
+ */
+export function loadHeadProfileWithModel(file: string): { heads: HeadSelection; modelSha256: string | null } {
+  const json = readJson(file);
+  const model = (json as { model?: { sha256?: unknown } } | null)?.model;
+  return { heads: parseHeadProfile(json, file), modelSha256: typeof model?.sha256 === "string" ? model.sha256 : null };
 }

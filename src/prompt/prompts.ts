@@ -18,6 +18,13 @@ export interface RenderedPrompt {
   emphasis: EmphasisItem[];
 }
 
+export interface RenderedChat extends RenderedPrompt {
+  /** message contents after markup removal */
+  contents: string[];
+  /** where each message's content lies in `prompt` (null: the template rewrote it) */
+  contentSpans: Array<CharSpan | null>;
+}
+
 export function plainPrompt(source: string, steering: EmphasisRequest | undefined): RenderedPrompt {
   if (!steering) return { prompt: source, specialTokens: false, emphasis: [] };
   const { text, spans } = parseMarkup(source, steering.markup);
@@ -33,7 +40,7 @@ export function plainPrompt(source: string, steering: EmphasisRequest | undefine
  * Chat messages rendered by the template. Emphasis objects point into one message's content
  * (`message`, default: the last user message); plain strings are looked up in the contents in order.
  */
-export function chatPrompt(template: ChatTemplate, messages: readonly ChatMessage[], steering: EmphasisRequest | undefined): RenderedPrompt {
+export function chatPrompt(template: ChatTemplate, messages: readonly ChatMessage[], steering: EmphasisRequest | undefined): RenderedChat {
   const parsed = messages.map((m) => (steering ? parseMarkup(m.content, steering.markup) : { text: m.content, spans: [] }));
   const perMessage: CharSpan[][] = parsed.map((p) => [...p.spans]);
   const lastUser = messages.map((m) => m.role).lastIndexOf("user");
@@ -69,5 +76,6 @@ export function chatPrompt(template: ChatTemplate, messages: readonly ChatMessag
       emphasis.push({ start: placement.start + start, end: placement.start + end });
     }
   });
-  return { prompt: rendered.text, specialTokens: true, emphasis };
+  const contentSpans = rendered.placements.map((p) => (p ? { start: p.start, end: p.start + p.length } : null));
+  return { prompt: rendered.text, specialTokens: true, emphasis, contents: parsed.map((p) => p.text), contentSpans };
 }

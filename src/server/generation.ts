@@ -2,7 +2,8 @@
 // profile, validation before queueing, a sequence from the scheduler with the client's disconnect
 // and the time limit wired to the engine, and the metrics of the result.
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { GenerateRequest, GenerateResult, ScoreRequest, ScoreResult, SteeringEngine, SteeringRequest } from "../engine/engine.js";
+import { runAutoPasta, type AutoPastaPlan, type AutoPastaReport } from "../autopasta/autopasta.js";
+import type { GenerateRequest, GenerateResult, ScoreRequest, ScoreResult, SteeredSpan, SteeringEngine, SteeringRequest } from "../engine/engine.js";
 import type { HeadSelection } from "../engine/steering.js";
 import type { ChatTemplate } from "../prompt/chatTemplate.js";
 import type { RenderedPrompt } from "../prompt/prompts.js";
@@ -29,8 +30,15 @@ export interface GenerationServiceOptions {
   logPrompts: boolean;
 }
 
+/** `steering` of a response: the emphasized spans, and AutoPASTA's report when it chose them. */
+export interface ResponseSteering {
+  spans: SteeredSpan[];
+  auto?: AutoPastaReport;
+}
+
 export interface Generation {
   result: GenerateResult;
+  steering?: ResponseSteering;
   /** why generation ended early (time limit, shutdown, client gone), if it did */
   stopped?: StopReason;
 }
@@ -66,9 +74,14 @@ export class GenerationService {
 
   /** The engine's steering request for a body's `steering` and the rendered prompt's emphasis. */
   steering(body: SteeringBody | undefined, rendered: RenderedPrompt): SteeringRequest | undefined {
-    if (!body) return undefined;
-    if (body.auto) throw new HttpError(400, "steering.auto: AutoPASTA is not available on this server yet", "invalid_request_error", "steering.auto", "unsupported");
+    if (!body || body.auto) return undefined;
     return { emphasis: rendered.emphasis, heads: this.heads(body.heads), alpha: body.alpha, mode: body.mode };
+  }
+
+  /** AutoPASTA's plan for a body with `steering.auto`, else undefined. */
+  autoPlan(body: SteeringBody | undefined, selectionPrompt: AutoPastaPlan["selectionPrompt"], context: AutoPastaPlan["context"]): AutoPastaPlan | undefined {
+    if (!body?.auto) return undefined;
+    return { selectionPrompt, context, steering: { heads: this.heads(body.heads), alpha: body.alpha, mode: body.mode } };
   }
 
   private heads(requested: SteeringBody["heads"]): HeadSelection {
@@ -77,23 +90,31 @@ export class GenerationService {
       throw new HttpError(400, `steering.heads: unknown head profile ${JSON.stringify(requested)}; this server has "${DEFAULT_PROFILE_NAME}"`, "invalid_request_error", "steering.heads", "invalid_steering");
     }
     if (!this.options.defaultHeads) {
-      throw new HttpError(400, 'steering.heads: this server has no head profile (start it with --profile <file>); pass the heads to steer, e.g. {"2": [0, 3]}', "invalid_request_error", "steering.heads", "invalid_steering");
+      throw new HttpError(400, 'steering.heads: this server has no head profile: pass the heads to steer, e.g. {"2": [0, 3]}, or restart it with --profile auto (profiles the model at start) or --profile <file> (made by "pasta-server profile")', "invalid_request_error", "steering.heads", "invalid_steering");
     }
     return this.options.defaultHeads;
   }
 
-  async generate(endpoint: string, request: FastifyRequest, reply: FastifyReply, input: GenerateRequest): Promise<Generation> {
+  /** One generation; with `auto`, AutoPASTA's two passes in one scheduler slot. */
+  async generate(endpoint: string, request: FastifyRequest, reply: FastifyReply, input: GenerateRequest, auto?: AutoPastaPlan): Promise<Generation> {
     const startedAt = performance.now();
-    const prepared = this.options.engine.prepare(input, input.maxTokens ?? 256);
-    this.logStart(endpoint, request, input, prepared.tokens.length);
+    // refuse what can be refused before waiting: for AutoPASTA, as if the whole context were emphasized
+    const check = auto ? { ...input, steering: { ...auto.steering, emphasis: [auto.context] } } : input;
+    const prepared = this.options.engine.prepare(check, input.maxTokens ?? 256);
+    this.logStart(endpoint, request, check, prepared.tokens.length);
     let firstTokenAt: number | undefined;
     let stopped: StopReason | undefined;
+    let report: AutoPastaReport | undefined;
+    const { onText, onPrompt } = input;
+    const answer: GenerateRequest = {
+      ...input,
+      onText: (text, logprobs) => { firstTokenAt ??= performance.now(); onText?.(text, logprobs); },
+      onPrompt: (prompt) => onPrompt?.({ ...prompt, steering: responseSteering(prompt.steering, report) }),
+    };
     const result = await this.options.scheduler.run(async (signal) => {
-      const onText = input.onText;
-      const generated = await this.options.engine.generate({
-        ...input, signal,
-        onText: (text, logprobs) => { firstTokenAt ??= performance.now(); onText?.(text, logprobs); },
-      }, prepared);
+      let generated: GenerateResult;
+      if (auto) generated = await runAutoPasta(this.options.engine, auto, answer, signal, (selected) => { report = selected; });
+      else generated = await this.options.engine.generate({ ...answer, signal }, prepared);
       if (signal.aborted) stopped = (signal.reason as JobStopped).reason;
       return generated;
     }, { signal: clientGone(reply), timeoutMs: this.options.timeoutMs });
@@ -108,7 +129,8 @@ export class GenerationService {
       completionTokens: result.tokens.length, finishReason: result.finishReason, stopped, promptMs: Math.round(result.timings.promptMs),
       generationMs: Math.round(result.timings.generationMs),
     }, "generation finished");
-    return { result, stopped };
+    const steering = responseSteering(result.steering, report);
+    return { result, stopped, ...(steering ? { steering } : {}) };
   }
 
   async score(endpoint: string, request: FastifyRequest, reply: FastifyReply, input: ScoreRequest): Promise<ScoreResult> {
@@ -127,4 +149,9 @@ export class GenerationService {
     if (input.steering) this.options.metrics.observeSteeredRequest(endpoint);
     request.log.info({ endpoint, promptTokens, steered: input.steering !== undefined, ...(this.options.logPrompts ? { prompt: input.prompt } : {}) }, "generation requested");
   }
+}
+
+function responseSteering(engineSteering: { spans: SteeredSpan[] } | undefined, auto: AutoPastaReport | undefined): ResponseSteering | undefined {
+  if (auto) return { spans: engineSteering?.spans ?? [], auto };
+  return engineSteering;
 }

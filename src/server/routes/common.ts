@@ -38,6 +38,10 @@ export function unixSeconds(): number {
 export const SYSTEM_FINGERPRINT = "pasta-server-0.1.0";
 
 /** OpenAI's usage object for a generation. */
-export function usageOf(result: { promptTokens: number; tokens: readonly unknown[] }) {
-  return { prompt_tokens: result.promptTokens, completion_tokens: result.tokens.length, total_tokens: result.promptTokens + result.tokens.length };
+export function usageOf(result: { promptTokens: number; evaluatedPromptTokens: number; tokens: readonly unknown[] }) {
+  return {
+    prompt_tokens: result.promptTokens, completion_tokens: result.tokens.length, total_tokens: result.promptTokens + result.tokens.length,
+    // prompt tokens taken from the prefix cache instead of evaluated
+    prompt_tokens_details: { cached_tokens: result.promptTokens - result.evaluatedPromptTokens },
+  };
 }

@@ -76,12 +76,13 @@ export const completionRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }>
       ...head, object: "text_completion", choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
     });
 
-    return respond(service, "completions", request, reply, input, stream, {
+    if (body.steering?.auto) throw new HttpError(400, "steering.auto is available on /v1/generate and /v1/chat/completions", "invalid_request_error", "steering.auto");
+    return respond(service, "completions", request, reply, input, undefined, stream, {
       body: (g) => ({
         ...head, object: "text_completion",
         choices: [{ index: 0, text: prefix + g.result.text, logprobs: logprobsOf(g), finish_reason: g.result.finishReason }],
         usage: usage(g),
-        ...(g.result.steering ? { steering: g.result.steering } : {}),
+        ...(g.steering ? { steering: g.steering } : {}),
       }),
       first: (spans) => ({ ...chunk(prefix, null), ...(spans ? { steering: spans } : {}) }),
       piece: (text) => chunk(text, null),

@@ -1,5 +1,6 @@
 // POST /v1/generate: the native endpoint. A plain prompt (no chat template) with emphasis markup.
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { autoContext, plainSelectionPrompt } from "../../autopasta/autopasta.js";
 import { plainPrompt } from "../../prompt/prompts.js";
 import type { Generation } from "../generation.js";
 import { respond } from "../respond.js";
@@ -12,17 +13,19 @@ export const generateRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> =
     const body = request.body;
     const rendered = plainPrompt(body.prompt, body.steering);
     const usage = (g: Generation) => usageOf(g.result);
+    const auto = service.autoPlan(body.steering, plainSelectionPrompt(rendered.prompt),
+      autoContext(rendered.prompt, rendered.emphasis, { start: 0, end: rendered.prompt.length }));
     const input = {
       prompt: rendered.prompt, steering: service.steering(body.steering, rendered), maxTokens: body.max_tokens,
       ...samplingOptions(body), ...(body.logprobs > 0 ? { logprobs: body.logprobs } : {}),
     };
-    return respond(service, "generate", request, reply, input, body.stream ?? false, {
+    return respond(service, "generate", request, reply, input, auto, body.stream ?? false, {
       body: (g) => ({
         model: service.modelId,
         text: g.result.text,
         finish_reason: g.result.finishReason,
         usage: usage(g),
-        ...(g.result.steering ? { steering: g.result.steering } : {}),
+        ...(g.steering ? { steering: g.steering } : {}),
         ...(g.result.logprobs ? { logprobs: { tokens: g.result.logprobs } } : {}),
       }),
       first: (steering) => ({ text: "", ...(steering ? { steering } : {}) }),

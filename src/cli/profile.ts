@@ -1,0 +1,112 @@
+// `pasta-server profile`: choose a model's steering heads on tasks (src/profiles/) and write them
+// as a head profile. Progress on stderr, a summary on stdout.
+import { parseArgs } from "node:util";
+import { modelFileInfo, writeProfile } from "../profiles/profileFile.js";
+import { PROFILE_DEFAULTS, profileHeads, type CombineMode, type ProfileMethod, type ProfileResult } from "../profiles/profiler.js";
+import { loadTasks } from "../profiles/tasks.js";
+import { ConfigError } from "./config.js";
+import { modelCacheDir, resolveModel } from "./modelSource.js";
+
+export const PROFILE_USAGE = `pasta-server profile [--model <file.gguf|hf:...>] --out <profile.json> [--tasks builtin|<file.jsonl>,...]
+                     [--method pasta|coarse-to-fine] [--top-k 4] [--combine intersection|union] [--keep-layers 2]
+                     [--seed 0] [--examples n] [--alpha 0.01] [--ctx-size 512] [--threads n] [--gpu none|cuda]`;
+
+/** Built-in examples fit in 512 tokens; a longer task file needs --ctx-size. */
+const DEFAULT_CONTEXT = 512;
+
+function integer(value: string | undefined, name: string, fallback: number | undefined, min: number): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new ConfigError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function choice<T extends string>(value: string, name: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) throw new ConfigError(`--${name} must be ${allowed.join(" or ")}, got ${JSON.stringify(value)}`);
+  return value as T;
+}
+
+/** Terminal redraws at most this often (a tiny model does hundreds of passes a second). */
+const REDRAW_MS = 100;
+
+/** One line rewritten on a terminal; a line per 10% otherwise (logs, CI). */
+function progressBar(label: string): { update: (done: number, total: number) => void; end: () => void } {
+  const tty = process.stderr.isTTY;
+  const started = performance.now();
+  let lastStep = -1;
+  let lastDraw = -Infinity;
+  return {
+    update(done, total) {
+      const pct = total > 0 ? Math.floor((done / total) * 100) : 0;
+      const step = tty ? done : pct - (pct % 10);
+      if (step === lastStep) return;
+      if (tty && done < total && performance.now() - lastDraw < REDRAW_MS) return;
+      lastStep = step;
+      lastDraw = performance.now();
+      const width = 30, filled = Math.round((pct / 100) * width);
+      const line = `${label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${pct}% ${done}/${total} forward passes ${((performance.now() - started) / 1000).toFixed(1)}s`;
+      process.stderr.write(tty ? `\r${line}` : `${line}\n`);
+    },
+    end() {
+      if (tty) process.stderr.write("\n");
+    },
+  };
+}
+
+function summary(result: ProfileResult, out: string, seconds: number): string {
+  const lines = [`heads: ${JSON.stringify(result.heads)}`];
+  if (result.fallback) lines.push(`note: ${result.fallback}`);
+  if (result.keptLayers) lines.push(`layers searched head by head: ${result.keptLayers.join(", ")}`);
+  const { used, fullSearch } = result.forwardPasses;
+  lines.push(`forward passes: ${used}` + (result.method === "pasta" ? "" : ` (the full per-head search takes ${fullSearch}: ${(100 * used / fullSearch).toFixed(0)}%)`));
+  for (const h of result.heldOut ?? []) {
+    lines.push(`held-out ${h.task} (${h.examples} example${h.examples === 1 ? "" : "s"}): mean target log-likelihood ${h.unsteered.toFixed(3)} unsteered, ${h.steered.toFixed(3)} steered (${h.steered >= h.unsteered ? "+" : ""}${(h.steered - h.unsteered).toFixed(3)})`);
+  }
+  lines.push(`wrote ${out} in ${seconds.toFixed(1)}s`);
+  return lines.join("\n");
+}
+
+export async function profileCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, strict: true, options: {
+    model: { type: "string" }, out: { type: "string" }, tasks: { type: "string", default: "builtin" },
+    method: { type: "string", default: PROFILE_DEFAULTS.method }, "top-k": { type: "string" }, combine: { type: "string", default: PROFILE_DEFAULTS.combine },
+    "keep-layers": { type: "string" }, seed: { type: "string" }, examples: { type: "string" }, alpha: { type: "string" },
+    "ctx-size": { type: "string" }, threads: { type: "string" }, gpu: { type: "string", default: "none" },
+  } });
+  if (!values.out) throw new ConfigError("--out <profile.json> is required");
+  const method = choice<ProfileMethod>(values.method, "method", ["pasta", "coarse-to-fine"]);
+  const combine = choice<CombineMode>(values.combine, "combine", ["intersection", "union"]);
+  const gpu = choice(values.gpu, "gpu", ["none", "cuda"]);
+  const alpha = values.alpha === undefined ? PROFILE_DEFAULTS.alpha : Number(values.alpha);
+  if (!(alpha > 0 && alpha <= 1)) throw new ConfigError(`--alpha must be in (0, 1], got ${JSON.stringify(values.alpha)}`);
+  const tasks = loadTasks(values.tasks);
+  const examples = integer(values.examples, "examples", undefined, 1);
+  const threads = integer(values.threads, "threads", undefined, 1);
+  const topK = integer(values["top-k"], "top-k", PROFILE_DEFAULTS.topK, 1)!;
+  const keepLayers = integer(values["keep-layers"], "keep-layers", PROFILE_DEFAULTS.keepLayers, 1)!;
+  const seed = integer(values.seed, "seed", PROFILE_DEFAULTS.seed, 0)!;
+  const contextSize = integer(values["ctx-size"], "ctx-size", DEFAULT_CONTEXT, 64)!;
+
+  const started = performance.now();
+  const modelPath = await resolveModel(values.model, { cacheDir: modelCacheDir(), progress: true });
+  // loaded after the flags are checked: node-llama-cpp takes a second or two to import
+  const { SteeringEngine } = await import("../engine/engine.js");
+  const engine = await SteeringEngine.load({
+    modelPath, contextSize, gpu: gpu === "cuda" ? "cuda" : false,
+    ...(threads ? { threads } : {}),
+  });
+  const bar = progressBar(`profiling ${tasks.map((t) => t.name).join(", ")}`);
+  let result: ProfileResult;
+  try {
+    result = await profileHeads(engine, {
+      tasks, method, combine, alpha, topK, keepLayers, seed,
+      ...(examples ? { examples } : {}),
+      onProgress: bar.update,
+    });
+  } finally {
+    bar.end();
+    await engine.dispose();
+  }
+  writeProfile(values.out, result, await modelFileInfo(modelPath));
+  console.log(summary(result, values.out, (performance.now() - started) / 1000));
+}

@@ -1,0 +1,5 @@
+// Profiling that cannot run as asked (a bad option, an example too long for the context, a model
+// that cannot be steered): the message alone is for the user.
+export class ProfileError extends Error {
+  override name = "ProfileError";
+}

@@ -1,0 +1,155 @@
+// Head profiling: which attention heads, steered, make each task's target more likely. Independent
+// of the CLI, so that the server can profile a model it has loaded (`serve --profile auto`).
+import type { SteeringEngine } from "../engine/engine.js";
+import { DEFAULT_ALPHA } from "../engine/steering.js";
+import { ProfileError } from "./errors.js";
+import { TargetScorer } from "./scoring.js";
+import {
+  coarseToFineSearch, perHeadSearch, plannedPasses,
+  type CombineMode, type HeadRef, type ProfileMethod, type TaskSearchScores,
+} from "./search.js";
+import { splitExamples, taskDigest, type Task } from "./tasks.js";
+
+export type { CombineMode, HeadRef, ProfileMethod } from "./search.js";
+export { ProfileError } from "./errors.js";
+
+export const PROFILE_DEFAULTS = {
+  method: "pasta" as ProfileMethod,
+  /** heads kept per task before the tasks are combined */
+  topK: 4,
+  combine: "intersection" as CombineMode,
+  seed: 0,
+  alpha: DEFAULT_ALPHA,
+  /** coarse-to-fine: layers searched head by head */
+  keepLayers: 2,
+};
+
+export interface ProfileOptions {
+  tasks: Task[];
+  method?: ProfileMethod;
+  topK?: number;
+  combine?: CombineMode;
+  /** splits each task's examples into profiling and held-out halves */
+  seed?: number;
+  alpha?: number;
+  /** at most this many profiling examples per task (default: the whole profiling half) */
+  examples?: number;
+  keepLayers?: number;
+  /** also score the chosen heads on the held-out halves (default true) */
+  evaluate?: boolean;
+  /** forward passes done and planned (the plan can shrink once coarse-to-fine knows its layers) */
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface TaskSummary {
+  name: string;
+  file?: string;
+  /** taskDigest: which examples, whatever the file is called */
+  sha256: string;
+  examples: number;
+  profiling: number;
+  heldOut: number;
+}
+
+export interface HeldOutScore {
+  task: string;
+  examples: number;
+  /** mean target log-likelihood over the held-out examples */
+  unsteered: number;
+  steered: number;
+}
+
+export interface ProfileResult {
+  method: ProfileMethod;
+  topK: number;
+  combine: CombineMode;
+  seed: number;
+  alpha: number;
+  mode: "exclude";
+  headsPerLayer: number[];
+  tasks: TaskSummary[];
+  /** per task: the mean unsteered target log-likelihood of its profiling examples and each candidate's mean gain over it */
+  scores: Array<TaskSearchScores & { unsteered: number }>;
+  keptLayers?: number[];
+  forwardPasses: {
+    /** to choose the heads, unsteered passes included */
+    used: number;
+    /** what the full per-head search takes on the same examples: (heads + 1) x examples */
+    fullSearch: number;
+    /** to score the chosen heads on the held-out examples */
+    heldOut: number;
+  };
+  /** the chosen heads, {"<layer>": [head, ...]} */
+  heads: Record<string, number[]>;
+  /** why the heads are not the plain intersection of the tasks' top k, or null */
+  fallback: string | null;
+  heldOut: HeldOutScore[] | null;
+}
+
+export function headMap(heads: readonly HeadRef[]): Record<string, number[]> {
+  const map: Record<string, number[]> = {};
+  for (const { layer, head } of [...heads].sort((a, b) => a.layer - b.layer || a.head - b.head)) (map[String(layer)] ??= []).push(head);
+  return map;
+}
+
+export async function profileHeads(engine: SteeringEngine, options: ProfileOptions): Promise<ProfileResult> {
+  const method = options.method ?? PROFILE_DEFAULTS.method;
+  const topK = options.topK ?? PROFILE_DEFAULTS.topK;
+  const combine = options.combine ?? PROFILE_DEFAULTS.combine;
+  const seed = options.seed ?? PROFILE_DEFAULTS.seed;
+  const alpha = options.alpha ?? PROFILE_DEFAULTS.alpha;
+  const keepLayers = options.keepLayers ?? PROFILE_DEFAULTS.keepLayers;
+  if (engine.unsupportedReason) throw new ProfileError(`this model cannot be steered: ${engine.unsupportedReason}`);
+  if (options.tasks.length === 0) throw new ProfileError("profiling needs at least one task");
+  if (!Number.isInteger(topK) || topK < 1) throw new ProfileError(`topK must be a positive integer, got ${topK}`);
+  if (!Number.isInteger(keepLayers) || keepLayers < 1) throw new ProfileError(`keepLayers must be a positive integer, got ${keepLayers}`);
+  if (options.examples !== undefined && (!Number.isInteger(options.examples) || options.examples < 1)) {
+    throw new ProfileError(`examples must be a positive integer, got ${options.examples}`);
+  }
+  if (!(alpha > 0 && alpha <= 1)) throw new ProfileError(`alpha must be in (0, 1] (exclude mode), got ${alpha}`);
+  const headsPerLayer = [...engine.headsPerLayer];
+
+  const splits = options.tasks.map((task) => {
+    const { profiling, heldOut } = splitExamples(task, seed);
+    return { task, profiling: profiling.slice(0, options.examples ?? profiling.length), heldOut };
+  });
+  const samples = splits.map((s) => ({ name: s.task.name, examples: s.profiling }));
+  const evaluate = options.evaluate ?? true;
+  const heldOutPasses = evaluate ? 2 * splits.reduce((n, s) => n + s.heldOut.length, 0) : 0;
+  let total = plannedPasses(method, samples, headsPerLayer, keepLayers) + heldOutPasses;
+  let done = 0;
+  const progress = () => options.onProgress?.(done, total);
+  const scorer = new TargetScorer(engine, alpha, () => { done++; progress(); }, options.signal);
+  progress();
+
+  const search = method === "pasta" ? perHeadSearch : coarseToFineSearch;
+  const found = await search(scorer, samples, headsPerLayer, { topK, combine, keepLayers });
+  const used = scorer.passes;
+  if (total !== used + heldOutPasses) { total = used + heldOutPasses; progress(); }
+
+  const heads = headMap(found.heads);
+  const scores = [];
+  // the search scored every profiling example unsteered: no pass here
+  for (const [i, s] of found.scores.entries()) scores.push({ ...s, unsteered: await scorer.mean(samples[i]!.examples, null) });
+  let heldOut: HeldOutScore[] | null = null;
+  if (evaluate) {
+    heldOut = [];
+    for (const { task, heldOut: examples } of splits) {
+      if (examples.length === 0) continue;
+      heldOut.push({ task: task.name, examples: examples.length, unsteered: await scorer.mean(examples, null), steered: await scorer.mean(examples, heads) });
+    }
+  }
+  const totalHeads = headsPerLayer.reduce((a, b) => a + b, 0);
+  const profilingExamples = samples.reduce((n, s) => n + s.examples.length, 0);
+  return {
+    method, topK, combine, seed, alpha, mode: "exclude", headsPerLayer,
+    tasks: splits.map(({ task, profiling, heldOut }) => ({
+      name: task.name, ...(task.file ? { file: task.file } : {}), sha256: taskDigest(task), examples: task.examples.length, profiling: profiling.length, heldOut: heldOut.length,
+    })),
+    scores,
+    ...(found.keptLayers ? { keptLayers: found.keptLayers } : {}),
+    forwardPasses: { used, fullSearch: profilingExamples * (totalHeads + 1), heldOut: scorer.passes - used },
+    heads, fallback: found.fallback, heldOut,
+  };
+}
