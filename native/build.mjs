@@ -7,7 +7,7 @@
 // Safe to run again: patches are applied once, and an up-to-date build is kept.
 //
 // Usage: node native/build.mjs [--cuda] [--force] [--incremental]
-//   --cuda         build for CUDA (set CMAKE_CUDA_ARCHITECTURES, e.g. 90 for H100/H200, to limit archs)
+//   --cuda         build for CUDA (NODE_LLAMA_CPP_CMAKE_OPTION_CMAKE_CUDA_ARCHITECTURES=90 limits archs; set it when serving too)
 //   --force        rebuild even when the build is up to date
 //   --incremental  developer loop: re-run ninja in the existing build folder (seconds, not minutes)
 import { execFileSync } from "node:child_process";

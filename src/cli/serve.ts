@@ -23,6 +23,9 @@ import { modelCacheDir, resolveModel } from "./modelSource.js";
  */
 const AUTO_PROFILE_EXAMPLES = 6;
 
+/** After draining, how long open connections get before they are closed. */
+const CLOSE_GRACE_MS = 1000;
+
 /** Seconds a client is told to wait when the queue is full. */
 const RETRY_AFTER_SECONDS = 2;
 
@@ -99,25 +102,32 @@ export async function serve(config: ServeConfig): Promise<void> {
   let app: FastifyInstance | undefined;
   const log: Logger = { info: (obj, msg) => app?.log.info(obj, msg), warn: (msg) => app?.log.warn(msg) };
   const service = loadService(config, modelPath, profile, scheduler, metrics, log);
-  app = await buildApp({
+  const server = await buildApp({
     service, scheduler, metrics, apiKeys: config["api-key"], corsOrigins: config["cors-origin"], bodyLimit: config["body-limit"],
     logger: { level: config["log-level"], redact: ["req.headers.authorization"] },
   });
-  await app.listen({ host: config.host, port: config.port });
+  app = server;
+  await server.listen({ host: config.host, port: config.port });
   service.then(
-    (s) => app.log.info({ model: modelPath, modelId: s.modelId, parallel: config.parallel, contextSize: s.engine.contextSize }, "model loaded; ready"),
+    (s) => server.log.info({ model: modelPath, modelId: s.modelId, parallel: config.parallel, contextSize: s.engine.contextSize }, "model loaded; ready"),
     (err: Error) => {
-      app.log.fatal(`cannot load the model ${modelPath}: ${err.message}`);
+      const message = `cannot load the model ${modelPath}: ${err.message} (is it a complete GGUF file that this llama.cpp supports?)`;
+      server.log.fatal(message);
+      console.error(`pasta-server: ${message}`);
       process.exit(1);
     },
   );
 
   const shutdown = async (signal: string) => {
-    app.log.info({ signal, active: scheduler.active, queued: scheduler.queued }, `draining (up to ${config["shutdown-timeout"]} s)`);
+    server.log.info({ signal, active: scheduler.active, queued: scheduler.queued }, `draining (up to ${config["shutdown-timeout"]} s)`);
     await scheduler.drain(config["shutdown-timeout"] * 1000);
-    await app.close();
+    // Node's server never closes a connection that has not sent a request (a client's spare
+    // keep-alive socket): after a moment for the last events to flush, close them all
+    const closing = server.close();
+    setTimeout(() => server.server.closeAllConnections(), CLOSE_GRACE_MS).unref();
+    await closing;
     await (await service.catch(() => null))?.engine.dispose();
-    app.log.info("stopped");
+    server.log.info("stopped");
     process.exit(0);
   };
   process.once("SIGTERM", () => void shutdown("SIGTERM"));

@@ -81,6 +81,7 @@ export class GenerationService {
   /** AutoPASTA's plan for a body with `steering.auto`, else undefined. */
   autoPlan(body: SteeringBody | undefined, selectionPrompt: AutoPastaPlan["selectionPrompt"], context: AutoPastaPlan["context"]): AutoPastaPlan | undefined {
     if (!body?.auto) return undefined;
+    if (context.end <= context.start) throw new HttpError(400, "steering.auto: the context to pick sentences from is empty", "invalid_request_error", "steering.auto", "invalid_steering");
     return { selectionPrompt, context, steering: { heads: this.heads(body.heads), alpha: body.alpha, mode: body.mode } };
   }
 
@@ -120,7 +121,7 @@ export class GenerationService {
     }, { signal: clientGone(reply), timeoutMs: this.options.timeoutMs });
 
     this.options.metrics.observeGeneration({
-      endpoint, steered: input.steering !== undefined, promptTokens: result.promptTokens, completionTokens: result.tokens.length,
+      endpoint, steered: result.steering !== undefined, promptTokens: result.promptTokens, completionTokens: result.tokens.length,
       timeToFirstToken: firstTokenAt === undefined ? undefined : (firstTokenAt - startedAt) / 1000,
       generationSeconds: result.timings.generationMs / 1000,
     });
