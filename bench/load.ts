@@ -23,6 +23,7 @@ import { parseArgs } from "node:util";
 import { pathToFileURL } from "node:url";
 import OpenAI from "openai";
 import { startServer, type ServerProcess } from "../test/serverProcess.js";
+import { seededRandom } from "../src/util/random.js";
 
 export const SERVER_ARGS = ["--parallel", "4", "--max-queue", "16", "--ctx-size", "512"];
 const HEADS = { "2": [0, 3, 5], "3": [1, 6] };
@@ -113,16 +114,6 @@ type OutcomeOf = (status: number | "error", extra?: { ttftMs?: number; retryAfte
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function percentiles(values: number[]): Percentiles {
   if (values.length === 0) return { count: 0, p50: NaN, p90: NaN, p99: NaN, max: NaN };
@@ -254,7 +245,7 @@ class Client {
   private turn: number;
 
   constructor(private readonly base: string, private readonly apiKey: string | undefined, private readonly model: string, readonly index: number) {
-    this.random = mulberry32(0x9e3779b1 ^ (index * 7919));
+    this.random = seededRandom(0x9e3779b1 ^ (index * 7919));
     this.turn = index; // clients start on different kinds
     const tap: typeof fetch = async (input, init) => {
       const res = await fetch(input, init);

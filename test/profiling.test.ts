@@ -12,7 +12,7 @@ import type { HeadSelection } from "../src/engine/steering.js";
 import { loadHeadProfile, loadHeadProfileWithModel, parseHeadProfile } from "../src/profiles/headProfile.js";
 import { formatProfile, modelFileInfo, profileDocument } from "../src/profiles/profileFile.js";
 import { profileHeads, type ProfileResult } from "../src/profiles/profiler.js";
-import { seededRandom } from "../src/profiles/random.js";
+import { seededRandom } from "../src/util/random.js";
 import { TargetScorer } from "../src/profiles/scoring.js";
 import { combineRankings } from "../src/profiles/search.js";
 import { loadBuiltinTasks, loadTasks, parseTaskExamples, splitExamples, TaskFileError, type Task, type TaskExample } from "../src/profiles/tasks.js";

@@ -48,7 +48,7 @@ export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo
   --threads n               math threads (default: one per physical core)
   --gpu none|cuda           CUDA needs "npm run build -- --cuda"
   --no-flash-attn
-  --profile <file>|none     default steering heads (a head profile JSON)
+  --profile <file>|auto|none  default steering heads: a head profile JSON, or auto (profiled at first start, cached)
   --api-key <key>           repeatable; requests need Authorization: Bearer <key>
   --cors-origin <origin>    repeatable, or *; CORS is off without it
   --timeout 600             seconds per request, queueing included

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { hashString, seededRandom, shuffled } from "./random.js";
+import { hashString, seededRandom, shuffled } from "../util/random.js";
 
 export interface TaskExample {
   /** the prompt, emphasis included */

@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { GgmlType, GgufType, readGgufMetadata, writeGguf, type GgufMetadata, type GgufTensor, type GgufValue } from "../gguf/gguf.js";
+import { seededRandom } from "../util/random.js";
 
 export type TestArchitecture = "llama" | "qwen2" | "gemma2" | "mamba";
 
@@ -41,17 +42,6 @@ export function defaultVocabPath(): string {
   return path;
 }
 
-/** mulberry32: small, fast, deterministic */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function generateTestModel(outPath: string, shape: TestModelShape, vocabPath = defaultVocabPath()): void {
   const vocab = readGgufMetadata(vocabPath);
@@ -60,7 +50,7 @@ export function generateTestModel(outPath: string, shape: TestModelShape, vocabP
   const nVocab = tokens.value.length;
   const arch = shape.architecture;
   const weightType = shape.weightType === "f16" ? GgmlType.F16 : GgmlType.F32;
-  const random = rng(shape.seed ?? 1234);
+  const random = seededRandom(shape.seed ?? 1234);
   const headDim = shape.embedding / shape.heads;
   const kvDim = headDim * shape.kvHeads;
 

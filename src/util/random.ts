@@ -1,5 +1,5 @@
-// Seeded randomness for profiling: the same seed gives the same example split and the same
-// random baseline on every machine (Math.random is neither seedable nor portable).
+// Seeded randomness: the same seed gives the same numbers on every machine (Math.random is neither
+// seedable nor portable). Profiling splits and baselines, generated test models and the load test use it.
 
 /** mulberry32: small, fast, deterministic. */
 export function seededRandom(seed: number): () => number {
