@@ -150,7 +150,7 @@ try {
 
   const best = (xs: number[]) => Math.max(...xs);
   const [e, h] = [best(rates.engine), best(rates.http)];
-  console.log(`\n## ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} CPUs, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
+  console.log(`\n### ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} CPUs, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
   console.log(`\nmodel: generated llama ${SHAPE.embedding} x ${SHAPE.layers} layers, ${SHAPE.heads}/${SHAPE.kvHeads} heads, 32k vocab, F16; --parallel ${SETTINGS.parallel} --threads ${THREADS}; ${MAX_TOKENS} tokens per stream, temperature 0, unsteered; best of ${ROUNDS} (single) / 3 (aggregate) rounds\n`);
   console.log("| measurement | value | ratio | target |\n|---|---|---|---|");
   console.log(`| single-stream decode, HTTP (SSE) / engine in-process, best rounds | ${h.toFixed(1)} / ${e.toFixed(1)} t/s | ${(h / e).toFixed(3)} | >= 0.95 |`);

@@ -4,6 +4,7 @@ import { existsSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, join } from "node:path";
+import { progressLine } from "./progress.js";
 
 /**
  * Served when no --model is given. Qwen2.5-0.5B-Instruct is a real chat model with a chat template,
@@ -72,12 +73,20 @@ export async function resolveModel(
   // Progress goes to stderr: node-llama-cpp's own bar (ipull) draws on stdout, where the server logs JSON.
   if (options.progress) process.stderr.write(`pasta-server: downloading ${uri} into ${options.cacheDir}\n`);
   let path: string;
+  const bar = progressLine("download");
+  const mb = (n: number) => (n / 1e6).toFixed(1);
   try {
-    path = await resolveModelFile(uri, { ...common, onProgress: options.progress ? progressBar() : undefined });
+    path = await resolveModelFile(uri, {
+      ...common,
+      onProgress: options.progress
+        // a size of 0: not known yet (or the request failed)
+        ? ({ totalSize, downloadedSize }) => { if (totalSize > 0) bar.update(downloadedSize / totalSize, `${mb(downloadedSize)}/${mb(totalSize)} MB`); }
+        : undefined,
+    });
   } catch (err) {
     throw new ModelSourceError(`cannot download ${what}: ${(err as Error).message}. ${hint}`, { cause: err });
   } finally {
-    if (options.progress && process.stderr.isTTY) process.stderr.write("\n"); // end the \r line
+    bar.end();
   }
   return checkGguf(path);
 }
@@ -103,21 +112,4 @@ function isHuggingFaceUrl(url: string, hfEndpoint: string): boolean {
 function urlFileName(url: string): string {
   const name = decodeURIComponent(basename(new URL(url).pathname)).replace(/[^\w.-]+/g, "_");
   return name.toLowerCase().endsWith(".gguf") ? name : `${name}.gguf`;
-}
-
-/** One self-overwriting line on a terminal; a line per 10% otherwise (logs, CI). */
-function progressBar(): (s: { totalSize: number; downloadedSize: number }) => void {
-  const tty = process.stderr.isTTY;
-  let last = -1;
-  return ({ totalSize, downloadedSize }) => {
-    if (totalSize <= 0) return; // size not known yet (or the request failed)
-    const pct = Math.floor((downloadedSize / totalSize) * 100);
-    const step = tty ? pct : pct - (pct % 10);
-    if (step === last) return;
-    last = step;
-    const width = 30, done = Math.round((pct / 100) * width);
-    const mb = (n: number) => (n / 1e6).toFixed(1);
-    const line = `[${"#".repeat(done)}${"-".repeat(width - done)}] ${pct}% ${mb(downloadedSize)}/${mb(totalSize)} MB`;
-    process.stderr.write(tty ? `\r${line}` : `${line}\n`);
-  };
 }

@@ -5,6 +5,7 @@ import { modelFileInfo, writeProfile } from "../profiles/profileFile.js";
 import { PROFILE_DEFAULTS, profileHeads, type CombineMode, type ProfileMethod, type ProfileResult } from "../profiles/profiler.js";
 import { loadTasks } from "../profiles/tasks.js";
 import { ConfigError } from "./config.js";
+import { progressLine } from "./progress.js";
 import { modelCacheDir, resolveModel } from "./modelSource.js";
 
 export const PROFILE_USAGE = `pasta-server profile [--model <file.gguf|hf:...>] --out <profile.json> [--tasks builtin|<file.jsonl>,...]
@@ -24,33 +25,6 @@ function integer(value: string | undefined, name: string, fallback: number | und
 function choice<T extends string>(value: string, name: string, allowed: readonly T[]): T {
   if (!allowed.includes(value as T)) throw new ConfigError(`--${name} must be ${allowed.join(" or ")}, got ${JSON.stringify(value)}`);
   return value as T;
-}
-
-/** Terminal redraws at most this often (a tiny model does hundreds of passes a second). */
-const REDRAW_MS = 100;
-
-/** One line rewritten on a terminal; a line per 10% otherwise (logs, CI). */
-function progressBar(label: string): { update: (done: number, total: number) => void; end: () => void } {
-  const tty = process.stderr.isTTY;
-  const started = performance.now();
-  let lastStep = -1;
-  let lastDraw = -Infinity;
-  return {
-    update(done, total) {
-      const pct = total > 0 ? Math.floor((done / total) * 100) : 0;
-      const step = tty ? done : pct - (pct % 10);
-      if (step === lastStep) return;
-      if (tty && done < total && performance.now() - lastDraw < REDRAW_MS) return;
-      lastStep = step;
-      lastDraw = performance.now();
-      const width = 30, filled = Math.round((pct / 100) * width);
-      const line = `${label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${pct}% ${done}/${total} forward passes ${((performance.now() - started) / 1000).toFixed(1)}s`;
-      process.stderr.write(tty ? `\r${line}` : `${line}\n`);
-    },
-    end() {
-      if (tty) process.stderr.write("\n");
-    },
-  };
 }
 
 function summary(result: ProfileResult, out: string, seconds: number): string {
@@ -95,7 +69,11 @@ export async function profileCommand(argv: string[]): Promise<void> {
     modelPath, contextSize, gpu: gpu === "cuda" ? "cuda" : false,
     ...(threads ? { threads } : {}),
   });
-  const bar = progressBar(`profiling ${tasks.map((t) => t.name).join(", ")}`);
+  const line = progressLine(`profiling ${tasks.map((t) => t.name).join(", ")}`);
+  const bar = {
+    update: (done: number, total: number) => line.update(total > 0 ? done / total : 0, `${done}/${total} forward passes ${((performance.now() - started) / 1000).toFixed(1)}s`),
+    end: line.end,
+  };
   let result: ProfileResult;
   try {
     result = await profileHeads(engine, {

@@ -49,7 +49,6 @@ export const generateSchema = z.object({
   logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).default(0),
   ...sampling,
 }).strict();
-export type GenerateBody = z.infer<typeof generateSchema>;
 
 /** Fields of OpenAI's API that this server cannot honour: accepted only at their neutral value. */
 const neutral = {
@@ -95,4 +94,3 @@ export const completionSchema = z.object({
   suffix: z.null().optional(),
   ...openAICommon,
 });
-export type CompletionBody = z.infer<typeof completionSchema>;
