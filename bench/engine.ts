@@ -8,14 +8,12 @@
 // Rounds alternate between the variants and the fastest round of each is kept: on a noisy machine
 // interference only ever slows a run down, so the best round is the closest to its true cost.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
 import os from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
 import { plainSelectionPrompt, runAutoPasta } from "../src/autopasta/autopasta.js";
 import { SteeringEngine } from "../src/engine/engine.js";
-import { generateTestModel } from "../src/testModels/generate.js";
+import { benchModel } from "./benchModel.js";
 
 const SHAPE = { architecture: "llama" as const, embedding: 768, layers: 12, heads: 12, kvHeads: 4, feedForward: 2048, weightType: "f16" as const, seed: 42 };
 const HEADS = { "2": [0, 5], "5": [1, 7, 9], "9": [3, 11] };
@@ -27,16 +25,7 @@ const best = (xs: number[]) => Math.max(...xs);
 const words = "the quick brown fox jumps over a lazy dog while the sun sets behind quiet hills and rivers".split(" ");
 const prompt = (round: number) => `Story ${round}: ` + Array.from({ length: PROMPT_WORDS }, (_, i) => words[(i * 7 + round) % words.length]).join(" ");
 
-function modelPath(): string {
-  const dir = join(os.tmpdir(), "pasta-server-bench");
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, "llama-125m-f16.gguf");
-  if (!existsSync(path)) {
-    console.error(`generating ${path} ...`);
-    generateTestModel(path, SHAPE);
-  }
-  return path;
-}
+const modelPath = () => benchModel("llama-125m-f16.gguf", SHAPE);
 
 async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const t0 = performance.now();

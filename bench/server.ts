@@ -9,13 +9,13 @@
 // and the best round counts (interference on a shared machine only ever slows a round down).
 // BENCH_ROUNDS (default 20) and BENCH_THREADS (default: every CPU) override.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync } from "node:fs";
+import { createWriteStream } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { SteeringEngine } from "../src/engine/engine.js";
-import { generateTestModel } from "../src/testModels/generate.js";
+import { benchModel } from "./benchModel.js";
 
 const SHAPE = { architecture: "llama" as const, embedding: 512, layers: 8, heads: 8, kvHeads: 4, feedForward: 1408, weightType: "f16" as const, seed: 42 };
 const MAX_TOKENS = 128;
@@ -25,16 +25,7 @@ const SETTINGS = { parallel: 8, contextSize: 1024 }; // per sequence; the engine
 const CONCURRENCY = [1, 4, 8];
 const PROMPT = "Once upon a time, in a quiet village by the sea, there lived";
 
-function modelPath(): string {
-  const dir = join(os.tmpdir(), "pasta-server-bench");
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, "llama-512x8-f16.gguf");
-  if (!existsSync(path)) {
-    console.error(`generating ${path} ...`);
-    generateTestModel(path, SHAPE);
-  }
-  return path;
-}
+const modelPath = () => benchModel("llama-512x8-f16.gguf", SHAPE);
 
 /** One decoded stream: when its first and last text arrived, and how many tokens it had. */
 interface Stream { tokens: number; firstText: number; lastText: number }
