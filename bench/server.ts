@@ -1,13 +1,15 @@
-// npm run bench:server: what the HTTP server costs on top of the engine, and how decoding scales with
-// concurrent requests, in one run on a generated ~56M-parameter llama (F16, 512 x 8 layers, GQA 8/4
-// heads, 32k vocab). The model is small on purpose: a single stream decodes at ~200 tokens/s on 2 cores,
-// so the per-token cost of HTTP (one SSE chunk per token) is a visible share of each token's time.
-//   1. single-stream decode tokens/s: POST /v1/generate (stream: true) on a real `pasta-server serve`
-//      process vs SteeringEngine.generate in this process, same prompt, settings and threads.
-//   2. aggregate decode tokens/s through HTTP with 1, 4 and 8 concurrent streams (--parallel 8).
-// The two processes share the machine's cores, so they never decode at the same time; rounds alternate
-// and the best round counts (interference on a shared machine only ever slows a round down).
-// BENCH_ROUNDS (default 20) and BENCH_THREADS (default: every CPU) override.
+// npm run bench:server: pasta-server over HTTP against llama.cpp's own llama-server, built from the
+// same llama.cpp source that node-llama-cpp bundles (bench/llamaServer.ts), on the same model, threads
+// and machine, measured back to back in one run. Also what HTTP costs on top of the in-process engine.
+// Model: a generated ~56M-parameter llama (F16, 512 x 8 layers, GQA 8/4 heads, 32k vocab); small on
+// purpose, so that any per-token cost outside llama.cpp (JavaScript, HTTP, SSE) is a visible share.
+//   1. single-stream decode t/s through HTTP (SSE, one event per token): pasta-server unsteered and
+//      steered, llama-server, and pasta-server's engine in this process; rounds rotate the order.
+//   2. prefill t/s: a ~900-token prompt and one generated token, no prompt cache on either side.
+//   3. aggregate decode t/s with 1 and 4 concurrent streams (pasta-server --parallel 4, llama-server -np 4).
+// Servers idle while the other side measures; the best round of each side counts (interference on a
+// shared machine only ever slows a round down), and the median of adjacent-round ratios is printed too.
+// BENCH_ROUNDS (default 10) and BENCH_THREADS (default: every CPU) override.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import http from "node:http";
@@ -16,24 +18,19 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { SteeringEngine } from "../src/engine/engine.js";
 import { benchModel } from "./benchModel.js";
+import { startLlamaServer } from "./llamaServer.js";
 
 const SHAPE = { architecture: "llama" as const, embedding: 512, layers: 8, heads: 8, kvHeads: 4, feedForward: 1408, weightType: "f16" as const, seed: 42 };
 const MAX_TOKENS = 128;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
-const THREADS = Number(process.env.BENCH_THREADS ?? os.availableParallelism()); // server and in-process engine alike
-const SETTINGS = { parallel: 8, contextSize: 1024 }; // per sequence; the engine gets the server's exact context layout
-const CONCURRENCY = [1, 4, 8];
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
+const THREADS = Number(process.env.BENCH_THREADS ?? os.availableParallelism()); // every side gets the same
+const SETTINGS = { parallel: 4, contextSize: 1024 }; // per sequence; llama-server: 4 slots of 1024
 const PROMPT = "Once upon a time, in a quiet village by the sea, there lived";
+/** 5 of 64 heads in 2 of 8 layers, on the prompt's second half */
+const STEERING = { emphasis: ["a quiet village by the sea"], heads: { "2": [0, 3, 5], "5": [1, 6] } };
+const LONG_PROMPT = (round: number) => `${round} ` + Array.from({ length: 60 }, (_, i) => `Sentence ${i} tells of the sea and the village.`).join(" ");
 
 const modelPath = () => benchModel("llama-512x8-f16.gguf", SHAPE);
-
-/** One decoded stream: when its first and last text arrived, and how many tokens it had. */
-interface Stream { tokens: number; firstText: number; lastText: number }
-// the first text comes with the first token, so tokens - 1 were decoded between first and last text
-const decodeRate = (s: Stream) => (s.tokens - 1) / ((s.lastText - s.firstText) / 1000);
-
-// a random-weight model could sample EOS early; the rates assume every stream runs MAX_TOKENS
-const lengthError = (tokens: number, where: string) => new Error(`${where}: ${tokens} completion tokens, expected ${MAX_TOKENS} (EOS? try another prompt)`);
 
 /** Starts `pasta-server serve` on a free port; resolves with its URL once /ready answers 200. */
 async function startServer(model: string): Promise<{ proc: ChildProcess; url: string }> {
@@ -58,43 +55,106 @@ async function startServer(model: string): Promise<{ proc: ChildProcess; url: st
   throw new Error("the server was not ready within 120 s");
 }
 
+/** One decoded stream: when its first and last text arrived, and how many tokens it had. */
+interface Stream { tokens: number; firstText: number; lastText: number }
+// the first text comes with the first token, so tokens - 1 were decoded between first and last text
+const decodeRate = (s: Stream) => (s.tokens - 1) / ((s.lastText - s.firstText) / 1000);
+
+// a random-weight model could sample EOS early; the rates assume every stream runs MAX_TOKENS
+const lengthError = (tokens: number, where: string) => new Error(`${where}: ${tokens} completion tokens, expected ${MAX_TOKENS} (EOS? try another prompt)`);
+
+/** A server under test: its streaming and one-shot requests, in its own API. */
+interface Target {
+  name: string;
+  stream(prompt: string, steered?: boolean): Promise<Stream>;
+  /** prompt tokens evaluated and the wall time of a request that generates one token */
+  prefill(prompt: string): Promise<{ tokens: number; ms: number }>;
+}
+
 /**
- * One streamed POST /v1/generate; usage comes from the final chunk. node:http with 'data' events, not
- * fetch: this client shares the cores with the server's math threads, and every CPU cycle it spends per
- * SSE chunk slows the server's decoding. Against a non-streamed request, fetch's web streams cost the
- * server 4-10% of its decode speed in our runs, node:http (like curl) 2-3%.
+ * One POST with a JSON body; SSE events (or the whole body) go to onEvent. node:http with 'data'
+ * events, not fetch: this client shares the cores with the servers' math threads, and every CPU cycle
+ * it spends per SSE chunk slows their decoding (fetch's web streams cost 4-10% of decode speed here,
+ * node:http, like curl, 2-3%).
  */
-function httpStream(url: string, prompt: string): Promise<Stream> {
+function post(url: string, body: unknown, onEvent: (data: string, now: number) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${url}/v1/generate`, { method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+    const req = http.request(url, { method: "POST", headers: { "content-type": "application/json" } }, (res) => {
       res.setEncoding("utf8");
-      let buffer = "", firstText = 0, lastText = 0, tokens = -1;
+      let buffer = "";
       res.on("data", (text: string) => {
         const now = performance.now();
         buffer += text;
+        if (res.statusCode !== 200) return;
         let end;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
           const event = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
-          if (res.statusCode !== 200 || event.startsWith("event: error")) return req.destroy(new Error(`POST /v1/generate: ${res.statusCode} ${event}`));
-          const data = event.slice("data: ".length);
-          if (data === "[DONE]") continue;
-          const chunk = JSON.parse(data) as { text: string; usage?: { completion_tokens: number } };
-          if (chunk.text) { firstText ||= now; lastText = now; }
-          if (chunk.usage) tokens = chunk.usage.completion_tokens;
+          if (event.startsWith("event: error")) return req.destroy(new Error(`POST ${url}: ${event}`));
+          if (event.startsWith("data: ") && event !== "data: [DONE]") onEvent(event.slice("data: ".length), now);
         }
       });
       res.on("end", () => {
-        if (res.statusCode !== 200) return reject(new Error(`POST /v1/generate: ${res.statusCode} ${buffer}`));
-        if (tokens < 0) return reject(new Error("the stream ended without usage"));
-        if (tokens !== MAX_TOKENS) return reject(lengthError(tokens, "HTTP"));
-        resolve({ tokens, firstText, lastText });
+        if (res.statusCode !== 200) return reject(new Error(`POST ${url}: ${res.statusCode} ${buffer}`));
+        if (buffer.trim()) onEvent(buffer, performance.now()); // a non-streamed response
+        resolve();
       });
       res.on("error", reject);
     });
     req.on("error", reject);
-    req.end(JSON.stringify({ prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true }));
+    req.end(JSON.stringify(body));
   });
+}
+
+/** pasta-server's native endpoint, POST /v1/generate */
+function pastaTarget(url: string): Target {
+  return {
+    name: "pasta-server",
+    async stream(prompt, steered = false) {
+      let firstText = 0, lastText = 0, tokens = -1;
+      await post(`${url}/v1/generate`, { prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true, ...(steered ? { steering: STEERING } : {}) }, (data, now) => {
+        const chunk = JSON.parse(data) as { text: string; usage?: { completion_tokens: number } };
+        if (chunk.text) { firstText ||= now; lastText = now; }
+        if (chunk.usage) tokens = chunk.usage.completion_tokens;
+      });
+      if (tokens !== MAX_TOKENS) throw lengthError(tokens, "pasta-server");
+      return { tokens, firstText, lastText };
+    },
+    async prefill(prompt) {
+      let tokens = -1;
+      const t0 = performance.now();
+      await post(`${url}/v1/generate`, { prompt, max_tokens: 1, temperature: 0 }, (data) => {
+        const body = JSON.parse(data) as { usage: { prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } } };
+        tokens = body.usage.prompt_tokens - body.usage.prompt_tokens_details.cached_tokens;
+      });
+      return { tokens, ms: performance.now() - t0 };
+    },
+  };
+}
+
+/** llama-server's native endpoint, POST /completion */
+function llamaTarget(url: string): Target {
+  return {
+    name: "llama-server",
+    async stream(prompt) {
+      let firstText = 0, lastText = 0, tokens = -1;
+      await post(`${url}/completion`, { prompt, n_predict: MAX_TOKENS, temperature: 0, stream: true }, (data, now) => {
+        const chunk = JSON.parse(data) as { content: string; stop: boolean; tokens_predicted?: number };
+        if (chunk.content) { firstText ||= now; lastText = now; }
+        if (chunk.stop) tokens = chunk.tokens_predicted ?? -1;
+      });
+      if (tokens !== MAX_TOKENS) throw lengthError(tokens, "llama-server");
+      return { tokens, firstText, lastText };
+    },
+    async prefill(prompt) {
+      let tokens = -1;
+      const t0 = performance.now();
+      await post(`${url}/completion`, { prompt, n_predict: 1, temperature: 0, cache_prompt: false }, (data) => {
+        tokens = (JSON.parse(data) as { timings: { prompt_n: number } }).timings.prompt_n;
+      });
+      return { tokens, ms: performance.now() - t0 };
+    },
+  };
 }
 
 async function engineStream(engine: SteeringEngine, prompt: string): Promise<Stream> {
@@ -107,50 +167,86 @@ async function engineStream(engine: SteeringEngine, prompt: string): Promise<Str
   return { tokens: result.tokens.length, firstText, lastText };
 }
 
+/** Aggregate decode t/s of n concurrent streams: all tokens over the wall time from the first request sent to the last done. */
+async function aggregate(target: Target, n: number): Promise<number> {
+  const t0 = performance.now();
+  // one prompt for all: llama-server fails a stream (HTTP 500) whose random-model output is not valid UTF-8, and this one's is
+  const streams = await Promise.all(Array.from({ length: n }, () => target.stream(PROMPT)));
+  return streams.reduce((sum, s) => sum + s.tokens, 0) / ((performance.now() - t0) / 1000);
+}
+
+const best = (xs: number[]) => Math.max(...xs);
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2; };
+
 const path = modelPath();
-const { proc, url } = await startServer(path);
-const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
+const ours = await startServer(path);
+const theirs = await startLlamaServer({ model: path, threads: THREADS, slots: SETTINGS.parallel, contextPerSlot: SETTINGS.contextSize });
+const exited = new Promise<number | null>((resolve) => ours.proc.once("exit", resolve));
 try {
+  const pasta = pastaTarget(ours.url);
+  const llama = llamaTarget(theirs.url);
   const engine = await SteeringEngine.load({ modelPath: path, ...SETTINGS, threads: THREADS, flashAttention: true });
-  await engineStream(engine, PROMPT); // warm-up, both sides
-  await httpStream(url, PROMPT);
 
-  // 1. single stream, alternating engine and HTTP rounds (which goes first alternates too). This VM's
-  // speed drifts by tens of percent over seconds, so besides each side's best round we report the
-  // median of the ratios of adjacent rounds, which a drift slower than one round pair cancels out of.
-  const rates = { engine: [] as number[], http: [] as number[] };
+  // 1. single stream; each round runs every variant, in an order that rotates from round to round
+  type Variant = "engine" | "pasta" | "steered" | "llama";
+  const measure: Record<Variant, () => Promise<Stream>> = {
+    engine: () => engineStream(engine, PROMPT),
+    pasta: () => pasta.stream(PROMPT),
+    steered: () => pasta.stream(PROMPT, true),
+    llama: () => llama.stream(PROMPT),
+  };
+  const variants = Object.keys(measure) as Variant[];
+  for (const v of variants) await measure[v](); // warm-up
+  const rates = Object.fromEntries(variants.map((v) => [v, [] as number[]])) as Record<Variant, number[]>;
   for (let round = 0; round < ROUNDS; round++) {
-    for (const side of round % 2 ? ["http", "engine"] as const : ["engine", "http"] as const) {
-      rates[side].push(decodeRate(side === "engine" ? await engineStream(engine, PROMPT) : await httpStream(url, PROMPT)));
+    for (let i = 0; i < variants.length; i++) {
+      const v = variants[(i + round) % variants.length]!;
+      rates[v].push(decodeRate(await measure[v]()));
     }
   }
-  const pairRatios = rates.http.map((h, i) => h / rates.engine[i]!).sort((a, b) => a - b);
-  const medianRatio = (pairRatios[(ROUNDS - 1) >> 1]! + pairRatios[ROUNDS >> 1]!) / 2;
-  await engine.dispose(); // from here on the server has the cores to itself
+  await engine.dispose(); // from here on the servers have the cores to themselves
 
-  // 2. aggregate: n streams at once, distinct prompts; wall time from the first request sent to the last done
-  const aggregate = new Map<number, number>();
+  // 2. prefill, alternating; a distinct first word per round leaves nothing for pasta-server's prefix cache
+  const prefill = { pasta: [] as number[], llama: [] as number[] };
+  let prefillTokens = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, target] of round % 2 ? [["llama", llama], ["pasta", pasta]] as const : [["pasta", pasta], ["llama", llama]] as const) {
+      const { tokens, ms } = await target.prefill(LONG_PROMPT(round));
+      prefillTokens = tokens;
+      prefill[name].push(tokens / (ms / 1000));
+    }
+  }
+
+  // 3. aggregate decode with concurrent streams
+  const concurrency = [1, SETTINGS.parallel];
+  const agg = { pasta: new Map<number, number[]>(), llama: new Map<number, number[]>() };
   for (let round = 0; round < 3; round++) {
-    for (const n of CONCURRENCY) {
-      const t0 = performance.now();
-      const streams = await Promise.all(Array.from({ length: n }, (_, i) => httpStream(url, `${PROMPT} (${i})`)));
-      const rate = streams.reduce((sum, s) => sum + s.tokens, 0) / ((performance.now() - t0) / 1000);
-      aggregate.set(n, Math.max(aggregate.get(n) ?? 0, rate));
+    for (const n of concurrency) {
+      for (const [name, target] of [["pasta", pasta], ["llama", llama]] as const) {
+        agg[name].set(n, [...agg[name].get(n) ?? [], await aggregate(target, n)]);
+      }
     }
   }
 
-  const best = (xs: number[]) => Math.max(...xs);
-  const [e, h] = [best(rates.engine), best(rates.http)];
+  const ratioRow = (label: string, a: number[], b: number[], target: string, unit = "t/s") => {
+    const pairs = a.map((x, i) => x / b[i]!);
+    console.log(`| ${label} | ${best(a).toFixed(1)} ${unit} | ${best(b).toFixed(1)} ${unit} | ${(best(a) / best(b)).toFixed(3)} | ${median(pairs).toFixed(3)} | ${target} |`);
+  };
   console.log(`\n### ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} CPUs, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
-  console.log(`\nmodel: generated llama ${SHAPE.embedding} x ${SHAPE.layers} layers, ${SHAPE.heads}/${SHAPE.kvHeads} heads, 32k vocab, F16; --parallel ${SETTINGS.parallel} --threads ${THREADS}; ${MAX_TOKENS} tokens per stream, temperature 0, unsteered; best of ${ROUNDS} (single) / 3 (aggregate) rounds\n`);
-  console.log("| measurement | value | ratio | target |\n|---|---|---|---|");
-  console.log(`| single-stream decode, HTTP (SSE) / engine in-process, best rounds | ${h.toFixed(1)} / ${e.toFixed(1)} t/s | ${(h / e).toFixed(3)} | >= 0.95 |`);
-  console.log(`| single-stream decode, HTTP / engine, median of ${ROUNDS} adjacent-round ratios | ${pairRatios[0]!.toFixed(2)} to ${pairRatios.at(-1)!.toFixed(2)} | ${medianRatio.toFixed(3)} | >= 0.95 |`);
-  for (const n of CONCURRENCY) {
-    console.log(`| aggregate through HTTP, ${n} stream${n > 1 ? "s" : ""} | ${aggregate.get(n)!.toFixed(1)} t/s | ${(aggregate.get(n)! / aggregate.get(1)!).toFixed(2)} x 1 stream | |`);
+  console.log(`\nmodel: generated llama ${SHAPE.embedding} x ${SHAPE.layers} layers, ${SHAPE.heads}/${SHAPE.kvHeads} heads, 32k vocab, F16; threads ${THREADS}; ` +
+    `pasta-server --parallel ${SETTINGS.parallel} --ctx-size ${SETTINGS.contextSize}, llama-server -np ${SETTINGS.parallel} -c ${SETTINGS.parallel * SETTINGS.contextSize} -fa on; ` +
+    `${MAX_TOKENS} greedy tokens per stream; best of ${ROUNDS} rounds (aggregate: 3); steered: ${JSON.stringify(STEERING.heads)}\n`);
+  console.log("| measurement | A | B | A / B, best rounds | A / B, median of round pairs | target |\n|---|---|---|---|---|---|");
+  ratioRow("single-stream decode, HTTP: pasta-server (A) / llama-server (B)", rates.pasta, rates.llama, ">= 0.90");
+  ratioRow("single-stream decode, HTTP: pasta-server steered (A) / llama-server (B)", rates.steered, rates.llama, ">= 0.85");
+  ratioRow(`prefill, ${prefillTokens}-token prompt, HTTP: pasta-server (A) / llama-server (B)`, prefill.pasta, prefill.llama, ">= 0.95");
+  for (const n of concurrency) {
+    ratioRow(`aggregate decode, ${n} concurrent stream${n > 1 ? "s" : ""}: pasta-server (A) / llama-server (B)`, agg.pasta.get(n)!, agg.llama.get(n)!, n > 1 ? ">= 1.00" : "");
   }
+  ratioRow("single-stream decode: pasta-server HTTP (A) / its engine in-process (B)", rates.pasta, rates.engine, ">= 0.95");
 } finally {
-  proc.kill("SIGTERM"); // the server drains (nothing is in flight) and exits 0
+  theirs.proc.kill("SIGTERM");
+  ours.proc.kill("SIGTERM"); // the server drains (nothing is in flight) and exits 0
   const code = await exited;
   if (code !== 0) { console.error(`the server exited with ${code}`); process.exitCode = 1; }
 }

@@ -12,7 +12,7 @@
 //   --incremental  developer loop: re-run ninja in the existing build folder (seconds, not minutes)
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -62,32 +62,49 @@ if (applies(["apply", "--reverse", "--check", patchPath])) {
   fail(`native/llama.cpp.patch does not apply to ${llamaCppDir}. Remove that folder and run the build again to unpack a clean source.`);
 }
 
-copyFileSync(join(here, "addon", "AddonSteering.cpp"), join(addonDir, "AddonSteering.cpp"));
-const addonEdits = [
-  ["AddonContext.h", "        Napi::Value RestoreCheckpoint(const Napi::CallbackInfo& info);\n",
-    "        // pasta-server (AddonSteering.cpp)\n" +
-    ["SteeringInfo", "SteeringSet", "SteeringClear", "LogprobsAt"].map((m) => `        Napi::Value ${m}(const Napi::CallbackInfo& info);\n`).join("")],
-  ["AddonContext.cpp", `                InstanceMethod("restoreCheckpoint", &AddonContext::RestoreCheckpoint),\n`,
-    [["steeringInfo", "SteeringInfo"], ["steeringSet", "SteeringSet"], ["steeringClear", "SteeringClear"], ["logprobsAt", "LogprobsAt"]]
-      .map(([js, cpp]) => `                InstanceMethod("${js}", &AddonContext::${cpp}),\n`).join("")],
+// our addon files, and the lines that hook them into node-llama-cpp's AddonContext; each inserted
+// block is marked, so a changed block replaces the one from an earlier build
+const addonFiles = readdirSync(join(here, "addon"));
+for (const file of addonFiles) copyFileSync(join(here, "addon", file), join(addonDir, file));
+const methods = [
+  ["steeringInfo", "SteeringInfo"], ["steeringSet", "SteeringSet"], ["steeringClear", "SteeringClear"],
+  ["generationStart", "GenerationStart"], ["generationSubmit", "GenerationSubmit"], ["generationCancel", "GenerationCancel"],
 ];
-for (const [file, anchor, insertion] of addonEdits) {
+const addonEdits = [
+  ["AddonContext.h", "        bool memoryDisposed = false;\n",
+    "        std::shared_ptr<class PastaGenerationLoop> pastaGenerationLoop; // AddonGenerationLoop.cpp\n" +
+    methods.map(([, cpp]) => `        Napi::Value ${cpp}(const Napi::CallbackInfo& info);\n`).join("")],
+  ["AddonContext.cpp", '#include "AddonContext.h"\n', '#include "PastaNative.h"\n'],
+  ["AddonContext.cpp", "void AddonContext::disposeMemory() {\n",
+    "    pastaStopGenerationLoop(this); // no decode may be running when llama.cpp frees the context\n"],
+  ["AddonContext.cpp", `                InstanceMethod("restoreCheckpoint", &AddonContext::RestoreCheckpoint),\n`,
+    methods.map(([js, cpp]) => `                InstanceMethod("${js}", &AddonContext::${cpp}),\n`).join("")],
+];
+const BEGIN = "// pasta-server begin\n";
+const END = "// pasta-server end\n";
+for (const file of new Set(addonEdits.map(([f]) => f))) {
   const path = join(addonDir, file);
-  const source = readFileSync(path, "utf8");
-  if (source.includes(insertion)) continue;
-  if (!source.includes(anchor)) fail(`cannot find where to register the steering methods in ${path}`);
-  writeFileSync(path, source.replace(anchor, anchor + insertion));
-  log(`registered the steering methods in addon/${file}`);
+  const original = readFileSync(path, "utf8");
+  let source = original.replace(/\/\/ pasta-server begin\n[\s\S]*?\/\/ pasta-server end\n/g, "");
+  for (const [, anchor, insertion] of addonEdits.filter(([f]) => f === file)) {
+    if (!source.includes(anchor)) fail(`cannot find where to hook pasta-server's addon code into ${path}`);
+    source = source.replace(anchor, anchor + BEGIN + insertion + END);
+  }
+  if (source !== original) {
+    writeFileSync(path, source);
+    log(`hooked pasta-server's addon code into addon/${file}`);
+  }
 }
 
 // 3. build
 const stamp = createHash("sha256")
-  .update(readFileSync(patchPath)).update(readFileSync(join(here, "addon", "AddonSteering.cpp")))
+  .update(readFileSync(patchPath)).update(addonFiles.map((file) => readFileSync(join(here, "addon", file), "utf8")).join("\0"))
   .update(readFileSync(fileURLToPath(import.meta.url))).update(gpu).digest("hex");
 
 if (args.has("--incremental")) {
   const buildDir = join(llamaDir, "localBuilds", gpu === "cuda" ? "linux-x64-cuda" : "linux-x64");
   if (!existsSync(join(buildDir, "build.ninja"))) fail(`no build in ${buildDir} yet: run without --incremental first`);
+  utimesSync(join(llamaDir, "CMakeLists.txt"), new Date(), new Date()); // re-glob addon/*.cpp: a new addon file joins the build
   run("ninja", ["-C", buildDir]);
   // node-llama-cpp loads from Release/; ninja writes to bin/
   for (const file of readdirSync(join(buildDir, "bin"))) {

@@ -9,8 +9,14 @@ import { maxLogprobDiff, STORIES_MODEL, tinyModel } from "./helpers.js";
 const EXACT = 1e-5;
 /** CPU flash attention accumulates V in F16 (issue #2 target) */
 const FLASH_VS_F32 = 1e-3;
-/** concurrent vs solo decoding, and cached prefix vs recompute (issue #2 target) */
+/** cached prefix vs recompute (issue #2 target) */
 const BATCHING = 1e-4;
+/**
+ * A sequence decoded in the same batches as others vs alone. llama.cpp's CPU kernels round
+ * differently when several sequences share a ubatch (up to ~6e-3 on stories260K, without steering
+ * too); a steering leak between sequences is checked exactly, against the same batching unsteered.
+ */
+const BATCHED_WITH_OTHERS = 1e-2;
 /** log(alpha) for "invisible": exp() of it is 0 in float32 */
 const INVISIBLE_ALPHA = Number.MIN_VALUE;
 
@@ -73,14 +79,23 @@ for (const model of models) {
       t.ok(d <= Math.max(FLASH_VS_F32, 1.5 * plain), `steered: max diff ${d.toExponential(2)} (unsteered: ${plain.toExponential(2)})`);
     });
 
-    t.test("a steered and an unsteered request decoded together each equal their solo runs", async (t) => {
+    t.test("a steered request leaves the requests decoded in the same batches unchanged", async (t) => {
+      const other = { ...base, prompt: PROMPT_OTHER_WORD };
       const soloSteered = await flash.generate({ ...base, steering });
       const soloPlain = await flash.generate({ ...base });
-      const [together, togetherPlain] = await Promise.all([flash.generate({ ...base, steering }), flash.generate({ ...base })]);
-      t.same(together.tokens, soloSteered.tokens);
-      t.same(togetherPlain.tokens, soloPlain.tokens);
-      t.ok(allDiffs(together, soloSteered) <= BATCHING, `steered: max diff ${allDiffs(together, soloSteered).toExponential(2)}`);
-      t.ok(allDiffs(togetherPlain, soloPlain) <= BATCHING, `unsteered: max diff ${allDiffs(togetherPlain, soloPlain).toExponential(2)}`);
+      // requests started together share every batch (see GenerationLoop), so these two runs batch the same way
+      const [steeredA, otherNextToSteered] = await Promise.all([flash.generate({ ...base, steering }), flash.generate(other)]);
+      const [plainA, otherNextToPlain] = await Promise.all([flash.generate({ ...base }), flash.generate(other)]);
+      t.same(otherNextToSteered.tokens, otherNextToPlain.tokens);
+      t.ok(allDiffs(otherNextToSteered, otherNextToPlain) <= EXACT,
+        `a steered neighbour changes nothing: max diff ${allDiffs(otherNextToSteered, otherNextToPlain).toExponential(2)}`);
+      // batched vs solo: llama.cpp's kernels round differently when sequences share a ubatch, steered or not
+      t.same(steeredA.tokens, soloSteered.tokens);
+      t.same(plainA.tokens, soloPlain.tokens);
+      const plain = allDiffs(plainA, soloPlain);
+      const steered = allDiffs(steeredA, soloSteered);
+      t.ok(plain <= BATCHED_WITH_OTHERS, `unsteered, batched vs solo: max diff ${plain.toExponential(2)}`);
+      t.ok(steered <= Math.max(BATCHED_WITH_OTHERS, 1.5 * plain), `steered, batched vs solo: max diff ${steered.toExponential(2)}`);
     });
 
     t.test("generation with a reused prefix equals a full recompute", async (t) => {

@@ -1,10 +1,11 @@
-// pasta-server: attention steering and log-probabilities for node-llama-cpp's AddonContext.
+// pasta-server: attention steering for node-llama-cpp's AddonContext, and the log-probability helper.
 // Copied into node-llama-cpp/llama/addon/ by native/build.mjs; registered in AddonContext::init.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "AddonContext.h"
+#include "PastaNative.h"
 #include "llama.h"
 
 static bool ensureLive(const Napi::CallbackInfo& info, AddonContext* self) {
@@ -54,46 +55,24 @@ Napi::Value AddonContext::SteeringClear(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
 }
 
-// logprobsAt(batchLogitIndex, topK, token): natural-log softmax of the raw logits at that output.
-// Returns {top: [id, logprob, ...] as Float64Array (2*topK), tokenLogprob: number | null}.
-// Only the top-k are sorted; nothing is computed unless asked for.
-Napi::Value AddonContext::LogprobsAt(const Napi::CallbackInfo& info) {
-    if (!ensureLive(info, this)) return info.Env().Undefined();
-
-    const int32_t batchLogitIndex = info[0].As<Napi::Number>().Int32Value();
-    const int32_t topK = std::max(0, info[1].As<Napi::Number>().Int32Value());
-    const int32_t token = info[2].As<Napi::Number>().Int32Value();
-
-    const float* logits = llama_get_logits_ith(ctx, batchLogitIndex);
-    if (logits == nullptr) {
-        Napi::Error::New(info.Env(), "No logits at this batch index").ThrowAsJavaScriptException();
-        return info.Env().Undefined();
-    }
-    const int32_t nVocab = llama_vocab_n_tokens(llama_model_get_vocab(model->model));
-
+// See PastaNative.h. Log-sum-exp in double precision over the whole vocabulary; only the top-k are sorted.
+void pastaLogprobs(const float* logits, int32_t nVocab, int32_t topK, int32_t token, double* out) {
     float maxLogit = -INFINITY;
     for (int32_t i = 0; i < nVocab; i++) maxLogit = std::max(maxLogit, logits[i]);
     double sum = 0.0;
     for (int32_t i = 0; i < nVocab; i++) sum += std::exp((double)logits[i] - maxLogit);
     const double logZ = maxLogit + std::log(sum);
 
-    const int32_t k = std::min(topK, nVocab);
+    out[0] = token >= 0 && token < nVocab ? (double)logits[token] - logZ : NAN;
+    const int32_t k = std::min(std::max(topK, 0), nVocab);
+    if (k == 0) return;
     std::vector<int32_t> ids(nVocab);
     for (int32_t i = 0; i < nVocab; i++) ids[i] = i;
     std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [logits](int32_t a, int32_t b) {
         return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
     });
-
-    Napi::Float64Array top = Napi::Float64Array::New(info.Env(), (size_t)k * 2);
     for (int32_t i = 0; i < k; i++) {
-        top[i * 2] = ids[i];
-        top[i * 2 + 1] = (double)logits[ids[i]] - logZ;
+        out[1 + i * 2] = ids[i];
+        out[2 + i * 2] = (double)logits[ids[i]] - logZ;
     }
-
-    Napi::Object res = Napi::Object::New(info.Env());
-    res.Set("top", top);
-    res.Set("tokenLogprob", token >= 0 && token < nVocab
-        ? Napi::Number::New(info.Env(), (double)logits[token] - logZ)
-        : info.Env().Null());
-    return res;
 }

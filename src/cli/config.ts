@@ -45,7 +45,7 @@ export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo
   --parallel 1              requests decoded at once (one context sequence each)
   --max-queue 64            requests that may wait for a sequence; more get 429
   --ctx-size 4096           context tokens per sequence
-  --threads n               math threads (default: one per physical core)
+  --threads n               math threads (default: one per physical core, within the CPU quota)
   --gpu none|cuda           CUDA needs "npm run build -- --cuda"
   --no-flash-attn
   --profile <file>|auto|none  default steering heads: a head profile JSON, or auto (profiled at first start, cached)

@@ -1,16 +1,19 @@
-// The one file that reaches into node-llama-cpp internals (`_ctx`, `_sequenceId`, `_decodeTokens`,
-// `_bindings`) and calls the methods our native patch adds to its addon. Everything else in the
-// project goes through the small surface exported here.
+// The one file that reaches into node-llama-cpp internals (`_ctx`, `_sequenceId`, `_bindings`) and
+// calls the methods our native code (native/addon) adds to its addon. Everything else in the project
+// goes through the small surface exported here.
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
 import { EngineNotBuiltError } from "./errors.js";
 
-/** Methods native/addon/AddonSteering.cpp adds to node-llama-cpp's AddonContext. */
+/** Methods our addon files (native/addon) add to node-llama-cpp's AddonContext. */
 interface SteeringAddonContext {
   steeringInfo(): { unsupportedReason: string | null; headsPerLayer: number[] };
   steeringSet(sequenceId: number, bias: number, ranges: Int32Array, headMask: Uint8Array): number;
   steeringClear(sequenceId: number): void;
-  logprobsAt(batchLogitIndex: number, topK: number, token: number): { top: Float64Array; tokenLogprob: number | null };
-  sampleToken(batchLogitIndex: number, sampler: AddonSampler): Promise<Token | -1>;
+  generationStart(onEvents: (events: LoopEvent[]) => void): void;
+  generationSubmit(jobs: Array<{
+    id: number; sequenceId: number; keep: number; tokens: Uint32Array; sampler?: AddonSampler; maxTokens: number; topLogprobs: number;
+  }>): void;
+  generationCancel(id: number): void;
 }
 
 interface AddonSampler {
@@ -18,16 +21,19 @@ interface AddonSampler {
   dispose(): void;
 }
 
-type LogitMapper<T> = (batchLogitIndex: number, tokenIndex: number) => T | Promise<T>;
-
-interface SequenceInternals {
-  _sequenceId: number;
-  _decodeTokens<T>(
-    tokens: Token[], logits: (true | undefined)[], evaluationPriority: number, tokenMeter: unknown,
-    contextShiftOptions: unknown, logitDataMapper: LogitMapper<T>,
-  ): Promise<T[]>;
-  _tokenMeter: unknown;
+/** What the native generation loop reports for a job: new tokens, and once, that it is done. */
+interface LoopEvent {
+  id: number;
+  tokens: Int32Array;
+  /** per token: [logprob, id0, logprob0, ...] (1 + 2 * topLogprobs values) */
+  logprobs?: Float64Array;
+  done: boolean;
+  finish?: LoopFinish;
+  error?: string;
+  kvTokens?: number;
 }
+
+type LoopFinish = "stop" | "length" | "cancelled" | "error";
 
 const REBUILD_HINT = 'Run "npm run build" (add "-- --cuda" for a CUDA build) to build the patched llama.cpp engine.';
 
@@ -53,7 +59,7 @@ export async function loadPatchedLlama(options: { gpu: false | "cuda"; logLevel?
 
 function addonOf(context: LlamaContext): SteeringAddonContext {
   const ctx = (context as unknown as { _ctx: Partial<SteeringAddonContext> })._ctx;
-  if (typeof ctx?.steeringSet !== "function" || typeof ctx.logprobsAt !== "function") {
+  if (typeof ctx?.steeringSet !== "function" || typeof ctx.generationSubmit !== "function") {
     throw new EngineNotBuiltError(`The loaded llama.cpp binary has no attention-steering support (unpatched build). ${REBUILD_HINT}`);
   }
   return ctx as SteeringAddonContext;
@@ -83,19 +89,125 @@ export interface NativeSteering {
   headMask: Uint8Array;
 }
 
-/** One context sequence with steering, decoding with per-output callbacks, and native log-probs. */
-export class SteerableSequence {
-  private readonly addon: SteeringAddonContext;
-  constructor(readonly context: LlamaContext, readonly sequence: LlamaContextSequence) {
-    this.addon = addonOf(context);
+/**
+ * One job for the native generation loop: evaluate `tokens` on a sequence from KV position `keep`
+ * (later positions are dropped first), then either sample up to `maxTokens` tokens (with a
+ * sampler) or score: report the log-prob of each next input token.
+ */
+export interface LoopJob {
+  keep: number;
+  tokens: readonly Token[];
+  sampler?: NativeSampler;
+  maxTokens: number;
+  /** -1: no log-probs; k >= 0: the token's own and the k most likely */
+  topLogprobs: number;
+  /** sampled (or scored) tokens as they come, several at a time; returning false cancels the job */
+  onTokens(tokens: Int32Array, logprobs: Float64Array | undefined): boolean | void;
+}
+
+export interface LoopResult {
+  finish: Exclude<LoopFinish, "error">;
+  /** the sequence's KV positions now; -1 when unknown (a failed decode) */
+  kvTokens: number;
+}
+
+/** Runs a job to its end; `cancel` ends it before the loop's next decode. */
+export interface RunningJob {
+  done: Promise<LoopResult>;
+  cancel(): void;
+}
+
+export class LoopJobError extends Error {
+  constructor(message: string, readonly kvTokens: number) {
+    super(message);
+  }
+}
+
+/**
+ * The context's native generation loop (native/addon/AddonGenerationLoop.cpp): one thread that owns
+ * every decode of the context, batching all running jobs into each llama_decode.
+ */
+class GenerationLoop {
+  private nextId = 1;
+  private unsubmitted: Parameters<SteeringAddonContext["generationSubmit"]>[0] = [];
+  private readonly jobs = new Map<number, { job: LoopJob; resolve(r: LoopResult): void; reject(e: Error): void; failure?: Error }>();
+  constructor(private readonly addon: SteeringAddonContext) {
+    addon.generationStart((events) => this.dispatch(events));
   }
 
-  private get internals(): SequenceInternals {
-    return this.sequence as unknown as SequenceInternals;
+  run(sequenceId: number, job: LoopJob): RunningJob {
+    const id = this.nextId++;
+    const done = new Promise<LoopResult>((resolve, reject) => this.jobs.set(id, { job, resolve, reject }));
+    // jobs started in the same turn of the event loop share their first batch: which requests
+    // decode together, and so llama.cpp's float rounding, does not hang on thread timing
+    if (this.unsubmitted.length === 0) setImmediate(() => this.submit());
+    this.unsubmitted.push({
+      id, sequenceId, keep: job.keep, tokens: Uint32Array.from(job.tokens), sampler: job.sampler?.native,
+      maxTokens: job.maxTokens, topLogprobs: job.topLogprobs,
+    });
+    return {
+      done,
+      cancel: () => {
+        const waiting = this.unsubmitted.findIndex((j) => j.id === id);
+        if (waiting >= 0) {
+          this.unsubmitted.splice(waiting, 1);
+          this.dispatch([{ id, tokens: new Int32Array(0), done: true, finish: "cancelled", kvTokens: -1 }]);
+        } else if (this.jobs.has(id)) {
+          this.addon.generationCancel(id);
+        }
+      },
+    };
+  }
+
+  private submit() {
+    const jobs = this.unsubmitted;
+    this.unsubmitted = [];
+    if (jobs.length === 0) return;
+    try {
+      this.addon.generationSubmit(jobs);
+    } catch (err) {
+      for (const { id } of jobs) this.dispatch([{ id, tokens: new Int32Array(0), done: true, finish: "error", error: (err as Error).message, kvTokens: -1 }]);
+    }
+  }
+
+  private dispatch(events: LoopEvent[]) {
+    for (const event of events) {
+      const entry = this.jobs.get(event.id);
+      if (!entry) continue;
+      if (event.tokens.length > 0 && !entry.failure) {
+        try {
+          if (entry.job.onTokens(event.tokens, event.logprobs) === false) this.addon.generationCancel(event.id);
+        } catch (err) {
+          // a throwing consumer ends its job; the loop thread never sees JavaScript errors
+          entry.failure = err as Error;
+          this.addon.generationCancel(event.id);
+        }
+      }
+      if (!event.done) continue;
+      this.jobs.delete(event.id);
+      const kvTokens = event.kvTokens ?? -1;
+      if (entry.failure) entry.reject(Object.assign(entry.failure, { kvTokens }));
+      else if (event.finish === "error") entry.reject(new LoopJobError(event.error ?? "the generation loop failed", kvTokens));
+      else entry.resolve({ finish: event.finish as LoopResult["finish"], kvTokens });
+    }
+  }
+}
+
+const loops = new WeakMap<LlamaContext, GenerationLoop>();
+
+/** One context sequence with steering; it decodes through the context's native generation loop. */
+export class SteerableSequence {
+  private readonly addon: SteeringAddonContext;
+  private readonly loop: GenerationLoop;
+  constructor(readonly context: LlamaContext, readonly sequence: LlamaContextSequence) {
+    this.addon = addonOf(context);
+    let loop = loops.get(context);
+    if (!loop) loops.set(context, (loop = new GenerationLoop(this.addon)));
+    this.loop = loop;
   }
 
   get id(): number {
-    return this.internals._sequenceId;
+    return (this.sequence as unknown as { _sequenceId: number })._sequenceId;
   }
 
   /** Applies from the next decode on; llama.cpp snapshots it on its decoding thread. */
@@ -108,21 +220,7 @@ export class SteerableSequence {
     this.addon.steeringClear(this.id);
   }
 
-  /**
-   * Evaluates tokens on this sequence; for each index where `wantOutput` is true, `onOutput` runs
-   * right after the decode, while that output's logits are valid.
-   */
-  async decode<T>(tokens: Token[], wantOutput: (index: number) => boolean, onOutput: LogitMapper<T>): Promise<T[]> {
-    const logits = tokens.map((_, i) => (wantOutput(i) ? true : undefined));
-    const noShift = { size: 1, strategy: () => { throw new Error("context is full"); } };
-    return this.internals._decodeTokens(tokens, logits, 5, this.internals._tokenMeter, noShift, onOutput);
-  }
-
-  logprobsAt(batchLogitIndex: number, topK: number, token = -1) {
-    return this.addon.logprobsAt(batchLogitIndex, topK, token);
-  }
-
-  sample(batchLogitIndex: number, sampler: NativeSampler): Promise<Token | -1> {
-    return this.addon.sampleToken(batchLogitIndex, sampler.native);
+  run(job: LoopJob): RunningJob {
+    return this.loop.run(this.id, job);
   }
 }

@@ -1,15 +1,15 @@
 // The steering engine: a model, a context with a pool of sequences, and generation under PASTA
 // steering. Prompt text + emphasized character spans in; tokens, log-probs and the token ranges
 // that were emphasized out.
-import os from "node:os";
 import type { LlamaContext, LlamaModel, Llama, Token } from "node-llama-cpp";
 import { resolveEmphasis, unionSpans, type CharSpan } from "../emphasis/markup.js";
-import { loadPatchedLlama, NativeSampler, SteerableSequence, steeringInfo } from "./binding.js";
+import { loadPatchedLlama, NativeSampler, SteerableSequence, steeringInfo, type LoopJob, type LoopResult } from "./binding.js";
 import { ContextLengthError, SteeringError, UnsupportedModelError } from "./errors.js";
 import {
   DEFAULT_ALPHA, resolveHeads, steeringFreePrefix, toNativeSteering, validateAlpha,
   type HeadSelection, type SteeringMode, type SteeringSpec,
 } from "./steering.js";
+import { defaultThreads } from "./threads.js";
 import { spansToTokenRanges, tokenOffsets } from "./tokenSpans.js";
 
 export interface EngineOptions {
@@ -19,7 +19,7 @@ export interface EngineOptions {
   parallel?: number;
   /** flash attention (default on); steered layers keep it too */
   flashAttention?: boolean;
-  /** math threads; default: one per physical core */
+  /** math threads; default: one per physical core, within the process's CPU affinity and quota (threads.ts) */
   threads?: number;
   gpu?: false | "cuda";
 }
@@ -121,16 +121,13 @@ export interface GenerateResult {
   timings: { promptMs: number; generationMs: number };
 }
 
-/** Physical cores: llama.cpp's math threads contend with each other on SMT siblings. */
-function defaultThreads(): number {
-  return Math.max(1, Math.floor(os.availableParallelism() / (os.cpus().length > 2 ? 2 : 1)));
-}
-
 interface PooledSequence {
   seq: SteerableSequence;
   busy: boolean;
   /** leading KV positions that were computed exactly as without steering */
   cleanPrefix: number;
+  /** the tokens whose KV entries the sequence holds, from position 0 */
+  cachedTokens: readonly Token[];
 }
 
 export class SteeringEngine {
@@ -157,7 +154,7 @@ export class SteeringEngine {
       threads: options.threads ?? defaultThreads(),
     });
     const pool = Array.from({ length: parallel }, () => ({
-      seq: new SteerableSequence(context, context.getSequence()), busy: false, cleanPrefix: 0,
+      seq: new SteerableSequence(context, context.getSequence()), busy: false, cleanPrefix: 0, cachedTokens: [],
     }));
     const info = steeringInfo(context);
     return new SteeringEngine(llama, model, context, pool, info.headsPerLayer, info.unsupportedReason);
@@ -233,22 +230,13 @@ export class SteeringEngine {
       seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
     });
     try {
-      const { seq } = slot;
-      const reuse = Math.min(
-        seq.sequence.compareContextTokens(promptTokens).firstDifferentIndex,
-        slot.cleanPrefix,
-        steeringFreePrefix(steering?.spec, promptTokens.length),
-        promptTokens.length - 1,
-      );
-      if (reuse < seq.sequence.nextTokenIndex) {
-        await seq.sequence.eraseContextTokenRanges([{ start: reuse, end: seq.sequence.nextTokenIndex }]);
-      }
-      if (steering) seq.setSteering(toNativeSteering(steering.spec, promptTokens.length, this.headsPerLayer));
-      else seq.clearSteering();
+      const reuse = Math.min(this.reusablePrefix(slot, promptTokens, steering?.spec), promptTokens.length - 1);
+      if (steering) slot.seq.setSteering(toNativeSteering(steering.spec, promptTokens.length, this.headsPerLayer));
+      else slot.seq.clearSteering();
       // what this request writes into the KV cache is steering-free up to here
       slot.cleanPrefix = steeringFreePrefix(steering?.spec, promptTokens.length);
 
-      const generated = await this.decodeLoop(seq, sampler, promptTokens.slice(reuse), request, maxTokens);
+      const generated = await this.decodeLoop(slot, sampler, promptTokens, reuse, request, maxTokens);
       return {
         ...generated,
         promptTokens: promptTokens.length,
@@ -270,12 +258,9 @@ export class SteeringEngine {
     const { tokens, offsets, steering } = prepared ?? this.prepare(request, 0);
     const slot = await this.acquire([], undefined);
     try {
-      const { seq } = slot;
-      // every position needs its logits, so nothing cached can be reused
-      await seq.sequence.eraseContextTokenRanges([{ start: 0, end: seq.sequence.nextTokenIndex }]);
       slot.cleanPrefix = steeringFreePrefix(steering?.spec, tokens.length);
-      if (steering) seq.setSteering(toNativeSteering(steering.spec, tokens.length, this.headsPerLayer));
-      else seq.clearSteering();
+      if (steering) slot.seq.setSteering(toNativeSteering(steering.spec, tokens.length, this.headsPerLayer));
+      else slot.seq.clearSteering();
       // each token's text is its stretch of the prompt, so the texts join to the prompt
       const scored: ScoredToken[] = tokens.map((id, i) => {
         const [start, end] = offsets[i]!;
@@ -283,12 +268,20 @@ export class SteeringEngine {
         return { id, text: sharesPrevious ? "" : request.prompt.slice(start, end), offset: start, logprob: null, top: null };
       });
       if (request.signal?.aborted) throw request.signal.reason;
-      await seq.decode(tokens, (i) => i < tokens.length - 1, (batchIndex, tokenIndex) => {
-        const lp = seq.logprobsAt(batchIndex, request.topLogprobs, tokens[tokenIndex + 1]!);
-        const next = scored[tokenIndex + 1]!;
-        next.logprob = lp.tokenLogprob;
-        next.top = this.describeLogprobs(next.id, lp, tokens[tokenIndex]).top;
+      const stride = 1 + 2 * request.topLogprobs;
+      let next = 1;
+      // every position needs its logits, so nothing cached can be reused (keep 0)
+      await this.runOnSlot(slot, () => tokens, request.signal, {
+        keep: 0, tokens, maxTokens: 0, topLogprobs: request.topLogprobs,
+        onTokens: (_ids, logprobs) => {
+          for (let at = 0; at < logprobs!.length; at += stride, next++) {
+            const described = this.describeLogprobs(tokens[next]!, logprobs!.subarray(at, at + stride), tokens[next - 1]);
+            scored[next]!.logprob = described.logprob;
+            scored[next]!.top = described.top;
+          }
+        },
       });
+      if (request.signal?.aborted) throw request.signal.reason;
       return { tokens: scored, ...(steering ? { steering: { spans: steering.spans } } : {}) };
     } finally {
       slot.seq.clearSteering();
@@ -296,18 +289,39 @@ export class SteeringEngine {
     }
   }
 
-  private async decodeLoop(seq: SteerableSequence, sampler: NativeSampler, firstInput: Token[], request: GenerateRequest, maxTokens: number) {
+  /**
+   * Runs one job of the native generation loop on a slot, cancelling it on abort, and records
+   * what the slot's KV cache holds afterwards: the first `kvTokens` of `evaluated`.
+   */
+  private async runOnSlot(slot: PooledSequence, evaluated: () => readonly Token[], signal: AbortSignal | undefined, job: LoopJob): Promise<LoopResult> {
+    const running = slot.seq.run(job);
+    const cancel = () => running.cancel();
+    signal?.addEventListener("abort", cancel);
+    if (signal?.aborted) cancel();
+    try {
+      const result = await running.done;
+      slot.cachedTokens = evaluated().slice(0, result.kvTokens);
+      return result;
+    } catch (err) {
+      const kvTokens = (err as { kvTokens?: number }).kvTokens ?? -1;
+      slot.cachedTokens = kvTokens < 0 ? [] : evaluated().slice(0, kvTokens);
+      throw err;
+    } finally {
+      signal?.removeEventListener("abort", cancel);
+    }
+  }
+
+  private async decodeLoop(slot: PooledSequence, sampler: NativeSampler, promptTokens: Token[], reuse: number, request: GenerateRequest, maxTokens: number) {
     const stop = request.stop ?? [];
     const wantLogprobs = request.logprobs !== undefined;
     const topK = request.logprobs ?? 0;
+    const stride = 1 + 2 * topK;
     const tokens: Token[] = [];
     const logprobs: GeneratedTokenLogprobs[] = [];
     let text = "";
     let emitted = 0;
     let emittedLogprobs = 0;
-    let finishReason: "stop" | "length" = "length";
-    let input = firstInput;
-    const last = () => input.length - 1;
+    let stopped = false;
     const start = performance.now();
     let firstTokenAt = start;
     // text that could still become a stop string is held back from onText
@@ -316,26 +330,18 @@ export class SteeringEngine {
     let settledText = "";
     let settledTokens = 0;
 
-    while (tokens.length < maxTokens && !request.signal?.aborted) {
-      const [next] = (await seq.decode(input, (i) => i === last(), async (batchIndex) => {
-        const token = await seq.sample(batchIndex, sampler);
-        const lp = wantLogprobs ? seq.logprobsAt(batchIndex, topK, token) : undefined;
-        return { token, lp };
-      })).slice(-1);
-      if (!next || next.token === -1) throw new Error("sampling failed");
-      if (tokens.length === 0) firstTokenAt = performance.now();
-      const token = next.token as Token;
-      if (this.model.isEogToken(token)) { finishReason = "stop"; break; }
+    /** Takes one sampled token; false once a stop string ends the text. */
+    const accept = (token: Token, lp: Float64Array | undefined): boolean => {
+      const previous = tokens.at(-1) ?? promptTokens.at(-1);
       tokens.push(token);
-      if (next.lp) logprobs.push(this.describeLogprobs(token, next.lp, input[last()]));
+      if (lp) logprobs.push(this.describeLogprobs(token, lp, previous));
       const tail = this.model.detokenize(tokens.slice(settledTokens), false, tokens.slice(Math.max(0, settledTokens - 8), settledTokens));
       text = settledText + tail;
       if (!tail.endsWith("\uFFFD")) { settledText = text; settledTokens = tokens.length; }
       const hit = stop.map((s) => text.indexOf(s, Math.max(0, emitted - s.length))).filter((i) => i >= 0);
       if (hit.length > 0) {
         text = text.slice(0, Math.min(...hit));
-        finishReason = "stop";
-        break;
+        return false;
       }
       const safe = Math.min(settledText.length, text.length - holdBack);
       if (safe > emitted) {
@@ -343,20 +349,40 @@ export class SteeringEngine {
         emitted = safe;
         emittedLogprobs = logprobs.length;
       }
-      input = [token];
-    }
+      return true;
+    };
+
+    // the KV cache ends up holding the prompt, then every generated token but the last sampled one
+    const result = await this.runOnSlot(slot, () => [...promptTokens, ...tokens], request.signal, {
+      keep: reuse, tokens: promptTokens.slice(reuse), sampler, maxTokens, topLogprobs: wantLogprobs ? topK : -1,
+      onTokens: (ids, lps) => {
+        if (tokens.length === 0) firstTokenAt = performance.now();
+        for (let i = 0; i < ids.length && !stopped && !request.signal?.aborted; i++) stopped = !accept(ids[i] as Token, lps?.subarray(i * stride, (i + 1) * stride));
+        return !stopped; // tokens sampled after a stop string or an abort are dropped
+      },
+    });
+
     if (text.length > emitted || logprobs.length > emittedLogprobs) request.onText?.(text.slice(emitted), logprobs.slice(emittedLogprobs));
+    const finishReason: "stop" | "length" = stopped || result.finish === "stop" ? "stop" : "length";
     const timings = { promptMs: firstTokenAt - start, generationMs: performance.now() - firstTokenAt };
     return { text, tokens, finishReason, timings, ...(wantLogprobs ? { logprobs } : {}) };
   }
 
-  private describeLogprobs(token: Token, lp: { top: Float64Array; tokenLogprob: number | null }, previous: Token | undefined): GeneratedTokenLogprobs {
+  private describeLogprobs(token: Token, lp: Float64Array, previous: Token | undefined): GeneratedTokenLogprobs {
     const top: TokenLogprob[] = [];
-    for (let i = 0; i < lp.top.length; i += 2) {
-      const id = lp.top[i]! as Token;
-      top.push({ id, text: this.tokenText(id, previous), logprob: lp.top[i + 1]! });
+    for (let i = 1; i + 1 < lp.length; i += 2) {
+      const id = lp[i]! as Token;
+      top.push({ id, text: this.tokenText(id, previous), logprob: lp[i + 1]! });
     }
-    return { id: token, text: this.tokenText(token, previous), logprob: lp.tokenLogprob ?? Number.NaN, top };
+    return { id: token, text: this.tokenText(token, previous), logprob: lp[0]!, top };
+  }
+
+  /** Leading prompt tokens whose KV entries on this slot can serve the request as they are. */
+  private reusablePrefix(slot: PooledSequence, promptTokens: readonly Token[], spec: SteeringSpec | undefined): number {
+    let same = 0;
+    const cached = slot.cachedTokens;
+    while (same < cached.length && same < promptTokens.length && cached[same] === promptTokens[same]) same++;
+    return Math.min(same, slot.cleanPrefix, steeringFreePrefix(spec, promptTokens.length));
   }
 
   /** A free sequence, preferring the one whose cached tokens share the longest clean prefix. */
@@ -364,8 +390,7 @@ export class SteeringEngine {
     for (;;) {
       const free = this.pool.filter((p) => !p.busy);
       if (free.length > 0) {
-        const limit = steeringFreePrefix(spec, promptTokens.length);
-        const score = (p: PooledSequence) => Math.min(p.cleanPrefix, limit, p.seq.sequence.compareContextTokens(promptTokens).firstDifferentIndex);
+        const score = (p: PooledSequence) => this.reusablePrefix(p, promptTokens, spec);
         const best = free.reduce((a, b) => (score(b) > score(a) ? b : a));
         best.busy = true;
         return best;

@@ -1,0 +1,425 @@
+// pasta-server: a native generation loop for node-llama-cpp's AddonContext.
+//
+// Why: node-llama-cpp decodes one token per JavaScript round trip (queue a batch, decode on a libuv
+// worker, sample on another, resolve promises), which costs more than the decode itself on small and
+// mid-size models. Here one thread per context owns every llama_decode while jobs run: each step
+// puts the next token of every generating sequence and chunks of pending prompts into one batch
+// (continuous batching), decodes, samples with the request's own AddonSampler (the same code path as
+// node-llama-cpp's sampleToken, so the tokens match), computes log-probs only when asked, and hands
+// tokens to JavaScript in batches through a thread-safe function. JavaScript never waits on it per
+// token; cancellation takes effect before the next decode.
+//
+// While the loop runs nothing else may decode on, or edit the KV cache of, this context:
+// pasta-server's engine sends every decode through it (a job's `keep` trims the sequence's cache on
+// the loop's thread).
+#include <algorithm>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "AddonContext.h"
+#include "AddonSampler.h"
+#include "PastaNative.h"
+#include "llama.h"
+
+namespace {
+
+struct Job {
+    int32_t id = 0;
+    llama_seq_id seq = 0;
+    int32_t keep = 0;                 // leading KV positions of the sequence kept from earlier requests
+    std::vector<llama_token> input;   // evaluated from position `keep` on
+    AddonSampler* sampler = nullptr;  // null: a scoring job (log-prob of each next input token)
+    int32_t maxTokens = 0;
+    int32_t topLogprobs = -1;         // -1: no log-probs; k >= 0: the token's and the k most likely
+
+    bool started = false;
+    bool cancelled = false;
+    bool finished = false;
+    size_t evaluated = 0;             // input tokens in the KV cache
+    int32_t kv = 0;                   // the sequence's KV positions
+    llama_token pending = -1;         // sampled and not yet evaluated
+    int32_t generated = 0;
+    int32_t inBatch = 0;              // tokens of this job in the current batch
+    int32_t inputInBatch = 0;         // of which from `input`
+    // outputs of the current batch: {batch index, input index (scoring) or -1 (the sampled token)}
+    std::vector<std::pair<int32_t, int32_t>> outputs;
+};
+
+struct Event {
+    int32_t id = 0;
+    std::vector<int32_t> tokens;
+    std::vector<double> logprobs;     // per token: [logprob, id0, logprob0, ...] (1 + 2k values)
+    bool done = false;
+    std::string finish;               // "stop" | "length" | "cancelled" | "error"
+    std::string error;
+    int32_t kvTokens = -1;            // the sequence's KV positions once done; -1: unknown (failed decode)
+    AddonSampler* sampler = nullptr;  // released on the JavaScript thread once done
+};
+
+// Events waiting for the JavaScript thread. Shared with queued thread-safe calls, which may run
+// after the loop is gone.
+struct Outbox {
+    std::mutex mutex;
+    std::vector<Event> events;
+    bool scheduled = false;           // a call to JavaScript is queued and will take everything
+    Napi::ThreadSafeFunction tsfn;
+    int32_t activeJobs = 0;           // JavaScript thread only: the function keeps Node alive while > 0
+};
+
+void deliver(Napi::Env env, Napi::Function callback, const std::shared_ptr<Outbox>& box) {
+    std::vector<Event> events;
+    {
+        std::lock_guard<std::mutex> lock(box->mutex);
+        events.swap(box->events);
+        box->scheduled = false;
+    }
+    Napi::Array list = Napi::Array::New(env, events.size());
+    for (size_t i = 0; i < events.size(); i++) {
+        Event& e = events[i];
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("id", e.id);
+        Napi::Int32Array tokens = Napi::Int32Array::New(env, e.tokens.size());
+        std::copy(e.tokens.begin(), e.tokens.end(), tokens.Data());
+        o.Set("tokens", tokens);
+        if (!e.logprobs.empty()) {
+            Napi::Float64Array lp = Napi::Float64Array::New(env, e.logprobs.size());
+            std::copy(e.logprobs.begin(), e.logprobs.end(), lp.Data());
+            o.Set("logprobs", lp);
+        }
+        o.Set("done", e.done);
+        if (e.done) {
+            o.Set("finish", e.finish);
+            if (!e.error.empty()) o.Set("error", e.error);
+            o.Set("kvTokens", e.kvTokens);
+            if (e.sampler != nullptr) e.sampler->Unref();
+            if (--box->activeJobs == 0) box->tsfn.Unref(env);
+        }
+        list.Set(i, o);
+    }
+    callback.Call({list});
+}
+
+}  // namespace
+
+class PastaGenerationLoop {
+    public:
+        PastaGenerationLoop(llama_context* ctx, Napi::Env env, Napi::Function onEvents)
+            : ctx(ctx), box(std::make_shared<Outbox>()) {
+            box->tsfn = Napi::ThreadSafeFunction::New(env, onEvents, "pastaGenerationLoop", 0, 1);
+            box->tsfn.Unref(env);  // idle: do not keep Node alive
+            thread = std::thread([this] { run(); });
+        }
+
+        // JavaScript thread. Jobs submitted together join the same first batch. False once stopped.
+        bool submit(Napi::Env env, std::vector<std::unique_ptr<Job>>& jobs) {
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                if (stopping) return false;
+                for (auto& job : jobs) incoming.push_back(std::move(job));
+            }
+            if (box->activeJobs == 0) box->tsfn.Ref(env);
+            box->activeJobs += (int32_t)jobs.size();
+            wake.notify_one();
+            return true;
+        }
+
+        void cancel(int32_t id) {
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                cancels.push_back(id);
+            }
+            wake.notify_one();
+        }
+
+        void stop() {
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                if (stopping) return;
+                stopping = true;
+            }
+            wake.notify_one();
+            if (thread.joinable()) thread.join();
+            box->tsfn.Release();
+        }
+
+    private:
+        llama_context* ctx;
+        std::shared_ptr<Outbox> box;
+        std::thread thread;
+        std::mutex mutex;
+        std::condition_variable wake;
+        std::vector<std::unique_ptr<Job>> incoming;  // guarded by mutex
+        std::vector<int32_t> cancels;                // guarded by mutex
+        bool stopping = false;                       // guarded by mutex
+
+        std::vector<Event> staged;  // loop thread: this step's events
+
+        Event& eventFor(const Job& job) {
+            for (auto& e : staged) if (e.id == job.id) return e;
+            staged.push_back(Event{});
+            staged.back().id = job.id;
+            return staged.back();
+        }
+
+        void finish(Job& job, const char* reason, const std::string& error = "") {
+            Event& e = eventFor(job);
+            e.done = true;
+            e.finish = reason;
+            e.error = error;
+            e.kvTokens = job.kv;
+            e.sampler = job.sampler;
+            job.finished = true;
+        }
+
+        void flush() {
+            if (staged.empty()) return;
+            bool call = false;
+            {
+                std::lock_guard<std::mutex> lock(box->mutex);
+                for (auto& e : staged) {
+                    // JavaScript is behind: merge into the event it has not taken yet
+                    auto waiting = std::find_if(box->events.begin(), box->events.end(),
+                                                [&](const Event& w) { return w.id == e.id && !w.done; });
+                    if (waiting == box->events.end()) {
+                        box->events.push_back(std::move(e));
+                        continue;
+                    }
+                    waiting->tokens.insert(waiting->tokens.end(), e.tokens.begin(), e.tokens.end());
+                    waiting->logprobs.insert(waiting->logprobs.end(), e.logprobs.begin(), e.logprobs.end());
+                    waiting->done = e.done;
+                    waiting->finish = e.finish;
+                    waiting->error = e.error;
+                    waiting->kvTokens = e.kvTokens;
+                    waiting->sampler = e.sampler;
+                }
+                call = !box->scheduled;
+                box->scheduled = true;
+            }
+            staged.clear();
+            if (call) {
+                std::shared_ptr<Outbox> keep = box;
+                box->tsfn.NonBlockingCall([keep](Napi::Env env, Napi::Function callback) { deliver(env, callback, keep); });
+            }
+        }
+
+        void appendLogprobs(Event& e, const Job& job, int32_t batchIndex, llama_token token, int32_t nVocab) {
+            const size_t at = e.logprobs.size();
+            e.logprobs.resize(at + 1 + 2 * (size_t)job.topLogprobs);
+            pastaLogprobs(llama_get_logits_ith(ctx, batchIndex), nVocab, job.topLogprobs, token, e.logprobs.data() + at);
+        }
+
+        void run() {
+            const int32_t nBatch = (int32_t)llama_n_batch(ctx);
+            const llama_vocab* vocab = llama_model_get_vocab(llama_get_model(ctx));
+            const int32_t nVocab = llama_vocab_n_tokens(vocab);
+            llama_batch batch = llama_batch_init(nBatch, 0, 1);
+            std::vector<std::unique_ptr<Job>> active;
+
+            auto add = [&](Job& job, llama_token token, bool output, int32_t inputIndex) {
+                const int32_t i = batch.n_tokens++;
+                batch.token[i] = token;
+                batch.pos[i] = job.kv + job.inBatch++;
+                batch.n_seq_id[i] = 1;
+                batch.seq_id[i][0] = job.seq;
+                batch.logits[i] = output;
+                if (output) job.outputs.emplace_back(i, inputIndex);
+            };
+
+            for (;;) {
+                {
+                    std::unique_lock<std::mutex> lock(mutex);
+                    wake.wait(lock, [&] { return stopping || !incoming.empty() || !cancels.empty() || !active.empty(); });
+                    if (stopping) break;
+                    for (auto& job : incoming) active.push_back(std::move(job));
+                    incoming.clear();
+                    for (int32_t id : cancels) {
+                        for (auto& job : active) if (job->id == id) job->cancelled = true;
+                    }
+                    cancels.clear();
+                }
+
+                for (auto& job : active) {
+                    if (job->cancelled) {
+                        finish(*job, "cancelled");
+                    } else if (!job->started) {
+                        job->started = true;
+                        if (!llama_memory_seq_rm(llama_get_memory(ctx), job->seq, job->keep, -1)) {
+                            job->kv = -1;
+                            finish(*job, "error", "could not trim the sequence's KV cache");
+                            continue;
+                        }
+                        job->kv = job->keep;
+                        if (job->sampler != nullptr && job->maxTokens <= 0) finish(*job, "length");
+                        else if (job->input.empty()) finish(*job, "stop");
+                    }
+                }
+                active.erase(std::remove_if(active.begin(), active.end(), [](const auto& job) { return job->finished; }), active.end());
+
+                // the next token of every generating sequence first, then prompt chunks in arrival order
+                batch.n_tokens = 0;
+                for (auto& job : active) {
+                    job->inBatch = 0;
+                    job->inputInBatch = 0;
+                    job->outputs.clear();
+                    if (job->pending >= 0) {
+                        add(*job, job->pending, true, -1);
+                        job->pending = -1;
+                    }
+                }
+                for (auto& job : active) {
+                    while (job->evaluated + job->inputInBatch < job->input.size() && batch.n_tokens < nBatch) {
+                        const int32_t index = (int32_t)(job->evaluated + job->inputInBatch++);
+                        const bool last = index + 1 == (int32_t)job->input.size();
+                        const bool output = job->sampler == nullptr ? !last : last;
+                        add(*job, job->input[index], output, index);
+                    }
+                }
+                if (batch.n_tokens == 0) {
+                    flush();
+                    continue;
+                }
+
+                const int32_t rc = llama_decode(ctx, batch);
+                if (rc != 0) {
+                    const std::string error = rc == 1
+                        ? "could not find a KV slot for the batch (the context is full)"
+                        : "llama_decode failed (" + std::to_string(rc) + ")";
+                    for (auto& job : active) {
+                        if (job->inBatch == 0) continue;
+                        job->kv = -1;  // some of the batch may be in the cache
+                        finish(*job, "error", error);
+                    }
+                } else {
+                    for (auto& job : active) {
+                        if (job->inBatch == 0) continue;
+                        job->kv += job->inBatch;
+                        job->evaluated += job->inputInBatch;
+                        if (job->sampler == nullptr) score(*job, nVocab);
+                        else if (!job->outputs.empty()) sample(*job, vocab, nVocab);
+                    }
+                }
+                active.erase(std::remove_if(active.begin(), active.end(), [](const auto& job) { return job->finished; }), active.end());
+                flush();
+            }
+
+            for (auto& job : active) finish(*job, "error", "the context was disposed");
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                for (auto& job : incoming) finish(*job, "error", "the context was disposed");
+                incoming.clear();
+            }
+            flush();
+            llama_batch_free(batch);
+        }
+
+        void score(Job& job, int32_t nVocab) {
+            Event& e = eventFor(job);
+            for (const auto& [batchIndex, inputIndex] : job.outputs) {
+                const llama_token next = job.input[inputIndex + 1];
+                e.tokens.push_back(next);
+                appendLogprobs(e, job, batchIndex, next, nVocab);
+            }
+            if (job.evaluated == job.input.size()) finish(job, "stop");
+        }
+
+        void sample(Job& job, const llama_vocab* vocab, int32_t nVocab) {
+            const int32_t batchIndex = job.outputs.back().first;
+            llama_token token = -1;
+            try {
+                job.sampler->rebuildChainIfNeeded();
+                llama_token_data_array candidates;
+                job.sampler->sample(ctx, batchIndex, candidates, false);
+                if (candidates.size == 0 || candidates.selected < 0 || candidates.selected >= (int64_t)candidates.size) {
+                    finish(job, "error", "sampling produced no token");
+                    return;
+                }
+                token = candidates.data[candidates.selected].id;
+                job.sampler->acceptToken(token);
+            } catch (const std::exception& err) {
+                finish(job, "error", std::string("sampling failed: ") + err.what());
+                return;
+            }
+            if (llama_vocab_is_eog(vocab, token)) {
+                finish(job, "stop");
+                return;
+            }
+            Event& e = eventFor(job);
+            e.tokens.push_back(token);
+            if (job.topLogprobs >= 0) appendLogprobs(e, job, batchIndex, token, nVocab);
+            if (++job.generated >= job.maxTokens) finish(job, "length");
+            else job.pending = token;
+        }
+};
+
+void pastaStopGenerationLoop(AddonContext* context) {
+    if (context->pastaGenerationLoop) context->pastaGenerationLoop->stop();
+}
+
+static bool ensureLoop(const Napi::CallbackInfo& info, AddonContext* self) {
+    if (self->disposed || self->ctx == nullptr) {
+        Napi::Error::New(info.Env(), "Context is disposed").ThrowAsJavaScriptException();
+        return false;
+    }
+    if (!self->pastaGenerationLoop) {
+        Napi::Error::New(info.Env(), "The generation loop is not started").ThrowAsJavaScriptException();
+        return false;
+    }
+    return true;
+}
+
+// generationStart(onEvents: (events) => void): starts the context's loop thread (once).
+Napi::Value AddonContext::GenerationStart(const Napi::CallbackInfo& info) {
+    if (disposed || ctx == nullptr) {
+        Napi::Error::New(info.Env(), "Context is disposed").ThrowAsJavaScriptException();
+        return info.Env().Undefined();
+    }
+    if (pastaGenerationLoop) {
+        Napi::Error::New(info.Env(), "The generation loop is already started").ThrowAsJavaScriptException();
+        return info.Env().Undefined();
+    }
+    pastaGenerationLoop = std::make_shared<PastaGenerationLoop>(ctx, info.Env(), info[0].As<Napi::Function>());
+    return info.Env().Undefined();
+}
+
+// generationSubmit(jobs: {id, sequenceId, keep, tokens: Uint32Array, sampler?, maxTokens, topLogprobs}[])
+Napi::Value AddonContext::GenerationSubmit(const Napi::CallbackInfo& info) {
+    if (!ensureLoop(info, this)) return info.Env().Undefined();
+    Napi::Array list = info[0].As<Napi::Array>();
+    std::vector<std::unique_ptr<Job>> jobs;
+    for (uint32_t i = 0; i < list.Length(); i++) {
+        Napi::Object options = list.Get(i).As<Napi::Object>();
+        auto job = std::make_unique<Job>();
+        job->id = options.Get("id").As<Napi::Number>().Int32Value();
+        job->seq = options.Get("sequenceId").As<Napi::Number>().Int32Value();
+        job->keep = options.Get("keep").As<Napi::Number>().Int32Value();
+        Napi::Uint32Array tokens = options.Get("tokens").As<Napi::Uint32Array>();
+        job->input.assign(tokens.Data(), tokens.Data() + tokens.ElementLength());
+        job->maxTokens = options.Get("maxTokens").As<Napi::Number>().Int32Value();
+        job->topLogprobs = options.Get("topLogprobs").As<Napi::Number>().Int32Value();
+        if (options.Get("sampler").IsObject()) {
+            job->sampler = Napi::ObjectWrap<AddonSampler>::Unwrap(options.Get("sampler").As<Napi::Object>());
+        } else if (job->topLogprobs < 0) {
+            job->topLogprobs = 0;  // scoring always reports the log-prob of each next token
+        }
+        jobs.push_back(std::move(job));
+    }
+    std::vector<AddonSampler*> samplers;
+    for (auto& job : jobs) if (job->sampler != nullptr) samplers.push_back(job->sampler);
+    if (!pastaGenerationLoop->submit(info.Env(), jobs)) {
+        Napi::Error::New(info.Env(), "Context is disposed").ThrowAsJavaScriptException();
+        return info.Env().Undefined();
+    }
+    for (AddonSampler* sampler : samplers) sampler->Ref();  // released once its job is done
+    return info.Env().Undefined();
+}
+
+// generationCancel(id): the job ends before the loop's next decode, with finish "cancelled"
+Napi::Value AddonContext::GenerationCancel(const Napi::CallbackInfo& info) {
+    if (!ensureLoop(info, this)) return info.Env().Undefined();
+    pastaGenerationLoop->cancel(info[0].As<Napi::Number>().Int32Value());
+    return info.Env().Undefined();
+}
