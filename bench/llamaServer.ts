@@ -1,7 +1,8 @@
 // llama.cpp's own `llama-server`, built for the benchmarks from the very llama.cpp source that the
-// node-llama-cpp package bundles (its git bundle, without our steering patch), with llama.cpp's default
-// CPU options as node-llama-cpp's build uses them. Built once into the OS temp folder (a few minutes on
-// 2 cores, offline) and reused.
+// node-llama-cpp package bundles (its git bundle, without our steering patch) and with the options of
+// node-llama-cpp's own build (Release, llama.cpp's default CPU options: GGML_NATIVE, OpenMP; shared
+// libraries, so the same -fPIC code). Built once into the OS temp folder (a few minutes on 2 cores,
+// offline) and reused.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -12,7 +13,7 @@ const packageDir = join(dirname(createRequire(import.meta.url).resolve("node-lla
 
 export function llamaServerBinary(): string {
   const { tag } = JSON.parse(readFileSync(join(packageDir, "llama", "llama.cpp.info.json"), "utf8")) as { tag: string };
-  const dir = join(os.tmpdir(), "pasta-server-bench", `llama-server-${tag}`);
+  const dir = join(os.tmpdir(), "pasta-server-bench", `llama-server-${tag}-shared`);
   const binary = join(dir, "build", "bin", "llama-server");
   if (existsSync(binary)) return binary;
 
@@ -20,9 +21,9 @@ export function llamaServerBinary(): string {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dirname(dir), { recursive: true });
   const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ["ignore", "ignore", "inherit"] });
-  run("git", ["clone", "--quiet", join(packageDir, "llama", "gitRelease.bundle"), dir]);
+  run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", join(packageDir, "llama", "gitRelease.bundle"), dir]);
   run("cmake", ["-S", dir, "-B", join(dir, "build"), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
-    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DBUILD_SHARED_LIBS=OFF"]);
+    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DBUILD_SHARED_LIBS=ON"]);
   run("ninja", ["-C", join(dir, "build"), "llama-server"]);
   return binary;
 }

@@ -79,7 +79,8 @@ interface Target {
  */
 function post(url: string, body: unknown, onEvent: (data: string, now: number) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+    // a new connection per request, like curl: the servers close idle keep-alive sockets (5 s), which races a reuse
+    const req = http.request(url, { method: "POST", agent: false, headers: { "content-type": "application/json" } }, (res) => {
       res.setEncoding("utf8");
       let buffer = "";
       res.on("data", (text: string) => {
@@ -217,12 +218,12 @@ try {
     }
   }
 
-  // 3. aggregate decode with concurrent streams
+  // 3. aggregate decode with concurrent streams, alternating which server goes first
   const concurrency = [1, SETTINGS.parallel];
   const agg = { pasta: new Map<number, number[]>(), llama: new Map<number, number[]>() };
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < ROUNDS; round++) {
     for (const n of concurrency) {
-      for (const [name, target] of [["pasta", pasta], ["llama", llama]] as const) {
+      for (const [name, target] of round % 2 ? [["llama", llama], ["pasta", pasta]] as const : [["pasta", pasta], ["llama", llama]] as const) {
         agg[name].set(n, [...agg[name].get(n) ?? [], await aggregate(target, n)]);
       }
     }
@@ -235,7 +236,7 @@ try {
   console.log(`\n### ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} CPUs, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
   console.log(`\nmodel: generated llama ${SHAPE.embedding} x ${SHAPE.layers} layers, ${SHAPE.heads}/${SHAPE.kvHeads} heads, 32k vocab, F16; threads ${THREADS}; ` +
     `pasta-server --parallel ${SETTINGS.parallel} --ctx-size ${SETTINGS.contextSize}, llama-server -np ${SETTINGS.parallel} -c ${SETTINGS.parallel * SETTINGS.contextSize} -fa on; ` +
-    `${MAX_TOKENS} greedy tokens per stream; best of ${ROUNDS} rounds (aggregate: 3); steered: ${JSON.stringify(STEERING.heads)}\n`);
+    `${MAX_TOKENS} greedy tokens per stream; best of ${ROUNDS} rounds; steered: ${JSON.stringify(STEERING.heads)}\n`);
   console.log("| measurement | A | B | A / B, best rounds | A / B, median of round pairs | target |\n|---|---|---|---|---|---|");
   ratioRow("single-stream decode, HTTP: pasta-server (A) / llama-server (B)", rates.pasta, rates.llama, ">= 0.90");
   ratioRow("single-stream decode, HTTP: pasta-server steered (A) / llama-server (B)", rates.steered, rates.llama, ">= 0.85");

@@ -13,6 +13,7 @@
 // pasta-server's engine sends every decode through it (a job's `keep` trims the sequence's cache on
 // the loop's thread).
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,7 @@ struct Job {
     int32_t topLogprobs = -1;         // -1: no log-probs; k >= 0: the token's and the k most likely
 
     bool started = false;
+    bool delivered = false;           // some output has gone to JavaScript
     bool cancelled = false;
     bool finished = false;
     size_t evaluated = 0;             // input tokens in the KV cache
@@ -107,8 +109,8 @@ void deliver(Napi::Env env, Napi::Function callback, const std::shared_ptr<Outbo
 
 class PastaGenerationLoop {
     public:
-        PastaGenerationLoop(llama_context* ctx, Napi::Env env, Napi::Function onEvents)
-            : ctx(ctx), box(std::make_shared<Outbox>()) {
+        PastaGenerationLoop(llama_context* ctx, Napi::Env env, Napi::Function onEvents, std::chrono::microseconds deliveryInterval)
+            : ctx(ctx), box(std::make_shared<Outbox>()), deliveryInterval(deliveryInterval) {
             box->tsfn = Napi::ThreadSafeFunction::New(env, onEvents, "pastaGenerationLoop", 0, 1);
             box->tsfn.Unref(env);  // idle: do not keep Node alive
             thread = std::thread([this] { run(); });
@@ -157,8 +159,16 @@ class PastaGenerationLoop {
         bool stopping = false;                       // guarded by mutex
 
         std::vector<Event> staged;  // loop thread: this step's events
+        // Each call into JavaScript wakes its thread, which on a small machine costs about as much CPU
+        // as the JavaScript work for a token: tokens are handed over at most this often, except a
+        // job's first output and its end, which go at once.
+        const std::chrono::microseconds deliveryInterval;
+        std::chrono::steady_clock::time_point lastDelivery{};
+        bool urgent = false;        // loop thread: staged holds a first output or an end
+        bool undelivered = false;   // loop thread: the outbox holds events no call will take
 
-        Event& eventFor(const Job& job) {
+        Event& eventFor(Job& job) {
+            if (!job.delivered) urgent = job.delivered = true;
             for (auto& e : staged) if (e.id == job.id) return e;
             staged.push_back(Event{});
             staged.back().id = job.id;
@@ -173,10 +183,12 @@ class PastaGenerationLoop {
             e.kvTokens = job.kv;
             e.sampler = job.sampler;
             job.finished = true;
+            urgent = true;
         }
 
         void flush() {
-            if (staged.empty()) return;
+            if (staged.empty() && !undelivered) return;
+            const auto now = std::chrono::steady_clock::now();
             bool call = false;
             {
                 std::lock_guard<std::mutex> lock(box->mutex);
@@ -196,10 +208,16 @@ class PastaGenerationLoop {
                     waiting->kvTokens = e.kvTokens;
                     waiting->sampler = e.sampler;
                 }
-                call = !box->scheduled;
-                box->scheduled = true;
+                // not yet due: the events wait in the outbox for a later step's flush
+                call = !box->scheduled && (urgent || now - lastDelivery >= deliveryInterval);
+                if (call) box->scheduled = true;
+                undelivered = !call && !box->scheduled;
             }
             staged.clear();
+            if (call) {
+                urgent = false;
+                lastDelivery = now;
+            }
             if (call) {
                 std::shared_ptr<Outbox> keep = box;
                 box->tsfn.NonBlockingCall([keep](Napi::Env env, Napi::Function callback) { deliver(env, callback, keep); });
@@ -371,7 +389,7 @@ static bool ensureLoop(const Napi::CallbackInfo& info, AddonContext* self) {
     return true;
 }
 
-// generationStart(onEvents: (events) => void): starts the context's loop thread (once).
+// generationStart(onEvents: (events) => void, deliveryIntervalUs): starts the context's loop thread (once).
 Napi::Value AddonContext::GenerationStart(const Napi::CallbackInfo& info) {
     if (disposed || ctx == nullptr) {
         Napi::Error::New(info.Env(), "Context is disposed").ThrowAsJavaScriptException();
@@ -381,7 +399,8 @@ Napi::Value AddonContext::GenerationStart(const Napi::CallbackInfo& info) {
         Napi::Error::New(info.Env(), "The generation loop is already started").ThrowAsJavaScriptException();
         return info.Env().Undefined();
     }
-    pastaGenerationLoop = std::make_shared<PastaGenerationLoop>(ctx, info.Env(), info[0].As<Napi::Function>());
+    const auto interval = std::chrono::microseconds(info[1].As<Napi::Number>().Int64Value());
+    pastaGenerationLoop = std::make_shared<PastaGenerationLoop>(ctx, info.Env(), info[0].As<Napi::Function>(), interval);
     return info.Env().Undefined();
 }
 

@@ -7,6 +7,7 @@ import { z } from "zod";
 const ENV: Record<string, string> = {
   model: "PASTA_MODEL", "model-alias": "PASTA_MODEL_ALIAS", host: "PASTA_HOST", port: "PASTA_PORT",
   parallel: "PASTA_PARALLEL", "max-queue": "PASTA_MAX_QUEUE", "ctx-size": "PASTA_CTX_SIZE", threads: "PASTA_THREADS",
+  "stream-interval-ms": "PASTA_STREAM_INTERVAL_MS",
   gpu: "PASTA_GPU", profile: "PASTA_PROFILE", "api-key": "PASTA_API_KEYS", "cors-origin": "PASTA_CORS_ORIGINS",
   timeout: "PASTA_TIMEOUT", "shutdown-timeout": "PASTA_SHUTDOWN_TIMEOUT", "body-limit": "PASTA_BODY_LIMIT",
   "log-level": "LOG_LEVEL", "log-prompts": "PASTA_LOG_PROMPTS", "no-flash-attn": "PASTA_NO_FLASH_ATTN",
@@ -26,6 +27,7 @@ export const serveConfigSchema = z.object({
   "max-queue": int(0, 100_000).default(64),
   "ctx-size": int(64, 1 << 20).default(4096),
   threads: int(1, 1024).optional(),
+  "stream-interval-ms": int(0, 1000).default(5),
   gpu: z.enum(["none", "cuda"]).default("none"),
   profile: z.string().min(1).default("none"),
   "api-key": list.default([]),
@@ -46,6 +48,8 @@ export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo
   --max-queue 64            requests that may wait for a sequence; more get 429
   --ctx-size 4096           context tokens per sequence
   --threads n               math threads (default: one per physical core, within the CPU quota)
+  --stream-interval-ms 5    hand generated tokens to the server (and streams) at most this often;
+                            0: every decoding step. The first token and the end are never held back
   --gpu none|cuda           CUDA needs "npm run build -- --cuda"
   --no-flash-attn
   --profile <file>|auto|none  default steering heads: a head profile JSON, or auto (profiled at first start, cached)

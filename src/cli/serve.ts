@@ -73,6 +73,7 @@ async function loadService(config: ServeConfig, modelPath: string, profile: Head
   const engine = await SteeringEngine.load({
     modelPath, parallel: config.parallel, contextSize: config["ctx-size"], flashAttention: !config["no-flash-attn"],
     gpu: config.gpu === "cuda" ? "cuda" : false, ...(config.threads ? { threads: config.threads } : {}),
+    deliveryIntervalMs: config["stream-interval-ms"],
   });
   const tokens = engine.model.tokens;
   let template = engine.model.fileInfo.metadata.tokenizer?.chat_template;

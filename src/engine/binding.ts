@@ -9,7 +9,7 @@ interface SteeringAddonContext {
   steeringInfo(): { unsupportedReason: string | null; headsPerLayer: number[] };
   steeringSet(sequenceId: number, bias: number, ranges: Int32Array, headMask: Uint8Array): number;
   steeringClear(sequenceId: number): void;
-  generationStart(onEvents: (events: LoopEvent[]) => void): void;
+  generationStart(onEvents: (events: LoopEvent[]) => void, deliveryIntervalUs: number): void;
   generationSubmit(jobs: Array<{
     id: number; sequenceId: number; keep: number; tokens: Uint32Array; sampler?: AddonSampler; maxTokens: number; topLogprobs: number;
   }>): void;
@@ -106,38 +106,45 @@ export interface LoopJob {
 }
 
 export interface LoopResult {
-  finish: Exclude<LoopFinish, "error">;
+  finish: LoopFinish;
   /** the sequence's KV positions now; -1 when unknown (a failed decode) */
   kvTokens: number;
+  /** why the job failed: the loop's error, or what `onTokens` threw (which cancels the job) */
+  error?: Error;
 }
 
-/** Runs a job to its end; `cancel` ends it before the loop's next decode. */
+/** A job on its way; `done` always resolves, `cancel` ends the job before the loop's next decode. */
 export interface RunningJob {
   done: Promise<LoopResult>;
   cancel(): void;
 }
 
-export class LoopJobError extends Error {
-  constructor(message: string, readonly kvTokens: number) {
-    super(message);
-  }
-}
-
 /**
  * The context's native generation loop (native/addon/AddonGenerationLoop.cpp): one thread that owns
- * every decode of the context, batching all running jobs into each llama_decode.
+ * every decode of the context, batching all running jobs into each llama_decode. Start it once per
+ * context with `GenerationLoop.start`; its sequences are `SteerableSequence`s.
  */
-class GenerationLoop {
+export class GenerationLoop {
   private nextId = 1;
   private unsubmitted: Parameters<SteeringAddonContext["generationSubmit"]>[0] = [];
-  private readonly jobs = new Map<number, { job: LoopJob; resolve(r: LoopResult): void; reject(e: Error): void; failure?: Error }>();
-  constructor(private readonly addon: SteeringAddonContext) {
-    addon.generationStart((events) => this.dispatch(events));
+  private readonly jobs = new Map<number, { job: LoopJob; resolve(r: LoopResult): void; failure?: Error }>();
+  private constructor(readonly context: LlamaContext, private readonly addon: SteeringAddonContext) {}
+
+  /**
+   * `deliveryIntervalMs`: tokens go to JavaScript at most this often (a job's first output and its
+   * end at once). Each delivery wakes the JavaScript thread, which on a small machine costs about as
+   * much CPU as a token's JavaScript work; 0 delivers every decoding step.
+   */
+  static start(context: LlamaContext, options: { deliveryIntervalMs: number }): GenerationLoop {
+    const addon = addonOf(context);
+    const loop = new GenerationLoop(context, addon);
+    addon.generationStart((events) => loop.dispatch(events), Math.round(options.deliveryIntervalMs * 1000));
+    return loop;
   }
 
   run(sequenceId: number, job: LoopJob): RunningJob {
     const id = this.nextId++;
-    const done = new Promise<LoopResult>((resolve, reject) => this.jobs.set(id, { job, resolve, reject }));
+    const done = new Promise<LoopResult>((resolve) => this.jobs.set(id, { job, resolve }));
     // jobs started in the same turn of the event loop share their first batch: which requests
     // decode together, and so llama.cpp's float rounding, does not hang on thread timing
     if (this.unsubmitted.length === 0) setImmediate(() => this.submit());
@@ -153,10 +160,19 @@ class GenerationLoop {
           this.unsubmitted.splice(waiting, 1);
           this.dispatch([{ id, tokens: new Int32Array(0), done: true, finish: "cancelled", kvTokens: -1 }]);
         } else if (this.jobs.has(id)) {
-          this.addon.generationCancel(id);
+          this.cancelNative(id);
         }
       },
     };
+  }
+
+  /** Cancels a submitted job; once the context is disposed, the loop has ended every job itself. */
+  private cancelNative(id: number) {
+    try {
+      this.addon.generationCancel(id);
+    } catch {
+      // "Context is disposed": nothing left to cancel
+    }
   }
 
   private submit() {
@@ -170,40 +186,34 @@ class GenerationLoop {
     }
   }
 
-  private dispatch(events: LoopEvent[]) {
+  private dispatch(events: LoopEvent[]): void {
     for (const event of events) {
       const entry = this.jobs.get(event.id);
       if (!entry) continue;
       if (event.tokens.length > 0 && !entry.failure) {
         try {
-          if (entry.job.onTokens(event.tokens, event.logprobs) === false) this.addon.generationCancel(event.id);
+          if (entry.job.onTokens(event.tokens, event.logprobs) === false) this.cancelNative(event.id);
         } catch (err) {
           // a throwing consumer ends its job; the loop thread never sees JavaScript errors
           entry.failure = err as Error;
-          this.addon.generationCancel(event.id);
+          this.cancelNative(event.id);
         }
       }
       if (!event.done) continue;
       this.jobs.delete(event.id);
       const kvTokens = event.kvTokens ?? -1;
-      if (entry.failure) entry.reject(Object.assign(entry.failure, { kvTokens }));
-      else if (event.finish === "error") entry.reject(new LoopJobError(event.error ?? "the generation loop failed", kvTokens));
-      else entry.resolve({ finish: event.finish as LoopResult["finish"], kvTokens });
+      if (entry.failure) entry.resolve({ finish: "error", kvTokens, error: entry.failure });
+      else if (event.finish === "error") entry.resolve({ finish: "error", kvTokens, error: new Error(event.error ?? "the generation loop failed") });
+      else entry.resolve({ finish: event.finish!, kvTokens });
     }
   }
 }
 
-const loops = new WeakMap<LlamaContext, GenerationLoop>();
-
 /** One context sequence with steering; it decodes through the context's native generation loop. */
 export class SteerableSequence {
   private readonly addon: SteeringAddonContext;
-  private readonly loop: GenerationLoop;
-  constructor(readonly context: LlamaContext, readonly sequence: LlamaContextSequence) {
-    this.addon = addonOf(context);
-    let loop = loops.get(context);
-    if (!loop) loops.set(context, (loop = new GenerationLoop(this.addon)));
-    this.loop = loop;
+  constructor(private readonly loop: GenerationLoop, private readonly sequence: LlamaContextSequence) {
+    this.addon = addonOf(loop.context);
   }
 
   get id(): number {

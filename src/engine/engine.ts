@@ -3,7 +3,7 @@
 // that were emphasized out.
 import type { LlamaContext, LlamaModel, Llama, Token } from "node-llama-cpp";
 import { resolveEmphasis, unionSpans, type CharSpan } from "../emphasis/markup.js";
-import { loadPatchedLlama, NativeSampler, SteerableSequence, steeringInfo, type LoopJob, type LoopResult } from "./binding.js";
+import { GenerationLoop, loadPatchedLlama, NativeSampler, SteerableSequence, steeringInfo, type LoopJob, type LoopResult } from "./binding.js";
 import { ContextLengthError, SteeringError, UnsupportedModelError } from "./errors.js";
 import {
   DEFAULT_ALPHA, resolveHeads, steeringFreePrefix, toNativeSteering, validateAlpha,
@@ -22,6 +22,11 @@ export interface EngineOptions {
   /** math threads; default: one per physical core, within the process's CPU affinity and quota (threads.ts) */
   threads?: number;
   gpu?: false | "cuda";
+  /**
+   * generated tokens reach JavaScript (and streams) at most this often, in ms (default 5; 0: every
+   * decoding step). The first token and the end are never held back. See GenerationLoop.start.
+   */
+  deliveryIntervalMs?: number;
 }
 
 export interface SteeringRequest {
@@ -153,8 +158,9 @@ export class SteeringEngine {
       flashAttention: options.flashAttention ?? true,
       threads: options.threads ?? defaultThreads(),
     });
+    const loop = GenerationLoop.start(context, { deliveryIntervalMs: options.deliveryIntervalMs ?? 5 });
     const pool = Array.from({ length: parallel }, () => ({
-      seq: new SteerableSequence(context, context.getSequence()), busy: false, cleanPrefix: 0, cachedTokens: [],
+      seq: new SteerableSequence(loop, context.getSequence()), busy: false, cleanPrefix: 0, cachedTokens: [],
     }));
     const info = steeringInfo(context);
     return new SteeringEngine(llama, model, context, pool, info.headsPerLayer, info.unsupportedReason);
@@ -298,17 +304,11 @@ export class SteeringEngine {
     const cancel = () => running.cancel();
     signal?.addEventListener("abort", cancel);
     if (signal?.aborted) cancel();
-    try {
-      const result = await running.done;
-      slot.cachedTokens = evaluated().slice(0, result.kvTokens);
-      return result;
-    } catch (err) {
-      const kvTokens = (err as { kvTokens?: number }).kvTokens ?? -1;
-      slot.cachedTokens = kvTokens < 0 ? [] : evaluated().slice(0, kvTokens);
-      throw err;
-    } finally {
-      signal?.removeEventListener("abort", cancel);
-    }
+    const result = await running.done; // never rejects
+    signal?.removeEventListener("abort", cancel);
+    slot.cachedTokens = result.kvTokens < 0 ? [] : evaluated().slice(0, result.kvTokens);
+    if (result.error) throw result.error;
+    return result;
   }
 
   private async decodeLoop(slot: PooledSequence, sampler: NativeSampler, promptTokens: Token[], reuse: number, request: GenerateRequest, maxTokens: number) {
@@ -338,18 +338,20 @@ export class SteeringEngine {
       const tail = this.model.detokenize(tokens.slice(settledTokens), false, tokens.slice(Math.max(0, settledTokens - 8), settledTokens));
       text = settledText + tail;
       if (!tail.endsWith("\uFFFD")) { settledText = text; settledTokens = tokens.length; }
+      if (stop.length === 0) return true;
       const hit = stop.map((s) => text.indexOf(s, Math.max(0, emitted - s.length))).filter((i) => i >= 0);
-      if (hit.length > 0) {
-        text = text.slice(0, Math.min(...hit));
-        return false;
-      }
+      if (hit.length === 0) return true;
+      text = text.slice(0, Math.min(...hit));
+      return false;
+    };
+    /** Hands the text that is final so far to onText: once per batch of tokens, so a client that fell behind catches up. */
+    const emit = () => {
       const safe = Math.min(settledText.length, text.length - holdBack);
       if (safe > emitted) {
         request.onText?.(text.slice(emitted, safe), logprobs.slice(emittedLogprobs));
         emitted = safe;
         emittedLogprobs = logprobs.length;
       }
-      return true;
     };
 
     // the KV cache ends up holding the prompt, then every generated token but the last sampled one
@@ -358,11 +360,13 @@ export class SteeringEngine {
       onTokens: (ids, lps) => {
         if (tokens.length === 0) firstTokenAt = performance.now();
         for (let i = 0; i < ids.length && !stopped && !request.signal?.aborted; i++) stopped = !accept(ids[i] as Token, lps?.subarray(i * stride, (i + 1) * stride));
+        if (!stopped) emit();
         return !stopped; // tokens sampled after a stop string or an abort are dropped
       },
     });
 
     if (text.length > emitted || logprobs.length > emittedLogprobs) request.onText?.(text.slice(emitted), logprobs.slice(emittedLogprobs));
+    // "cancelled" is a client gone or a deadline: the server reports what it has as cut at length
     const finishReason: "stop" | "length" = stopped || result.finish === "stop" ? "stop" : "length";
     const timings = { promptMs: firstTokenAt - start, generationMs: performance.now() - firstTokenAt };
     return { text, tokens, finishReason, timings, ...(wantLogprobs ? { logprobs } : {}) };
