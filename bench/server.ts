@@ -6,10 +6,12 @@
 //   1. single-stream decode t/s through HTTP (SSE, one event per token): pasta-server unsteered and
 //      steered, llama-server, and pasta-server's engine in this process; rounds rotate the order.
 //   2. prefill t/s: a ~900-token prompt and one generated token, no prompt cache on either side.
-//   3. aggregate decode t/s with 1 and 4 concurrent streams (pasta-server --parallel 4, llama-server -np 4).
+//   3. aggregate decode t/s with 1 and 4 concurrent streams (llama-server -np 4), and pasta-server's with 8
+//      (--parallel 8).
 // Servers idle while the other side measures; the best round of each side counts (interference on a
 // shared machine only ever slows a round down), and the median of adjacent-round ratios is printed too.
-// BENCH_ROUNDS (default 10) and BENCH_THREADS (default: every CPU) override.
+// BENCH_ROUNDS (default 10), BENCH_THREADS (default: every CPU) and BENCH_STREAM_INTERVAL_MS (pasta-server's
+// --stream-interval-ms; default: the server's default) override.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import http from "node:http";
@@ -24,7 +26,8 @@ const SHAPE = { architecture: "llama" as const, embedding: 512, layers: 8, heads
 const MAX_TOKENS = 128;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const THREADS = Number(process.env.BENCH_THREADS ?? os.availableParallelism()); // every side gets the same
-const SETTINGS = { parallel: 4, contextSize: 1024 }; // per sequence; llama-server: 4 slots of 1024
+const SETTINGS = { parallel: 8, contextSize: 1024 }; // pasta-server: 8 sequences of 1024 tokens
+const LLAMA_SLOTS = 4; // llama-server: 4 slots of 1024 (the comparison runs 1 and 4 streams)
 const PROMPT = "Once upon a time, in a quiet village by the sea, there lived";
 /** 5 of 64 heads in 2 of 8 layers, on the prompt's second half */
 const STEERING = { emphasis: ["a quiet village by the sea"], heads: { "2": [0, 3, 5], "5": [1, 6] } };
@@ -35,7 +38,8 @@ const modelPath = () => benchModel("llama-512x8-f16.gguf", SHAPE);
 /** Starts `pasta-server serve` on a free port; resolves with its URL once /ready answers 200. */
 async function startServer(model: string): Promise<{ proc: ChildProcess; url: string }> {
   const proc = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--model", model, "--port", "0",
-    "--parallel", String(SETTINGS.parallel), "--ctx-size", String(SETTINGS.contextSize), "--threads", String(THREADS)],
+    "--parallel", String(SETTINGS.parallel), "--ctx-size", String(SETTINGS.contextSize), "--threads", String(THREADS),
+    ...(process.env.BENCH_STREAM_INTERVAL_MS ? ["--stream-interval-ms", process.env.BENCH_STREAM_INTERVAL_MS] : [])],
   { env: { ...process.env, NODE_OPTIONS: "" }, stdio: ["ignore", "pipe", "inherit"] });
   process.once("exit", () => proc.kill("SIGKILL")); // never leave it behind, whatever happens here
   // read every log line (a full pipe would stall the server), keep them for a post-mortem, and catch the listening address
@@ -181,7 +185,7 @@ const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); retu
 
 const path = modelPath();
 const ours = await startServer(path);
-const theirs = await startLlamaServer({ model: path, threads: THREADS, slots: SETTINGS.parallel, contextPerSlot: SETTINGS.contextSize });
+const theirs = await startLlamaServer({ model: path, threads: THREADS, slots: LLAMA_SLOTS, contextPerSlot: SETTINGS.contextSize });
 const exited = new Promise<number | null>((resolve) => ours.proc.once("exit", resolve));
 try {
   const pasta = pastaTarget(ours.url);
@@ -218,12 +222,14 @@ try {
     }
   }
 
-  // 3. aggregate decode with concurrent streams, alternating which server goes first
-  const concurrency = [1, SETTINGS.parallel];
+  // 3. aggregate decode with concurrent streams, alternating which server goes first; pasta-server
+  // also with 8 streams (how it scales), llama-server only where it has a slot per stream
   const agg = { pasta: new Map<number, number[]>(), llama: new Map<number, number[]>() };
   for (let round = 0; round < ROUNDS; round++) {
-    for (const n of concurrency) {
-      for (const [name, target] of round % 2 ? [["llama", llama], ["pasta", pasta]] as const : [["pasta", pasta], ["llama", llama]] as const) {
+    for (const n of [1, LLAMA_SLOTS, SETTINGS.parallel]) {
+      const sides = [["pasta", pasta], ["llama", llama]] as const;
+      for (const [name, target] of round % 2 ? [...sides].reverse() : sides) {
+        if (name === "llama" && n > LLAMA_SLOTS) continue;
         agg[name].set(n, [...agg[name].get(n) ?? [], await aggregate(target, n)]);
       }
     }
@@ -235,15 +241,17 @@ try {
   };
   console.log(`\n### ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} CPUs, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
   console.log(`\nmodel: generated llama ${SHAPE.embedding} x ${SHAPE.layers} layers, ${SHAPE.heads}/${SHAPE.kvHeads} heads, 32k vocab, F16; threads ${THREADS}; ` +
-    `pasta-server --parallel ${SETTINGS.parallel} --ctx-size ${SETTINGS.contextSize}, llama-server -np ${SETTINGS.parallel} -c ${SETTINGS.parallel * SETTINGS.contextSize} -fa on; ` +
+    `pasta-server --parallel ${SETTINGS.parallel} --ctx-size ${SETTINGS.contextSize}, llama-server -np ${LLAMA_SLOTS} -c ${LLAMA_SLOTS * SETTINGS.contextSize} -fa on; ` +
     `${MAX_TOKENS} greedy tokens per stream; best of ${ROUNDS} rounds; steered: ${JSON.stringify(STEERING.heads)}\n`);
   console.log("| measurement | A | B | A / B, best rounds | A / B, median of round pairs | target |\n|---|---|---|---|---|---|");
   ratioRow("single-stream decode, HTTP: pasta-server (A) / llama-server (B)", rates.pasta, rates.llama, ">= 0.90");
   ratioRow("single-stream decode, HTTP: pasta-server steered (A) / llama-server (B)", rates.steered, rates.llama, ">= 0.85");
   ratioRow(`prefill, ${prefillTokens}-token prompt, HTTP: pasta-server (A) / llama-server (B)`, prefill.pasta, prefill.llama, ">= 0.95");
-  for (const n of concurrency) {
+  for (const n of [1, LLAMA_SLOTS]) {
     ratioRow(`aggregate decode, ${n} concurrent stream${n > 1 ? "s" : ""}: pasta-server (A) / llama-server (B)`, agg.pasta.get(n)!, agg.llama.get(n)!, n > 1 ? ">= 1.00" : "");
   }
+  const [one, eight] = [best(agg.pasta.get(1)!), best(agg.pasta.get(SETTINGS.parallel)!)];
+  console.log(`| aggregate decode, ${SETTINGS.parallel} concurrent streams: pasta-server (A) / pasta-server, 1 stream (B) | ${eight.toFixed(1)} t/s | ${one.toFixed(1)} t/s | ${(eight / one).toFixed(3)} | | |`);
   ratioRow("single-stream decode: pasta-server HTTP (A) / its engine in-process (B)", rates.pasta, rates.engine, ">= 0.95");
 } finally {
   theirs.proc.kill("SIGTERM");

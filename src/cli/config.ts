@@ -27,7 +27,7 @@ export const serveConfigSchema = z.object({
   "max-queue": int(0, 100_000).default(64),
   "ctx-size": int(64, 1 << 20).default(4096),
   threads: int(1, 1024).optional(),
-  "stream-interval-ms": int(0, 1000).default(5),
+  "stream-interval-ms": int(0, 1000).default(10),
   gpu: z.enum(["none", "cuda"]).default("none"),
   profile: z.string().min(1).default("none"),
   "api-key": list.default([]),
@@ -48,7 +48,7 @@ export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo
   --max-queue 64            requests that may wait for a sequence; more get 429
   --ctx-size 4096           context tokens per sequence
   --threads n               math threads (default: one per physical core, within the CPU quota)
-  --stream-interval-ms 5    hand generated tokens to the server (and streams) at most this often;
+  --stream-interval-ms 10   hand generated tokens to the server (and streams) at most this often;
                             0: every decoding step. The first token and the end are never held back
   --gpu none|cuda           CUDA needs "npm run build -- --cuda"
   --no-flash-attn

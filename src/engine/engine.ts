@@ -23,7 +23,7 @@ export interface EngineOptions {
   threads?: number;
   gpu?: false | "cuda";
   /**
-   * generated tokens reach JavaScript (and streams) at most this often, in ms (default 5; 0: every
+   * generated tokens reach JavaScript (and streams) at most this often, in ms (default 10; 0: every
    * decoding step). The first token and the end are never held back. See GenerationLoop.start.
    */
   deliveryIntervalMs?: number;
@@ -70,7 +70,8 @@ export interface GenerateRequest extends SamplingOptions, PromptInput {
 /** A tokenized, validated prompt (see SteeringEngine.prepare). */
 export interface PreparedPrompt {
   tokens: Token[];
-  offsets: Array<[number, number]>;
+  /** character offsets of the tokens: computed only where needed (steering, scoring) */
+  offsets?: Array<[number, number]>;
   steering?: { spec: SteeringSpec; spans: SteeredSpan[] };
 }
 
@@ -158,7 +159,7 @@ export class SteeringEngine {
       flashAttention: options.flashAttention ?? true,
       threads: options.threads ?? defaultThreads(),
     });
-    const loop = GenerationLoop.start(context, { deliveryIntervalMs: options.deliveryIntervalMs ?? 5 });
+    const loop = GenerationLoop.start(context, { deliveryIntervalMs: options.deliveryIntervalMs ?? 10 });
     const pool = Array.from({ length: parallel }, () => ({
       seq: new SteerableSequence(loop, context.getSequence()), busy: false, cleanPrefix: 0, cachedTokens: [],
     }));
@@ -180,10 +181,14 @@ export class SteeringEngine {
    * `<|im_start|>` becomes the special token, as llama-server does for rendered chat templates.
    */
   tokenizePrompt(text: string, specialTokens = false): { tokens: Token[]; offsets: Array<[number, number]> } {
+    const tokens = this.promptTokens(text, specialTokens);
+    return { tokens, offsets: tokenOffsets(this.model, tokens, text) };
+  }
+
+  private promptTokens(text: string, specialTokens = false): Token[] {
     const tokens = this.model.tokenize(text, specialTokens);
     const bos = this.model.tokens.bos;
-    const withBos = bos != null && this.model.tokens.shouldPrependBosToken && tokens[0] !== bos ? [bos, ...tokens] : tokens;
-    return { tokens: withBos, offsets: tokenOffsets(this.model, withBos, text) };
+    return bos != null && this.model.tokens.shouldPrependBosToken && tokens[0] !== bos ? [bos, ...tokens] : tokens;
   }
 
   /**
@@ -217,12 +222,22 @@ export class SteeringEngine {
    * refused for, found before it waits for a sequence. `generate` and `score` take the result.
    */
   prepare(input: PromptInput, newTokens: number): PreparedPrompt {
+    if (!input.steering) {
+      // character offsets take a detokenization per token (milliseconds for a long prompt): only steering needs them here
+      const tokens = this.promptTokens(input.prompt, input.specialTokens);
+      this.checkLength(tokens, newTokens);
+      return { tokens };
+    }
     const { tokens, offsets } = this.tokenizePrompt(input.prompt, input.specialTokens);
-    const steering = input.steering ? this.resolveSteering(input.prompt, offsets, input.steering) : undefined;
+    const steering = this.resolveSteering(input.prompt, offsets, input.steering);
+    this.checkLength(tokens, newTokens);
+    return { tokens, offsets, steering };
+  }
+
+  private checkLength(tokens: readonly Token[], newTokens: number) {
     if (tokens.length + newTokens >= this.contextSize) {
       throw new ContextLengthError(`the prompt is ${tokens.length} tokens and ${newTokens} more are asked for, but the context holds ${this.contextSize - 1}`);
     }
-    return { tokens, offsets, steering };
   }
 
   async generate(request: GenerateRequest, prepared?: PreparedPrompt): Promise<GenerateResult> {
@@ -261,7 +276,8 @@ export class SteeringEngine {
    * (lm-evaluation-harness's log-likelihood: echo + logprobs + max_tokens 0).
    */
   async score(request: ScoreRequest, prepared?: PreparedPrompt): Promise<ScoreResult> {
-    const { tokens, offsets, steering } = prepared ?? this.prepare(request, 0);
+    const { tokens, steering, ...maybe } = prepared ?? this.prepare(request, 0);
+    const offsets = maybe.offsets ?? tokenOffsets(this.model, tokens, request.prompt);
     const slot = await this.acquire([], undefined);
     try {
       slot.cleanPrefix = steeringFreePrefix(steering?.spec, tokens.length);
