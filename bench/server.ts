@@ -3,9 +3,9 @@
 // and machine, measured back to back in one run. Also what HTTP costs on top of the in-process engine.
 // Model: a generated ~56M-parameter llama (F16, 512 x 8 layers, GQA 8/4 heads, 32k vocab); small on
 // purpose, so that any per-token cost outside llama.cpp (JavaScript, HTTP, SSE) is a visible share.
-//   1. single-stream decode t/s through HTTP (SSE, one event per token): pasta-server unsteered and
-//      steered, llama-server, and pasta-server's engine in this process; rounds rotate the order.
-//   2. prefill t/s: a ~900-token prompt and one generated token, no prompt cache on either side.
+//   1. single-stream decode t/s through HTTP (SSE): pasta-server unsteered and steered, llama-server, and
+//      pasta-server's engine in this process; rounds rotate the order.
+//   2. prefill t/s: a ~770-token prompt and one generated token, no prompt cache on either side.
 //   3. aggregate decode t/s with 1 and 4 concurrent streams (llama-server -np 4), and pasta-server's with 8
 //      (--parallel 8).
 // Servers idle while the other side measures; the best round of each side counts (interference on a
@@ -31,6 +31,7 @@ const LLAMA_SLOTS = 4; // llama-server: 4 slots of 1024 (the comparison runs 1 a
 const PROMPT = "Once upon a time, in a quiet village by the sea, there lived";
 /** 5 of 64 heads in 2 of 8 layers, on the prompt's second half */
 const STEERING = { emphasis: ["a quiet village by the sea"], heads: { "2": [0, 3, 5], "5": [1, 6] } };
+/** a distinct first word per round: nothing for pasta-server's prefix cache to reuse */
 const LONG_PROMPT = (round: number) => `${round} ` + Array.from({ length: 60 }, (_, i) => `Sentence ${i} tells of the sea and the village.`).join(" ");
 
 const modelPath = () => benchModel("llama-512x8-f16.gguf", SHAPE);
