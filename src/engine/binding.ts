@@ -182,7 +182,7 @@ export class GenerationLoop {
     try {
       this.addon.generationSubmit(jobs);
     } catch (err) {
-      for (const { id } of jobs) this.dispatch([{ id, tokens: new Int32Array(0), done: true, finish: "error", error: (err as Error).message, kvTokens: -1 }]);
+      this.dispatch(jobs.map(({ id }) => ({ id, tokens: new Int32Array(0), done: true, finish: "error", error: (err as Error).message, kvTokens: -1 })));
     }
   }
 

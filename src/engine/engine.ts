@@ -171,10 +171,6 @@ export class SteeringEngine {
     return this.context.contextSize;
   }
 
-  tokenize(text: string): Token[] {
-    return this.model.tokenize(text, false);
-  }
-
   /**
    * Tokens of the evaluated prompt (BOS first when the model adds one and the text does not start
    * with it) with their character offsets. `specialTokens`: special-token text such as
@@ -276,8 +272,7 @@ export class SteeringEngine {
    * (lm-evaluation-harness's log-likelihood: echo + logprobs + max_tokens 0).
    */
   async score(request: ScoreRequest, prepared?: PreparedPrompt): Promise<ScoreResult> {
-    const { tokens, steering, ...maybe } = prepared ?? this.prepare(request, 0);
-    const offsets = maybe.offsets ?? tokenOffsets(this.model, tokens, request.prompt);
+    const { tokens, steering, offsets = tokenOffsets(this.model, tokens, request.prompt) } = prepared ?? this.prepare(request, 0);
     const slot = await this.acquire([], undefined);
     try {
       slot.cleanPrefix = steeringFreePrefix(steering?.spec, tokens.length);
