@@ -1,5 +1,5 @@
 // Shared test fixtures: the shared model and PASTA reference, and generated tiny models.
-import { existsSync, mkdirSync } from "node:fs";
+import { appendFileSync, copyFileSync, chmodSync, existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,7 +9,24 @@ import type { GeneratedTokenLogprobs } from "../src/engine/engine.js";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const SHARED = join(root, "..", "shared");
 export const STORIES_MODEL = join(SHARED, "models", "stories260K.gguf");
+export const SMOLLM2_MODEL = join(SHARED, "models", "SmolLM2-135M-Instruct.Q4_1.gguf");
 export const PASTA_FIXTURE = join(SHARED, "fixtures", "pasta_reference_public.json");
+
+/**
+ * stories260K with bytes appended: llama.cpp loads it as the same model, but its sha256 differs, so
+ * no shipped head profile (profiles/) applies to it.
+ */
+export function unprofiledStoriesModel(): string {
+  const dir = join(tmpdir(), `pasta-server-test-models-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, "stories260K-unprofiled.gguf");
+  if (!existsSync(path)) {
+    copyFileSync(STORIES_MODEL, path);
+    chmodSync(path, 0o644); // shared/ is read-only, and so is the copy
+    appendFileSync(path, Buffer.alloc(32));
+  }
+  return path;
+}
 
 /** Generates (once per process) a tiny random-weight model of the architecture. */
 export function tinyModel(arch: TestArchitecture): string {

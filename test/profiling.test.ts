@@ -122,16 +122,16 @@ t.test("profile files load as head profiles", async (t) => {
     forwardPasses: { used: 5, fullSearch: 5, heldOut: 2 }, heads: { "1": [1] }, fallback: null, heldOut: null,
   };
   const model = { name: "m", file: "m.gguf", sha256: "a".repeat(64), size: 1 };
-  const text = formatProfile(profileDocument(result, model, new Date(0)));
+  const text = formatProfile(profileDocument(result, model, "pasta-server profile --test", new Date(0)));
   t.match(text, /"1": \[-0\.25, 1\]/, "score rows on one line");
   const dir = mkdtempSync(join(tmpdir(), "pasta-profile-"));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, "p.json"), text);
   t.same(loadHeadProfile(join(dir, "p.json")), { "1": [1] }, "loadHeadProfile returns the heads");
-  t.same(loadHeadProfileWithModel(join(dir, "p.json")), { heads: { "1": [1] }, modelSha256: "a".repeat(64) }, "with the model's hash");
+  t.same(loadHeadProfileWithModel(join(dir, "p.json")), { heads: { "1": [1] }, modelSha256: "a".repeat(64), alpha: ALPHA }, "with the model's hash and the alpha");
   t.same(parseHeadProfile({ "2": [0, 3] }, "bare"), { "2": [0, 3] }, "the bare form still loads");
   writeFileSync(join(dir, "bare.json"), '{"2": [0, 3]}');
-  t.same(loadHeadProfileWithModel(join(dir, "bare.json")), { heads: { "2": [0, 3] }, modelSha256: null }, "the bare form has no model hash");
+  t.same(loadHeadProfileWithModel(join(dir, "bare.json")), { heads: { "2": [0, 3] }, modelSha256: null, alpha: null }, "the bare form has no model hash");
 });
 
 t.test("stories260K", async (t) => {

@@ -7,12 +7,14 @@ import { join } from "node:path";
 import t from "tap";
 import { loadHeadProfileWithModel } from "../src/profiles/headProfile.js";
 import { modelFileInfo } from "../src/profiles/profileFile.js";
-import { STORIES_MODEL } from "./helpers.js";
+import { STORIES_MODEL, unprofiledStoriesModel } from "./helpers.js";
 import { startServer } from "./serverProcess.js";
 
 const modelsDir = mkdtempSync(join(tmpdir(), "pasta-profiles-"));
 const env = { PASTA_MODELS_DIR: modelsDir };
-const args = ["--profile", "auto", "--ctx-size", "512"];
+// a stories260K that no shipped profile is for: `auto` has to profile it
+const MODEL = unprofiledStoriesModel();
+const args = ["--model", MODEL, "--profile", "auto", "--ctx-size", "512"];
 const messages = (log: string) => log.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l).msg as string);
 
 const steer = async (base: string) => {
@@ -29,7 +31,7 @@ t.test("first start profiles and caches; the next start reuses the cache", async
   const log = messages(first.log());
   t.ok(log.some((m) => /^head profiling: \d+%$/.test(m)), "progress is logged");
   t.ok(log.includes("head profile: written"));
-  const sha256 = (await modelFileInfo(STORIES_MODEL)).sha256;
+  const sha256 = (await modelFileInfo(MODEL)).sha256;
   const cached = loadHeadProfileWithModel(join(modelsDir, "profiles", `${sha256}.json`));
   t.equal(cached.modelSha256, sha256, "the cached profile names this model file");
   const answer = await steer(first.base);
@@ -45,10 +47,31 @@ t.test("first start profiles and caches; the next start reuses the cache", async
 });
 
 t.test("without a profile, a steering request without heads is a 400 that says how to get one", async (t) => {
-  const server = await startServer([]);
+  const server = await startServer(["--model", MODEL]);
   t.teardown(() => server.stop());
   const { status, body } = await steer(server.base);
   t.equal(status, 400);
   t.equal(body.error.param, "steering.heads");
   t.match(body.error.message, /--profile auto/);
+});
+
+t.test("the profile shipped for a model file is used without --profile; none turns it off", async (t) => {
+  const shipped = await startServer([]);
+  t.teardown(() => shipped.stop());
+  t.ok(messages(shipped.log()).includes("head profile: shipped for this model file"));
+  const answer = await steer(shipped.base);
+  t.equal(answer.status, 200, "steering without heads uses profiles/stories260K.json");
+  t.equal(answer.body.steering.spans[0].text, "Tom had a blue kite.");
+
+  const off = await startServer(["--profile", "none"]);
+  t.teardown(() => off.stop());
+  t.equal((await steer(off.base)).status, 400, "--profile none: requests must name their heads");
+});
+
+t.test("--profile auto takes the shipped profile instead of profiling", async (t) => {
+  const server = await startServer(["--profile", "auto"], { PASTA_MODELS_DIR: mkdtempSync(join(tmpdir(), "pasta-profiles-")) });
+  t.teardown(() => server.stop());
+  t.ok(messages(server.log()).includes("head profile: shipped for this model file"));
+  t.notOk(messages(server.log()).some((m) => m.startsWith("head profiling")), "no profiling");
+  t.equal((await steer(server.base)).status, 200);
 });

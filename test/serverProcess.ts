@@ -67,9 +67,11 @@ export function waitForExit(proc: ChildProcess): Promise<number | null> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function startServer(args: string[] = [], env: Record<string, string> = {}, options: { readyTimeoutMs?: number } = {}): Promise<ServerProcess> {
+/** `noModel`: no --model among the defaults, so the server resolves its default model (see PASTA_MODELS_DIR). */
+export async function startServer(args: string[] = [], env: Record<string, string> = {}, options: { readyTimeoutMs?: number; noModel?: boolean } = {}): Promise<ServerProcess> {
   const STARTUP_TIMEOUT_MS = options.readyTimeoutMs ?? DEFAULT_STARTUP_TIMEOUT_MS;
-  const { proc, log } = spawnCli(["serve", ...DEFAULT_SERVE_ARGS, ...args], env);
+  const defaults = options.noModel ? DEFAULT_SERVE_ARGS.slice(2) : DEFAULT_SERVE_ARGS;
+  const { proc, log } = spawnCli(["serve", ...defaults, ...args], env);
   const stop = async (signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> => {
     if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
     proc.kill(signal);

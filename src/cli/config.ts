@@ -29,7 +29,7 @@ export const serveConfigSchema = z.object({
   threads: int(1, 1024).optional(),
   "stream-interval-ms": int(0, 1000).default(10),
   gpu: z.enum(["none", "cuda"]).default("none"),
-  profile: z.string().min(1).default("none"),
+  profile: z.string().min(1).optional(),
   "api-key": list.default([]),
   "cors-origin": list.optional(),
   timeout: z.coerce.number().positive().max(86_400).default(600),
@@ -52,7 +52,8 @@ export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo
                             0: every decoding step. The first token and the end are never held back
   --gpu none|cuda           CUDA needs "npm run build -- --cuda"
   --no-flash-attn
-  --profile <file>|auto|none  default steering heads: a head profile JSON, or auto (profiled at first start, cached)
+  --profile <file>|auto|none  default steering heads: a head profile JSON; auto (profiled at first start, cached);
+                            none. Default: the profile that ships for this model file (profiles/), if any
   --api-key <key>           repeatable; requests need Authorization: Bearer <key>
   --cors-origin <origin>    repeatable, or *; CORS is off without it
   --timeout 600             seconds per request, queueing included

@@ -1,17 +1,21 @@
 #!/usr/bin/env node
-// pasta-server CLI: serve a GGUF model, profile its steering heads, or generate a random-weight test model.
+// pasta-server CLI: serve a GGUF model, profile its steering heads, measure what steering does for it
+// (eval), or generate a random-weight test model.
 import { parseArgs } from "node:util";
+import { EvalItemError } from "../eval/families.js";
 import { HeadProfileError } from "../profiles/headProfile.js";
 import { ProfileError } from "../profiles/profiler.js";
 import { TaskFileError } from "../profiles/tasks.js";
 import { generateTestModel, type TestArchitecture } from "../testModels/generate.js";
 import { ConfigError, parseServeConfig, SERVE_USAGE } from "./config.js";
+import { EVAL_USAGE, evalCommand } from "./eval.js";
 import { ModelSourceError } from "./modelSource.js";
 import { PROFILE_USAGE, profileCommand } from "./profile.js";
 
 const USAGE = `usage:
   ${SERVE_USAGE.replaceAll("\n", "\n  ")}
   ${PROFILE_USAGE.replaceAll("\n", "\n  ")}
+  ${EVAL_USAGE.replaceAll("\n", "\n  ")}
   pasta-server gen-model --out <file.gguf> [--arch llama|qwen2|gemma2|mamba] [--embd 256] [--layers 4] [--heads 8] [--kv-heads 2] [--ff 512] [--f16]`;
 
 /** Startup errors a user can fix: the message alone, no stack. */
@@ -56,11 +60,12 @@ try {
     await serve(config);
   }
   else if (command === "profile") await profileCommand(rest);
+  else if (command === "eval") await evalCommand(rest);
   else if (command === "gen-model") genModel(rest);
   else fail(command ? `unknown command ${JSON.stringify(command)}` : "a command is required");
 } catch (err) {
   if (err instanceof ConfigError || err instanceof ModelSourceError || err instanceof HeadProfileError
-    || err instanceof TaskFileError || err instanceof ProfileError) fail(err.message);
+    || err instanceof TaskFileError || err instanceof ProfileError || err instanceof EvalItemError) fail(err.message);
   if ((err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) fail((err as Error).message);
   throw err;
 }

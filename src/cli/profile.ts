@@ -85,6 +85,6 @@ export async function profileCommand(argv: string[]): Promise<void> {
     bar.end();
     await engine.dispose();
   }
-  writeProfile(values.out, result, await modelFileInfo(modelPath));
+  writeProfile(values.out, result, await modelFileInfo(modelPath), ["pasta-server profile", ...argv].join(" "));
   console.log(summary(result, values.out, (performance.now() - started) / 1000));
 }

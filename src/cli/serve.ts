@@ -8,10 +8,13 @@ import type { HeadSelection } from "../engine/steering.js";
 import { loadHeadProfile, loadHeadProfileWithModel } from "../profiles/headProfile.js";
 import { modelFileInfo, writeProfile } from "../profiles/profileFile.js";
 import { profileHeads } from "../profiles/profiler.js";
+import { findShippedProfile } from "../profiles/shipped.js";
 import { loadBuiltinTasks } from "../profiles/tasks.js";
-import { ChatTemplate, CHATML_TEMPLATE } from "../prompt/chatTemplate.js";
+import { CHATML_TEMPLATE } from "../prompt/chatTemplate.js";
+import { modelChatTemplate } from "../prompt/modelTemplate.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { buildApp } from "../server/app.js";
+import { sha256File } from "../util/fileHash.js";
 import { GenerationService } from "../server/generation.js";
 import { ServerMetrics } from "../server/metrics.js";
 import type { ServeConfig } from "./config.js";
@@ -29,10 +32,30 @@ const CLOSE_GRACE_MS = 1000;
 /** Seconds a client is told to wait when the queue is full. */
 const RETRY_AFTER_SECONDS = 2;
 
-/** `--profile`: a file's heads now, or "auto" (after the model is loaded), or none. */
-function profileOption(profile: string): HeadSelection | null | "auto" {
+/**
+ * `--profile`: a file's heads now; "auto" or, without the flag, "shipped" (decided once the model
+ * file is known); or none.
+ */
+function profileOption(profile: string | undefined): HeadSelection | null | "auto" | "shipped" {
+  if (profile === undefined) return "shipped";
   if (profile === "none" || profile === "auto") return profile === "auto" ? "auto" : null;
   return loadHeadProfile(profile);
+}
+
+/**
+ * The heads steered when a request names none: the file given, else the profile that ships for
+ * this exact model file (profiles/), else with `--profile auto` one made now, else none.
+ */
+async function defaultHeads(option: ReturnType<typeof profileOption>, engine: SteeringEngine, modelPath: string, log: Logger): Promise<HeadSelection | null> {
+  if (option !== "auto" && option !== "shipped") return option;
+  const shipped = findShippedProfile(await sha256File(modelPath));
+  if (shipped) {
+    log.info({ profile: shipped }, "head profile: shipped for this model file");
+    return loadHeadProfile(shipped);
+  }
+  if (option === "auto") return autoProfile(engine, modelPath, log);
+  log.info("head profile: none ships for this model file; steering requests must name their heads (or restart with --profile auto|<file>)");
+  return null;
 }
 
 /**
@@ -59,7 +82,7 @@ async function autoProfile(engine: SteeringEngine, modelPath: string, log: Logge
     },
   });
   mkdirSync(dirname(cached), { recursive: true });
-  writeProfile(cached, result, model);
+  writeProfile(cached, result, model, "pasta-server serve --profile auto");
   log.info({ profile: cached, heads: result.heads, forwardPasses: result.forwardPasses.used }, "head profile: written");
   return result.heads;
 }
@@ -69,24 +92,19 @@ interface Logger {
   warn(msg: string): void;
 }
 
-async function loadService(config: ServeConfig, modelPath: string, profile: HeadSelection | null | "auto", scheduler: Scheduler, metrics: ServerMetrics, log: Logger) {
+async function loadService(config: ServeConfig, modelPath: string, profile: ReturnType<typeof profileOption>, scheduler: Scheduler, metrics: ServerMetrics, log: Logger) {
   const engine = await SteeringEngine.load({
     modelPath, parallel: config.parallel, contextSize: config["ctx-size"], flashAttention: !config["no-flash-attn"],
     gpu: config.gpu === "cuda" ? "cuda" : false, ...(config.threads ? { threads: config.threads } : {}),
     deliveryIntervalMs: config["stream-interval-ms"],
   });
-  const tokens = engine.model.tokens;
-  let template = engine.model.fileInfo.metadata.tokenizer?.chat_template;
-  if (!template) {
+  let chatTemplate = modelChatTemplate(engine);
+  if (!chatTemplate) {
     log.warn("the model has no chat template; /v1/chat/completions uses ChatML");
-    template = CHATML_TEMPLATE;
+    chatTemplate = modelChatTemplate(engine, CHATML_TEMPLATE)!;
   }
-  const chatTemplate = new ChatTemplate(template, {
-    bos_token: tokens.bos != null ? engine.tokenText(tokens.bos) : "",
-    eos_token: tokens.eos != null ? engine.tokenText(tokens.eos) : "",
-  });
   return new GenerationService({
-    engine, scheduler, metrics, chatTemplate, defaultHeads: profile === "auto" ? await autoProfile(engine, modelPath, log) : profile,
+    engine, scheduler, metrics, chatTemplate, defaultHeads: await defaultHeads(profile, engine, modelPath, log),
     modelId: config["model-alias"] ?? basename(modelPath).replace(/\.gguf$/i, ""),
     timeoutMs: config.timeout * 1000, logPrompts: config["log-prompts"],
   });

@@ -36,12 +36,21 @@ export function loadHeadProfile(file: string): HeadSelection {
   return parseHeadProfile(readJson(file), file);
 }
 
-/**
- * The heads and, for a file `pasta-server profile` wrote, the sha256 of the model file it was made
- * for (null for the bare form): a cached profile is only valid for that exact file.
- */
-export function loadHeadProfileWithModel(file: string): { heads: HeadSelection; modelSha256: string | null } {
+export interface HeadProfile {
+  heads: HeadSelection;
+  /** the sha256 of the model file it was made for (null for the bare form): valid for that exact file only */
+  modelSha256: string | null;
+  /** the alpha it was chosen with (null for the bare form) */
+  alpha: number | null;
+}
+
+/** The heads with what a file `pasta-server profile` wrote says of them. */
+export function loadHeadProfileWithModel(file: string): HeadProfile {
   const json = readJson(file);
-  const model = (json as { model?: { sha256?: unknown } } | null)?.model;
-  return { heads: parseHeadProfile(json, file), modelSha256: typeof model?.sha256 === "string" ? model.sha256 : null };
+  const { model, alpha } = (json ?? {}) as { model?: { sha256?: unknown }; alpha?: unknown };
+  return {
+    heads: parseHeadProfile(json, file),
+    modelSha256: typeof model?.sha256 === "string" ? model.sha256 : null,
+    alpha: typeof alpha === "number" ? alpha : null,
+  };
 }

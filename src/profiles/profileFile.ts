@@ -1,10 +1,10 @@
 // The profile file `pasta-server profile` writes: the chosen heads with everything needed to tell
 // where they came from (model file, tasks, method, seed) and how good they were. Deterministic:
 // the same model, tasks and seed give the same bytes apart from created_at.
-import { createHash } from "node:crypto";
-import { createReadStream, statSync, writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import { GgufType, readGgufMetadata } from "../gguf/gguf.js";
+import { sha256File } from "../util/fileHash.js";
 import type { ProfileResult } from "./profiler.js";
 
 export const PROFILE_FORMAT = "pasta-server head profile";
@@ -20,8 +20,6 @@ export interface ModelFileInfo {
 
 /** Name, size and sha256 of a model file: what a cached profile is keyed by. */
 export async function modelFileInfo(path: string): Promise<ModelFileInfo> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   let name = basename(path).replace(/\.gguf$/i, "");
   try {
     const value = readGgufMetadata(path).get("general.name");
@@ -29,17 +27,18 @@ export async function modelFileInfo(path: string): Promise<ModelFileInfo> {
   } catch {
     // not readable as GGUF here: llama.cpp loaded it, so the file name will do
   }
-  return { name, file: basename(path), sha256: hash.digest("hex"), size: statSync(path).size };
+  return { name, file: basename(path), sha256: await sha256File(path), size: statSync(path).size };
 }
 
 /** Scores are rounded: the file records rankings, not float noise. */
 const round = (x: number | null) => (x === null ? null : Math.round(x * 1e6) / 1e6);
 
-/** The file's JSON (snake_case, as the API). */
-export function profileDocument(result: ProfileResult, model: ModelFileInfo, createdAt = new Date()): Record<string, unknown> {
+/** The file's JSON (snake_case, as the API). `command`: what made it, so that it can be made again. */
+export function profileDocument(result: ProfileResult, model: ModelFileInfo, command: string, createdAt = new Date()): Record<string, unknown> {
   return {
     format: PROFILE_FORMAT,
     version: PROFILE_VERSION,
+    command,
     model: { ...model, n_layers: result.headsPerLayer.length, heads_per_layer: result.headsPerLayer },
     method: result.method,
     alpha: result.alpha,
@@ -67,6 +66,6 @@ export function formatProfile(document: Record<string, unknown>): string {
   return `${JSON.stringify(document, null, 2).replace(/\[\s*((?:-?[\d.e+-]+|null)(?:,\s*(?:-?[\d.e+-]+|null))*)\s*\]/g, (_, items: string) => `[${items.split(/,\s*/).join(", ")}]`)}\n`;
 }
 
-export function writeProfile(path: string, result: ProfileResult, model: ModelFileInfo): void {
-  writeFileSync(path, formatProfile(profileDocument(result, model)));
+export function writeProfile(path: string, result: ProfileResult, model: ModelFileInfo, command: string): void {
+  writeFileSync(path, formatProfile(profileDocument(result, model, command)));
 }

@@ -2,9 +2,9 @@
 // the built-in ones under prompts/tasks/, and their deterministic profiling / held-out split.
 import { readdirSync, readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { basename, dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { basename, join, relative } from "node:path";
 import { z } from "zod";
+import { PACKAGE_ROOT } from "../util/packageRoot.js";
 import { hashString, seededRandom, shuffled } from "../util/random.js";
 
 export interface TaskExample {
@@ -33,8 +33,6 @@ const exampleSchema = z.object({
   target: z.string().min(1),
 });
 
-/** Same depth from src/profiles/ and dist/profiles/. */
-const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BUILTIN_TASKS_DIR = join(PACKAGE_ROOT, "prompts", "tasks");
 
 /** Parses JSONL text (blank lines and lines starting with // are skipped). */

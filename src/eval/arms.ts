@@ -1,0 +1,45 @@
+// The ways an eval item is asked: PASTA's comparisons (unsteered, emphasis left in the text as
+// markup, the head profile, every head, random heads of the profile's size) and AutoPASTA.
+import type { HeadSelection } from "../engine/steering.js";
+import { seededRandom, shuffled } from "../util/random.js";
+
+export const ARM_NAMES = ["unsteered", "prompting", "profile", "all_heads", "random_heads", "auto"] as const;
+export type ArmName = (typeof ARM_NAMES)[number];
+
+export interface Arm {
+  name: ArmName;
+  /** the column heading in the report */
+  label: string;
+  /** steered heads; null: no steering */
+  heads: HeadSelection | null;
+  /** the emphasized part is wrapped in `**` in the message itself (prompting, no steering) */
+  markdown: boolean;
+  /** AutoPASTA picks what to emphasize (items with a passage only) */
+  auto: boolean;
+}
+
+const LABELS: Record<ArmName, string> = {
+  unsteered: "unsteered", prompting: "`**...**` in the text", profile: "profile", all_heads: "every head", random_heads: "random heads", auto: "AutoPASTA",
+};
+
+/** `count` distinct heads drawn uniformly from the model's, the same for the same seed. */
+export function randomHeads(count: number, headsPerLayer: readonly number[], seed: number): Record<string, number[]> {
+  const all = headsPerLayer.flatMap((n, layer) => Array.from({ length: n }, (_, head) => ({ layer, head })));
+  const picked = shuffled(all, seededRandom(seed)).slice(0, count).sort((a, b) => a.layer - b.layer || a.head - b.head);
+  const map: Record<string, number[]> = {};
+  for (const { layer, head } of picked) (map[String(layer)] ??= []).push(head);
+  return map;
+}
+
+export function headCount(heads: HeadSelection, headsPerLayer: readonly number[]): number {
+  return Array.isArray(heads) ? heads.reduce((n, layer) => n + (headsPerLayer[layer] ?? 0), 0) : Object.values(heads).reduce((n, h) => n + h.length, 0);
+}
+
+export function buildArms(names: readonly ArmName[], profile: HeadSelection, headsPerLayer: readonly number[], seed: number): Arm[] {
+  const heads: Record<ArmName, HeadSelection | null> = {
+    unsteered: null, prompting: null, profile, auto: profile,
+    all_heads: headsPerLayer.map((_, layer) => layer),
+    random_heads: randomHeads(headCount(profile, headsPerLayer), headsPerLayer, seed),
+  };
+  return names.map((name) => ({ name, label: LABELS[name], heads: heads[name], markdown: name === "prompting", auto: name === "auto" }));
+}
