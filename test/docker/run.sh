@@ -114,7 +114,7 @@ else
   done
   docker info >/dev/null 2>&1 || { tail -n 20 "$LOG_DIR/dockerd.log" >&2; fail "dockerd did not answer within 60 s (log above)"; }
 fi
-log "client $CLIENT ($(docker version -f '{{.Client.Version}}')), engine $(docker version -f '{{.Server.Version}}') ($(docker info -f '{{.Driver}}, cgroup {{.CgroupDriver}}')), $(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /')"
+log "Docker ready in $(elapsed) s: client $CLIENT ($(docker version -f '{{.Client.Version}}')), engine $(docker version -f '{{.Server.Version}}') ($(docker info -f '{{.Driver}}, cgroup {{.CgroupDriver}}')), $(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /')"
 
 # --- 2. base images ---------------------------------------------------------------------------
 # shellcheck source=test/docker/base-images.sh
