@@ -105,6 +105,8 @@ if docker info >/dev/null 2>&1; then
   log "using the Docker engine that is running ($(docker version -f '{{.Server.Version}}'))"
 else
   log "starting dockerd (nice ${PASTA_TEST_DOCKERD_NICE:-0}; log: $LOG_DIR/dockerd.log)"
+  # a pid file left by a dockerd that was killed: dockerd refuses to start if its pid is now another process's
+  if [ -f /var/run/docker.pid ] && [ "$(ps -p "$(cat /var/run/docker.pid)" -o comm= 2>/dev/null)" != dockerd ]; then rm -f /var/run/docker.pid; fi
   nice -n "${PASTA_TEST_DOCKERD_NICE:-0}" dockerd >"$LOG_DIR/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
   for _ in $(seq 1 60); do
