@@ -323,7 +323,7 @@ async function killUnderLoad(t: Tap & { ok: (v: unknown, m?: string) => void; eq
     try {
       const res = await fetch(`${o.base}/v1/chat/completions`, {
         method: "POST", signal, headers: { "content-type": "application/json", "x-request-id": id },
-        body: JSON.stringify({ model: MODEL_ID, stream, max_tokens: 16, temperature: 0.7, messages: [{ role: "user", content: "Name a fruit." }] }),
+        body: JSON.stringify({ model: MODEL_ID, stream, max_tokens: 8, temperature: 0.7, messages: [{ role: "user", content: "Name a fruit." }] }),
       });
       out.status = res.status;
       const body = await res.text();
