@@ -68,9 +68,15 @@ export function execForm(args: string): string[] | null {
   return parsed;
 }
 
-/** The shell commands of a RUN, split at `&&`, `||` and `;` (our RUNs quote none of these). */
+/** A RUN's flags (`--mount=type=secret,id=extra_ca`, ...), before its shell command. */
+export function runFlags(args: string): string[] {
+  return /^((?:--[a-z]+=\S+\s+)*)/.exec(args)![1]!.split(/\s+/).filter((f) => f.length > 0);
+}
+
+/** The shell commands of a RUN (its flags left out), split at `&&`, `||` and `;` (our RUNs quote none of these). */
 export function runCommands(args: string): string[] {
-  return args.split(/&&|\|\||;/).map((c) => c.replace(/\s+/g, " ").trim()).filter((c) => c.length > 0);
+  const shell = args.replace(/^(?:--[a-z]+=\S+\s+)*/, "");
+  return shell.split(/&&|\|\||;/).map((c) => c.replace(/\s+/g, " ").trim()).filter((c) => c.length > 0);
 }
 
 /** A command the project provides (npm scripts, our node programs) rather than the OS image (apt-get, rm, useradd). */
@@ -87,6 +93,23 @@ export function keyValues(args: string): Record<string, string> {
     out[m[1]!] = raw.replace(/^(["'])(.*)\1$/, "$2");
   }
   return out;
+}
+
+/** The global ARGs (before the first FROM) with their defaults, `${ARG}` resolved: what FROM lines see. */
+export function globalArgs(instructions: Instruction[]): Record<string, string> {
+  const args: Record<string, string> = {};
+  const expand = (v: string) => v.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => args[a ?? b!] ?? "");
+  for (const ins of instructions.filter((i) => i.stage === -1 && i.keyword === "ARG")) {
+    for (const [k, v] of Object.entries(keyValues(ins.args))) args[k] = expand(v);
+  }
+  return args;
+}
+
+/** The image a stage is built FROM, with the global ARGs' defaults (no --build-arg). */
+export function stageBase(instructions: Instruction[], stage: number): string {
+  const from = instructions.find((i) => i.stage === stage && i.keyword === "FROM")!;
+  const args = globalArgs(instructions);
+  return from.args.split(" ")[0]!.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => args[a ?? b!] ?? "");
 }
 
 /**
