@@ -91,6 +91,7 @@ t.test("the runtime image: slim, non-root, an init process, the model volume", a
   const copies = inStage(cpu, runtime, "COPY").map((i) => i.args);
   for (const path of ["node_modules", "dist"]) t.ok(copies.some((c) => c.startsWith("--from=builder") && c.includes(`/app/${path} `)), `${path} from the builder`);
   t.ok(copies.some((c) => /^prompts /.test(c)), "prompts/ (read at run time: AutoPASTA, built-in profiling tasks)");
+  t.ok(copies.some((c) => /^profiles /.test(c)), "profiles/ (the shipped head profiles, found by model sha256)");
   const hc = cpu.find((i) => i.keyword === "HEALTHCHECK")!.args;
   t.match(hc, /--start-period=\d+s/, "a start period for loading the model");
 });

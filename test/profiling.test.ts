@@ -275,9 +275,11 @@ t.test("pasta-server profile", async (t) => {
     t.match(res.stderr, /100% 180\/180 forward passes/, "progress on stderr (periodic lines when not a terminal)");
   }
   const [a, b] = outputs.map((f) => readFileSync(f, "utf8"));
-  const withoutTime = (text: string) => text.replace(/"created_at": "[^"]*"/, "");
-  t.equal(withoutTime(b!), withoutTime(a!), "same seed: same file apart from created_at");
+  // the two runs differ in --out only, which the recorded command names
+  const withoutTime = (text: string) => text.replace(/"created_at": "[^"]*"/, "").replace(/"command": "[^"]*"/, "");
+  t.equal(withoutTime(b!), withoutTime(a!), "same seed: same file apart from created_at and the command");
   const doc = JSON.parse(a!);
+  t.equal(doc.command, `pasta-server profile --model ${STORIES_MODEL} --tasks ${tasks} --out ${outputs[0]} --examples 4 --seed 5`, "the command that made it");
   t.same(loadHeadProfile(outputs[0]!), doc.heads as HeadSelection, "loadHeadProfile reads the heads");
   const info = await modelFileInfo(STORIES_MODEL);
   t.same(doc.model, { ...info, n_layers: 5, heads_per_layer: [8, 8, 8, 8, 8] }, "the model: name, file, sha256, size, shape");
