@@ -17,7 +17,8 @@ let server: Server;
 let client: OpenAI;
 
 t.before(async () => {
-  server = await startServer(["--api-key", API_KEY, "--ctx-size", String(CONTEXT), "--parallel", "2", "--model-alias", "stories"]);
+  // --profile none: requests must name their heads (one bad request below names none)
+  server = await startServer(["--api-key", API_KEY, "--ctx-size", String(CONTEXT), "--parallel", "2", "--model-alias", "stories", "--profile", "none"]);
   client = new OpenAI({ apiKey: API_KEY, baseURL: `${server.base}/v1`, maxRetries: 0 });
 });
 t.teardown(async () => { await server?.stop(); });

