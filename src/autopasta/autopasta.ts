@@ -4,8 +4,9 @@
 // is the request's prompt plus an instruction, so pass 2 reuses its KV cache up to the first
 // emphasized token.
 import { readFileSync } from "node:fs";
-import type { GenerateRequest, GenerateResult, SteeringEngine, SteeringRequest } from "../engine/engine.js";
-import { resolveEmphasis, type CharSpan, type EmphasisItem } from "../emphasis/markup.js";
+import { DEFAULT_MAX_TOKENS } from "../defaults.js";
+import type { EngineSession, GenerateRequest, GenerateResult, PreparedPrompt, SteeringEngine, SteeringRequest } from "../engine/engine.js";
+import type { CharSpan } from "../emphasis/markup.js";
 import { matchSentences } from "./sentences.js";
 
 /** The instruction appended for pass 1 (prompts/autopasta-select.txt). */
@@ -18,7 +19,7 @@ export interface AutoPastaPlan {
   /** pass 1's prompt: the request's prompt with the selection instruction */
   selectionPrompt: { prompt: string; specialTokens: boolean };
   /** where the context is in the answering prompt (character offsets) */
-  context: { start: number; end: number };
+  context: CharSpan;
   /** heads, alpha and mode for pass 2 */
   steering: Omit<SteeringRequest, "emphasis">;
 }
@@ -28,29 +29,53 @@ export interface AutoPastaReport {
   /** the context's sentences that were emphasized, with offsets into the answering prompt */
   sentences: Array<{ text: string; start: number; end: number; score: number }>;
   /** what pass 1 generated, and its cost */
-  selection: { text: string; prompt_tokens: number; completion_tokens: number };
+  selection: { text: string; promptTokens: number; completionTokens: number };
+}
+
+/** Pass 1 on the job's sequence: the model names the sentences, mapped onto the context's own. */
+export async function selectSentences(session: EngineSession, plan: AutoPastaPlan, answeringPrompt: string): Promise<AutoPastaReport> {
+  const selection = await session.generate({ ...plan.selectionPrompt, maxTokens: SELECTION_MAX_TOKENS, temperature: 0 });
+  const context = answeringPrompt.slice(plan.context.start, plan.context.end);
+  const match = matchSentences(context, selection.text);
+  return {
+    matched: match.matched,
+    sentences: match.sentences.map((s) => ({ ...s, start: s.start + plan.context.start, end: s.end + plan.context.start })),
+    selection: { text: selection.text, promptTokens: selection.promptTokens, completionTokens: selection.tokens.length },
+  };
+}
+
+/** Pass 2's steering: the selected sentences emphasized; nothing matched: unsteered (the report says so). */
+export function answerSteering(plan: AutoPastaPlan, report: AutoPastaReport): SteeringRequest | undefined {
+  if (!report.matched) return undefined;
+  return { ...plan.steering, emphasis: report.sentences.map(({ start, end }) => ({ start, end })) };
 }
 
 /**
- * Runs both passes on the engine; `answer` is pass 2's request without steering. `onSelected` gets
- * the report between the passes (a stream announces it before the answer's first token).
+ * The answering prompt, validated before the job waits for a sequence: as if the whole context were
+ * emphasized (pass 2 steers a part of it), tokenized once for both passes' needs.
  */
-export async function runAutoPasta(
-  engine: SteeringEngine, plan: AutoPastaPlan, answer: GenerateRequest, signal: AbortSignal, onSelected: (report: AutoPastaReport) => void,
-): Promise<GenerateResult> {
-  const selection = await engine.generate({ ...plan.selectionPrompt, maxTokens: SELECTION_MAX_TOKENS, temperature: 0, signal });
-  const context = answer.prompt.slice(plan.context.start, plan.context.end);
-  const match = matchSentences(context, selection.text);
-  const sentences = match.sentences.map((s) => ({ ...s, start: s.start + plan.context.start, end: s.end + plan.context.start }));
-  const report: AutoPastaReport = {
-    matched: match.matched,
-    sentences,
-    selection: { text: selection.text, prompt_tokens: selection.promptTokens, completion_tokens: selection.tokens.length },
-  };
-  // nothing matched: the answer is unsteered, and the report says so
-  onSelected(report);
-  const steering = match.matched ? { ...plan.steering, emphasis: sentences.map(({ start, end }) => ({ start, end })) } : undefined;
-  return engine.generate({ ...answer, steering, signal });
+export function prepareAnswer(engine: SteeringEngine, plan: AutoPastaPlan, answer: GenerateRequest): PreparedPrompt {
+  return engine.prepare({ ...answer, steering: { ...plan.steering, emphasis: [plan.context] } }, answer.maxTokens ?? DEFAULT_MAX_TOKENS);
+}
+
+/**
+ * Both passes on the job's sequence. `onSelected` gets the report and pass 2's prepared prompt
+ * between the passes (a stream announces the sentences before the answer's first token).
+ */
+export async function answerWithAutoPasta(
+  engine: SteeringEngine, session: EngineSession, plan: AutoPastaPlan, prepared: PreparedPrompt, answer: GenerateRequest,
+  onSelected?: (report: AutoPastaReport, answering: PreparedPrompt) => void,
+): Promise<{ result: GenerateResult; report: AutoPastaReport }> {
+  const report = await selectSentences(session, plan, prepared.prompt);
+  const answering = engine.withSteering(prepared, answerSteering(plan, report));
+  onSelected?.(report, answering);
+  return { result: await session.generate(answer, answering), report };
+}
+
+/** AutoPASTA in process (eval, bench): one job, both passes. */
+export function runAutoPasta(engine: SteeringEngine, plan: AutoPastaPlan, answer: GenerateRequest): Promise<{ result: GenerateResult; report: AutoPastaReport }> {
+  const prepared = prepareAnswer(engine, plan, answer);
+  return engine.withSequence((session) => answerWithAutoPasta(engine, session, plan, prepared, answer), { signal: answer.signal });
 }
 
 /** Pass 1 for a plain prompt: the prompt, then the instruction. */
@@ -62,8 +87,7 @@ export function plainSelectionPrompt(prompt: string): AutoPastaPlan["selectionPr
  * The context AutoPASTA picks sentences from: what the request's emphasis covers (from its first to
  * its last emphasized character), or `fallback` when it marks nothing.
  */
-export function autoContext(prompt: string, emphasis: readonly EmphasisItem[], fallback: CharSpan): CharSpan {
+export function autoContext(emphasis: readonly CharSpan[], fallback: CharSpan): CharSpan {
   if (emphasis.length === 0) return fallback;
-  const spans = resolveEmphasis(prompt, emphasis);
-  return { start: Math.min(...spans.map((s) => s.start)), end: Math.max(...spans.map((s) => s.end)) };
+  return { start: Math.min(...emphasis.map((s) => s.start)), end: Math.max(...emphasis.map((s) => s.end)) };
 }

@@ -71,7 +71,7 @@ const STOP_WORDS = new Set(("a an the and or but nor of to in on at by for with 
 function stem(word: string): string {
   const w = word.replace(/['’]s$/u, "");
   if (w.length > 5 && w.endsWith("ing")) return w.slice(0, -3);
-  if (w.length > 4 && w.endsWith("ies")) return w.slice(0, -3) + "y";
+  if (w.length > 4 && w.endsWith("ies")) return `${w.slice(0, -3)}y`;
   if (w.length > 4 && w.endsWith("ed")) return w.slice(0, -2);
   if (w.length > 4 && w.endsWith("es") && /(?:ss|sh|ch|x|z)es$/u.test(w)) return w.slice(0, -2);
   if (w.length > 3 && w.endsWith("s") && !w.endsWith("ss")) return w.slice(0, -1);
@@ -87,7 +87,7 @@ function lcs(a: string[], b: string[]): number {
   let prev = new Array<number>(b.length + 1).fill(0);
   for (const x of a) {
     const row = [0];
-    b.forEach((y, j) => row.push(x === y ? prev[j]! + 1 : Math.max(prev[j + 1]!, row[j]!)));
+    b.forEach((y, j) => { row.push(x === y ? prev[j]! + 1 : Math.max(prev[j + 1]!, row[j]!)); });
     prev = row;
   }
   return prev[b.length]!;

@@ -1,7 +1,12 @@
 // `serve` configuration: command-line flags, each with an environment variable as fallback
 // (flags win), validated once with zod so that a bad value stops the process with a clear message.
+import { UserError } from "../errors.js";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import {
+  DEFAULT_BODY_LIMIT_BYTES, DEFAULT_CONTEXT_SIZE, DEFAULT_MAX_QUEUE, DEFAULT_PARALLEL, DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, DEFAULT_STREAM_INTERVAL_MS,
+  DEFAULT_TIMEOUT_SECONDS,
+} from "../defaults.js";
 
 /** flag -> environment variable */
 const ENV: Record<string, string> = {
@@ -23,18 +28,18 @@ export const serveConfigSchema = z.object({
   "model-alias": z.string().min(1).max(256).optional(),
   host: z.string().min(1).default("127.0.0.1"),
   port: int(0, 65535).default(8080),
-  parallel: int(1, 256).default(1),
-  "max-queue": int(0, 100_000).default(64),
-  "ctx-size": int(64, 1 << 20).default(4096),
+  parallel: int(1, 256).default(DEFAULT_PARALLEL),
+  "max-queue": int(0, 100_000).default(DEFAULT_MAX_QUEUE),
+  "ctx-size": int(64, 1 << 20).default(DEFAULT_CONTEXT_SIZE),
   threads: int(1, 1024).optional(),
-  "stream-interval-ms": int(0, 1000).default(10),
+  "stream-interval-ms": int(0, 1000).default(DEFAULT_STREAM_INTERVAL_MS),
   gpu: z.enum(["none", "cuda"]).default("none"),
   profile: z.string().min(1).optional(),
   "api-key": list.default([]),
   "cors-origin": list.optional(),
-  timeout: z.coerce.number().positive().max(86_400).default(600),
-  "shutdown-timeout": z.coerce.number().min(0).max(3600).default(30),
-  "body-limit": int(1024, 1 << 30).default(4 * 1024 * 1024),
+  timeout: z.coerce.number().positive().max(86_400).default(DEFAULT_TIMEOUT_SECONDS),
+  "shutdown-timeout": z.coerce.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+  "body-limit": int(1024, 1 << 30).default(DEFAULT_BODY_LIMIT_BYTES),
   "log-level": z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   "log-prompts": flag.default(false),
   "no-flash-attn": flag.default(false),
@@ -44,11 +49,11 @@ export type ServeConfig = z.infer<typeof serveConfigSchema>;
 export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo/file.gguf|https://...>] [options]
   --model-alias <id>        model id in the API (default: the file name)
   --host 127.0.0.1  --port 8080
-  --parallel 1              requests decoded at once (one context sequence each)
-  --max-queue 64            requests that may wait for a sequence; more get 429
-  --ctx-size 4096           context tokens per sequence
+  --parallel ${DEFAULT_PARALLEL}              requests decoded at once (one context sequence each)
+  --max-queue ${DEFAULT_MAX_QUEUE}            requests that may wait for a sequence; more get 429
+  --ctx-size ${DEFAULT_CONTEXT_SIZE}           context tokens per sequence
   --threads n               math threads (default: one per physical core, within the CPU quota)
-  --stream-interval-ms 10   hand generated tokens to the server (and streams) at most this often;
+  --stream-interval-ms ${DEFAULT_STREAM_INTERVAL_MS}   hand generated tokens to the server (and streams) at most this often;
                             0: every decoding step. The first token and the end are never held back
   --gpu none|cuda           CUDA needs "npm run build -- --cuda"
   --no-flash-attn
@@ -56,13 +61,13 @@ export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo
                             none. Default: the profile that ships for this model file (profiles/), if any
   --api-key <key>           repeatable; requests need Authorization: Bearer <key>
   --cors-origin <origin>    repeatable, or *; CORS is off without it
-  --timeout 600             seconds per request, queueing included
-  --shutdown-timeout 30     seconds in-flight requests get to finish on SIGTERM
-  --body-limit 4194304      bytes
+  --timeout ${DEFAULT_TIMEOUT_SECONDS}             seconds per request, queueing included
+  --shutdown-timeout ${DEFAULT_SHUTDOWN_TIMEOUT_SECONDS}     seconds in-flight requests get to finish on SIGTERM
+  --body-limit ${DEFAULT_BODY_LIMIT_BYTES}      bytes
   --log-level info  --log-prompts
 Each option can also come from the environment: ${Object.values(ENV).join(", ")}.`;
 
-export class ConfigError extends Error {
+export class ConfigError extends UserError {
   override name = "ConfigError";
 }
 

@@ -78,7 +78,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const built = buildArms(arms, profile.heads, engine.headsPerLayer, seed);
   const template = modelChatTemplate(engine);
   const line = progressLine(`eval ${basename(modelPath)}`);
-  let outcomes;
+  let outcomes: Awaited<ReturnType<typeof runEval>>;
   try {
     outcomes = await runEval(engine, template, items, built, {
       alpha, parallel,

@@ -2,14 +2,10 @@
 // pasta-server CLI: serve a GGUF model, profile its steering heads, measure what steering does for it
 // (eval), or generate a random-weight test model.
 import { parseArgs } from "node:util";
-import { EvalItemError } from "../eval/families.js";
-import { HeadProfileError } from "../profiles/headProfile.js";
-import { ProfileError } from "../profiles/profiler.js";
-import { TaskFileError } from "../profiles/tasks.js";
+import { UserError } from "../errors.js";
 import { generateTestModel, type TestArchitecture } from "../testModels/generate.js";
-import { ConfigError, parseServeConfig, SERVE_USAGE } from "./config.js";
+import { parseServeConfig, SERVE_USAGE } from "./config.js";
 import { EVAL_USAGE, evalCommand } from "./eval.js";
-import { ModelSourceError } from "./modelSource.js";
 import { PROFILE_USAGE, profileCommand } from "./profile.js";
 
 const USAGE = `usage:
@@ -64,8 +60,7 @@ try {
   else if (command === "gen-model") genModel(rest);
   else fail(command ? `unknown command ${JSON.stringify(command)}` : "a command is required");
 } catch (err) {
-  if (err instanceof ConfigError || err instanceof ModelSourceError || err instanceof HeadProfileError
-    || err instanceof TaskFileError || err instanceof ProfileError || err instanceof EvalItemError) fail(err.message);
+  if (err instanceof UserError) fail(err.message);
   if ((err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) fail((err as Error).message);
   throw err;
 }

@@ -2,6 +2,7 @@
 // node-llama-cpp's own downloader (so names and split-file handling match `node-llama-cpp pull`);
 // or, without --model, the default model from the first of several sources that has it, each copy
 // checked against the model's known sha256.
+import { UserError } from "../errors.js";
 import { spawn } from "node:child_process";
 import { createWriteStream, existsSync, readdirSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, open, readdir, rename, rm, stat } from "node:fs/promises";
@@ -44,7 +45,7 @@ export const DEFAULT_MODEL: DefaultModel = {
 };
 
 /** Errors the CLI should print as-is (no stack): bad paths, non-GGUF files, failed downloads. */
-export class ModelSourceError extends Error {
+export class ModelSourceError extends UserError {
   override name = "ModelSourceError";
 }
 

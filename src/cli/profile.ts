@@ -32,7 +32,7 @@ function summary(result: ProfileResult, out: string, seconds: number): string {
   if (result.fallback) lines.push(`note: ${result.fallback}`);
   if (result.keptLayers) lines.push(`layers searched head by head: ${result.keptLayers.join(", ")}`);
   const { used, fullSearch } = result.forwardPasses;
-  lines.push(`forward passes: ${used}` + (result.method === "pasta" ? "" : ` (the full per-head search takes ${fullSearch}: ${(100 * used / fullSearch).toFixed(0)}%)`));
+  lines.push(`forward passes: ${used}${result.method === "pasta" ? "" : ` (the full per-head search takes ${fullSearch}: ${(100 * used / fullSearch).toFixed(0)}%)`}`);
   for (const h of result.heldOut ?? []) {
     lines.push(`held-out ${h.task} (${h.examples} example${h.examples === 1 ? "" : "s"}): mean target log-likelihood ${h.unsteered.toFixed(3)} unsteered, ${h.steered.toFixed(3)} steered (${h.steered >= h.unsteered ? "+" : ""}${(h.steered - h.unsteered).toFixed(3)})`);
   }

@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { FastifyInstance } from "fastify";
+import { RETRY_AFTER_SECONDS } from "../defaults.js";
 import { SteeringEngine } from "../engine/engine.js";
 import type { HeadSelection } from "../engine/steering.js";
 import { loadHeadProfile, loadHeadProfileWithModel } from "../profiles/headProfile.js";
@@ -29,8 +30,6 @@ const AUTO_PROFILE_EXAMPLES = 6;
 /** After draining, how long open connections get before they are closed. */
 const CLOSE_GRACE_MS = 1000;
 
-/** Seconds a client is told to wait when the queue is full. */
-const RETRY_AFTER_SECONDS = 2;
 
 /**
  * `--profile`: a file's heads now; "auto" or, without the flag, "shipped" (decided once the model
@@ -94,7 +93,7 @@ interface Logger {
 
 async function loadService(config: ServeConfig, modelPath: string, profile: ReturnType<typeof profileOption>, scheduler: Scheduler, metrics: ServerMetrics, log: Logger) {
   const engine = await SteeringEngine.load({
-    modelPath, parallel: config.parallel, contextSize: config["ctx-size"], flashAttention: !config["no-flash-attn"],
+    modelPath, scheduler, contextSize: config["ctx-size"], flashAttention: !config["no-flash-attn"],
     gpu: config.gpu === "cuda" ? "cuda" : false, ...(config.threads ? { threads: config.threads } : {}),
     deliveryIntervalMs: config["stream-interval-ms"],
   });
@@ -104,7 +103,7 @@ async function loadService(config: ServeConfig, modelPath: string, profile: Retu
     chatTemplate = modelChatTemplate(engine, CHATML_TEMPLATE)!;
   }
   return new GenerationService({
-    engine, scheduler, metrics, chatTemplate, defaultHeads: await defaultHeads(profile, engine, modelPath, log),
+    engine, metrics, chatTemplate, defaultHeads: await defaultHeads(profile, engine, modelPath, log),
     modelId: config["model-alias"] ?? basename(modelPath).replace(/\.gguf$/i, ""),
     timeoutMs: config.timeout * 1000, logPrompts: config["log-prompts"],
   });

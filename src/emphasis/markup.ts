@@ -1,5 +1,6 @@
 // Emphasis markup -> plain text + character spans. Offsets are JavaScript string indices
 // (UTF-16 code units) into the text after markup removal, end exclusive.
+import { InvalidRequestError } from "../errors.js";
 
 export interface CharSpan {
   start: number;
@@ -9,10 +10,10 @@ export interface CharSpan {
 export type MarkupKind = "none" | "html" | "markdown";
 
 /** A request's emphasis that cannot be honoured; the message says what to fix. */
-export class EmphasisError extends Error {
+export class EmphasisError extends InvalidRequestError {
   override name = "EmphasisError";
-  constructor(message: string, readonly param: string = "steering.emphasis") {
-    super(message);
+  constructor(message: string, param = "steering.emphasis") {
+    super(message, param, "invalid_steering");
   }
 }
 
@@ -88,4 +89,9 @@ export function unionSpans(spans: readonly CharSpan[]): CharSpan[] {
     else out.push({ ...s });
   }
   return out;
+}
+
+/** Explicit spans and substrings -> the sorted, disjoint spans the engine takes (in-process callers). */
+export function emphasize(text: string, items: readonly EmphasisItem[]): CharSpan[] {
+  return unionSpans(resolveEmphasis(text, items));
 }

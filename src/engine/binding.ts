@@ -102,7 +102,7 @@ export interface LoopJob {
   /** -1: no log-probs; k >= 0: the token's own and the k most likely */
   topLogprobs: number;
   /** sampled (or scored) tokens as they come, several at a time; returning false cancels the job */
-  onTokens(tokens: Int32Array, logprobs: Float64Array | undefined): boolean | void;
+  onTokens(tokens: Int32Array, logprobs: Float64Array | undefined): boolean | undefined;
 }
 
 export interface LoopResult {

@@ -5,8 +5,7 @@ import { SteeringError } from "./errors.js";
 
 export type SteeringMode = "exclude" | "include" | "generation";
 
-/** PASTA's default scaling coefficient (paper, section 3). */
-export const DEFAULT_ALPHA = 0.01;
+export { DEFAULT_ALPHA } from "../defaults.js";
 
 /** [start, end) token indices into the evaluated sequence (BOS, if any, is 0). */
 export interface TokenRange {
@@ -77,13 +76,25 @@ function complement(ranges: readonly TokenRange[], length: number): TokenRange[]
   return out;
 }
 
-/** KV positions that receive log(alpha). Positions equal token indices: prompts start at 0. */
+/**
+ * KV positions that receive the bias (steeringBias). Positions equal token indices: prompts start at 0.
+ * - exclude: every prompt token outside the emphasis gets log(alpha) (PASTA's default).
+ * - include: as the authors' library does it: log(alpha) on the emphasized tokens and -log(alpha) on
+ *   the whole prompt, so the emphasized tokens keep their weight relative to generated tokens and the
+ *   rest of the prompt gets -log(alpha): exactly exclude with 1/alpha.
+ * - generation: the whole prompt gets log(alpha), relative to the generated tokens.
+ */
 export function biasedPositions(spec: SteeringSpec, promptLength: number): TokenRange[] {
   switch (spec.mode) {
-    case "exclude": return complement(spec.emphasized, promptLength);
-    case "include": return spec.emphasized.map((r) => ({ ...r }));
+    case "exclude":
+    case "include": return complement(spec.emphasized, promptLength);
     case "generation": return [{ start: 0, end: promptLength }];
   }
+}
+
+/** The bias added to the scores at biasedPositions. */
+export function steeringBias(spec: SteeringSpec): number {
+  return spec.mode === "include" ? -Math.log(spec.alpha) : Math.log(spec.alpha);
 }
 
 /**
@@ -102,7 +113,7 @@ export function toNativeSteering(spec: SteeringSpec, promptLength: number, heads
   const headMask = new Uint8Array(headsPerLayer.length * headMax);
   for (const [layer, heads] of spec.heads) for (const h of heads) headMask[layer * headMax + h] = 1;
   return {
-    bias: Math.log(spec.alpha),
+    bias: steeringBias(spec),
     ranges: Int32Array.from(ranges.flatMap((r) => [r.start, r.end])),
     headMask,
   };

@@ -47,15 +47,38 @@ export function tokenOffsets(model: LlamaModel, tokens: readonly Token[], text: 
   return offsets;
 }
 
-/** Tokens whose characters overlap any span, as sorted disjoint ranges. */
+/**
+ * Tokens whose characters overlap any span, as sorted disjoint ranges. Offsets never decrease, so
+ * each span costs a binary search plus the tokens it covers, not a pass over the prompt.
+ */
 export function spansToTokenRanges(offsets: ReadonlyArray<readonly [number, number]>, spans: readonly CharSpan[]): TokenRange[] {
   const ranges: TokenRange[] = [];
-  offsets.forEach(([s, e], t) => {
-    if (e <= s) return;
-    if (!spans.some((span) => s < span.end && e > span.start)) return;
-    const last = ranges[ranges.length - 1];
-    if (last && last.end === t) last.end = t + 1;
-    else ranges.push({ start: t, end: t + 1 });
-  });
-  return ranges;
+  for (const span of spans) {
+    // first token that ends after the span starts
+    let lo = 0;
+    let hi = offsets.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (offsets[mid]![1] <= span.start) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let t = lo; t < offsets.length && offsets[t]![0] < span.end; t++) {
+      const [s, e] = offsets[t]!;
+      if (e <= s || !(s < span.end && e > span.start)) continue;
+      ranges.push({ start: t, end: t + 1 });
+    }
+  }
+  return mergeRanges(ranges);
+}
+
+/** Sorted, disjoint union of token ranges (adjacent ones joined). */
+export function mergeRanges(ranges: readonly TokenRange[]): TokenRange[] {
+  const sorted = [...ranges].sort((a, b) => a.start - b.start);
+  const out: TokenRange[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && r.start <= last.end) last.end = Math.max(last.end, r.end);
+    else out.push({ ...r });
+  }
+  return out;
 }

@@ -1,6 +1,7 @@
 // The eval's task families, after PASTA's evaluation (Zhang et al., ICLR 2024): each item is one
 // user message with a part to emphasize, and checks of what the model makes of it. The public items
 // are JSONL files in prompts/eval/, written for this project (none shared with prompts/tasks/).
+import { UserError } from "../errors.js";
 import { readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { z } from "zod";
@@ -41,7 +42,7 @@ export interface Family {
   parse(json: unknown, source: string): EvalItem;
 }
 
-export class EvalItemError extends Error {
+export class EvalItemError extends UserError {
   override name = "EvalItemError";
 }
 

@@ -43,7 +43,7 @@ function render(template: ChatTemplate | null, message: string, parts: string[])
     return { prompt, specialTokens: false, spans: resolveEmphasis(prompt, parts) };
   }
   const rendered = chatPrompt(template, [{ role: "user", content: message }], parts.length > 0 ? { markup: "none", emphasis: parts } : undefined);
-  return { prompt: rendered.prompt, specialTokens: rendered.specialTokens, spans: rendered.emphasis as CharSpan[] };
+  return { prompt: rendered.prompt, specialTokens: rendered.specialTokens, spans: rendered.emphasis };
 }
 
 export class EvalRunner {
@@ -96,11 +96,10 @@ export class EvalRunner {
     const selection = this.template ? render(this.template, `${item.message}\n\n${SELECTION_INSTRUCTION}`, []) : plainSelectionPrompt(answer.prompt);
     const selectionPrompt = { prompt: selection.prompt, specialTokens: selection.specialTokens };
     const plan: AutoPastaPlan = { selectionPrompt, context: answer.spans[0]!, steering: { heads, alpha: this.alpha } };
-    let sentences: string[] = [];
-    const { text } = await runAutoPasta(
+    const { result: { text }, report } = await runAutoPasta(
       this.engine, plan, { prompt: answer.prompt, specialTokens: answer.specialTokens, maxTokens: item.maxTokens, temperature: 0 },
-      new AbortController().signal, (report) => { sentences = report.matched ? report.sentences.map((s) => s.text) : []; },
     );
+    const sentences = report.matched ? report.sentences.map((s) => s.text) : [];
     return { item, arm: "auto", output: text, checks: item.judge(text), auto: { sentences, gold: sentences.some((s) => s.includes(item.emphasis) || item.emphasis.includes(s)) } };
   }
 }

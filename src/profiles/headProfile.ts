@@ -1,6 +1,7 @@
 // Head profiles: which attention heads a model steers by default. A profile file is either what
 // `pasta-server profile` writes ({"heads": {"<layer>": [head, ...]}, ...}) or the bare
 // {"<layer>": [head, ...]} form of PASTA's published head configs.
+import { UserError } from "../errors.js";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import type { HeadSelection } from "../engine/steering.js";
@@ -8,7 +9,7 @@ import type { HeadSelection } from "../engine/steering.js";
 const headMap = z.record(z.string().regex(/^\d+$/, "layer keys are layer indices"), z.array(z.number().int().nonnegative()));
 const profileFile = z.union([z.object({ heads: headMap }).loose(), headMap]);
 
-export class HeadProfileError extends Error {
+export class HeadProfileError extends UserError {
   override name = "HeadProfileError";
 }
 

@@ -67,7 +67,7 @@ export class TargetScorer {
     if (this.signal?.aborted) throw this.signal.reason;
     const result = await this.engine.score(
       { prompt: p.prompt, topLogprobs: 0, ...(this.signal ? { signal: this.signal } : {}) },
-      { tokens: p.tokens, offsets: p.offsets, ...(steering ? { steering } : {}) },
+      { prompt: p.prompt, tokens: p.tokens, offsets: p.offsets, ...(steering ? { steering } : {}) },
     );
     this.passes++;
     this.onPass?.();

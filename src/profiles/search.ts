@@ -61,7 +61,7 @@ async function scoreHeads(scorer: TargetScorer, sample: TaskSample, heads: reado
 /** Mean rank (0 = best) of each item over several rankings of the same items. */
 function meanRanks(rankings: HeadRef[][]): Map<string, number> {
   const sums = new Map<string, number>();
-  for (const ranking of rankings) ranking.forEach((h, i) => sums.set(key(h), (sums.get(key(h)) ?? 0) + i));
+  for (const ranking of rankings) ranking.forEach((h, i) => { sums.set(key(h), (sums.get(key(h)) ?? 0) + i); });
   return new Map([...sums].map(([k, s]) => [k, s / rankings.length]));
 }
 

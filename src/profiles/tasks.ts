@@ -1,5 +1,6 @@
 // Profiling tasks: JSONL files of {"context", "emphasis", "target"} examples (docs/profiling.md),
 // the built-in ones under prompts/tasks/, and their deterministic profiling / held-out split.
+import { UserError } from "../errors.js";
 import { readdirSync, readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { basename, join, relative } from "node:path";
@@ -23,7 +24,7 @@ export interface Task {
   examples: TaskExample[];
 }
 
-export class TaskFileError extends Error {
+export class TaskFileError extends UserError {
   override name = "TaskFileError";
 }
 

@@ -2,6 +2,7 @@
 // exact map from each message's content to its characters in the rendered prompt, so that emphasis
 // inside a message lands on the right tokens.
 import { Template } from "@huggingface/jinja";
+import { InvalidRequestError } from "../errors.js";
 
 export interface ChatMessage {
   role: string;
@@ -15,8 +16,11 @@ export const CHATML_TEMPLATE =
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /** The template failed on these messages (e.g. roles that must alternate). */
-export class ChatTemplateError extends Error {
+export class ChatTemplateError extends InvalidRequestError {
   override name = "ChatTemplateError";
+  constructor(message: string) {
+    super(message, "messages", "invalid_messages");
+  }
 }
 
 /** Where a message's content sits in the rendered prompt. */

@@ -1,8 +1,9 @@
-// Request text -> the prompt the engine evaluates, with emphasis as character spans of that prompt.
+// Request text -> the prompt the engine evaluates, with emphasis resolved (once, here) into
+// character spans of that prompt: markup, explicit spans and substrings alike.
 // Plain prompts (native /v1/generate, /v1/completions) are used as they are; chat messages go
 // through the model's chat template, and each message's emphasis is moved to where its content
 // landed in the rendered text.
-import { EmphasisError, parseMarkup, resolveEmphasis, type CharSpan, type EmphasisItem, type MarkupKind } from "../emphasis/markup.js";
+import { EmphasisError, parseMarkup, resolveEmphasis, type CharSpan, type MarkupKind } from "../emphasis/markup.js";
 import type { ChatMessage, ChatTemplate } from "./chatTemplate.js";
 
 export interface EmphasisRequest {
@@ -14,8 +15,8 @@ export interface RenderedPrompt {
   prompt: string;
   /** special-token text in the prompt is parsed (chat templates) */
   specialTokens: boolean;
-  /** emphasized spans or substrings of `prompt` */
-  emphasis: EmphasisItem[];
+  /** emphasized character spans of `prompt`, in request order (they may overlap) */
+  emphasis: CharSpan[];
 }
 
 export interface RenderedChat extends RenderedPrompt {
@@ -33,7 +34,7 @@ export function plainPrompt(source: string, steering: EmphasisRequest | undefine
       throw new EmphasisError(`steering.emphasis[${i}].message only applies to chat requests`, `steering.emphasis.${i}.message`);
     }
   }
-  return { prompt: text, specialTokens: false, emphasis: [...spans, ...steering.emphasis] };
+  return { prompt: text, specialTokens: false, emphasis: [...spans, ...resolveEmphasis(text, steering.emphasis)] };
 }
 
 /**

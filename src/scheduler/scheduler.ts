@@ -1,38 +1,44 @@
 // Admission control in front of the engine: at most `parallel` jobs run (one per context sequence,
 // decoded together by node-llama-cpp's continuous batching), at most `maxQueue` wait, each job has a
-// deadline, and a job whose client went away stops at once, queued or running.
+// deadline, and a job whose client went away stops at once, queued or running. It is the only wait
+// queue: the engine expects a free sequence for every job it is given.
+import { RequestError } from "../errors.js";
 
 /** The wait queue is full; the client should retry later. */
-export class QueueFullError extends Error {
+export class QueueFullError extends RequestError {
   override name = "QueueFullError";
-  constructor(readonly retryAfterSeconds: number) {
-    super(`the server is busy: every sequence is in use and the wait queue is full; retry in ${retryAfterSeconds} s`);
+  constructor(retryAfter: number) {
+    super(`the server is busy: every sequence is in use and the wait queue is full; retry in ${retryAfter} s`,
+      { status: 429, type: "rate_limit_error", code: "queue_full", retryAfter });
   }
 }
 
 /** The server is draining for shutdown and takes no new work. */
-export class ShuttingDownError extends Error {
+export class ShuttingDownError extends RequestError {
   override name = "ShuttingDownError";
   constructor() {
-    super("the server is shutting down");
+    super("the server is shutting down", { status: 503, type: "server_error", code: "shutting_down", retryAfter: 5 });
   }
 }
 
 /** The request's time limit passed while it was still waiting for a sequence. */
-export class QueueTimeoutError extends Error {
+export class QueueTimeoutError extends RequestError {
   override name = "QueueTimeoutError";
-  constructor(readonly retryAfterSeconds: number) {
-    super(`no sequence became free before the request's time limit; retry in ${retryAfterSeconds} s`);
+  constructor(retryAfter: number) {
+    super(`no sequence became free before the request's time limit; retry in ${retryAfter} s`,
+      { status: 503, type: "server_error", code: "queue_timeout", retryAfter });
   }
 }
 
 /** Why a running job was asked to stop (AbortSignal.reason). */
 export type StopReason = "client_disconnected" | "time_limit" | "shutdown";
 
-export class JobStopped extends Error {
+/** A running job's stop; a request that ends on it before answering gets 504 (time limit) or 503. */
+export class JobStopped extends RequestError {
   override name = "JobStopped";
   constructor(readonly reason: StopReason) {
-    super(`generation stopped: ${reason}`);
+    super(reason === "time_limit" ? "the request's time limit passed" : `generation stopped: ${reason}`,
+      reason === "time_limit" ? { status: 504, type: "timeout_error", code: "timeout" } : { status: 503, type: "server_error", code: reason });
   }
 }
 
@@ -63,6 +69,11 @@ export class Scheduler {
   private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly options: SchedulerOptions) {}
+
+  /** jobs that run at once */
+  get parallel(): number {
+    return this.options.parallel;
+  }
 
   get active(): number {
     return this.running;

@@ -6,18 +6,17 @@ import cors from "@fastify/cors";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
-import type { Scheduler } from "../scheduler/scheduler.js";
+import { ShuttingDownError, type Scheduler } from "../scheduler/scheduler.js";
 import { registerApiKeys } from "./auth.js";
-import { errorBody, HttpError, INTERNAL_ERROR, toHttpError } from "./errors.js";
-import type { GenerationService } from "./generation.js";
+import { DEFAULT_BODY_LIMIT_BYTES, VERSION } from "../defaults.js";
+import { RequestError } from "../errors.js";
+import { errorBody, INTERNAL_ERROR, toRequestError } from "./errors.js";
+import type { CompletionService } from "./generation.js";
 import type { ServerMetrics } from "./metrics.js";
 import { chatRoutes } from "./routes/chat.js";
 import { completionRoutes } from "./routes/completions.js";
 import { generateRoutes } from "./routes/generate.js";
 import { modelRoutes } from "./routes/models.js";
-
-/** Request bodies larger than this are refused with 413: prompts are text. */
-export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
 
 /** An incoming x-request-id is kept when it looks like an id (bounded, no control characters). */
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
@@ -46,7 +45,7 @@ function discardBody(raw: IncomingMessage): Promise<void> {
 
 export interface AppOptions {
   /** resolves once the model is loaded; /ready is 503 until then */
-  service: Promise<GenerationService>;
+  service: Promise<CompletionService>;
   scheduler: Scheduler;
   metrics: ServerMetrics;
   /** empty: no authentication */
@@ -70,11 +69,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
-  let service: GenerationService | null = null;
+  let service: CompletionService | null = null;
   options.service.then((s) => { service = s; }, () => {});
-  const getService = (): GenerationService => {
-    if (options.scheduler.isDraining) throw new HttpError(503, "the server is shutting down", "server_error", null, "shutting_down", 5);
-    if (!service) throw new HttpError(503, "the model is still loading", "server_error", null, "model_loading", 5);
+  const getService = (): CompletionService => {
+    if (options.scheduler.isDraining) throw new ShuttingDownError();
+    if (!service) throw new RequestError("the model is still loading", { status: 503, type: "server_error", code: "model_loading", retryAfter: 5 });
     return service;
   };
 
@@ -92,22 +91,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // after CORS, whose hook must run first: a 401 without CORS headers is an opaque network error to a page
   registerApiKeys(app, options.apiKeys ?? []);
   await app.register(swagger, {
-    openapi: { info: { title: "pasta-server", description: "Attention steering (PASTA) for self-hosted LLMs", version: "0.1.0" } },
+    openapi: { info: { title: "pasta-server", description: "Attention steering (PASTA) for self-hosted LLMs", version: VERSION } },
     transform: jsonSchemaTransform,
   });
 
   app.setErrorHandler(async (err, request, reply) => {
     if ((err as { code?: string }).code === "FST_ERR_CTP_BODY_TOO_LARGE") await discardBody(request.raw);
-    let mapped = toHttpError(err);
+    let mapped = toRequestError(err);
     if (!mapped) {
       request.log.error({ err }, "request failed");
       mapped = INTERNAL_ERROR;
     }
     if (mapped.retryAfter !== undefined) reply.header("retry-after", String(mapped.retryAfter));
-    return reply.code(mapped.statusCode).send(errorBody(mapped));
+    return reply.code(mapped.status).send(errorBody(mapped));
   });
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(errorBody(new HttpError(404, `no route ${request.method} ${request.url.split("?")[0]}`, "not_found_error")));
+    reply.code(404).send(errorBody(new RequestError(`no route ${request.method} ${request.url.split("?")[0]}`, { status: 404, type: "not_found_error" })));
   });
 
   app.get("/health", { schema: { hide: true } }, async () => ({ status: "ok" }));

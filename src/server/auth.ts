@@ -3,7 +3,7 @@
 // about a key's content or length.
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance } from "fastify";
-import { HttpError } from "./errors.js";
+import { RequestError } from "../errors.js";
 
 /** Routes that stay open: orchestrator probes and the Prometheus scrape. */
 export const UNAUTHENTICATED_ROUTES = new Set(["/health", "/ready", "/metrics"]);
@@ -16,11 +16,11 @@ export function registerApiKeys(app: FastifyInstance, keys: readonly string[]): 
   app.addHook("onRequest", async (request) => {
     if (UNAUTHENTICATED_ROUTES.has(request.routeOptions.url ?? "") || request.method === "OPTIONS") return;
     const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? "");
-    if (!match) throw new HttpError(401, "missing API key: send Authorization: Bearer <key>", "authentication_error", null, "missing_api_key");
+    if (!match) throw new RequestError("missing API key: send Authorization: Bearer <key>", { status: 401, type: "authentication_error", code: "missing_api_key" });
     const presented = digest(match[1]!.trim());
     // every key is compared, so which one matched does not show in the timing either
     let ok = false;
     for (const d of digests) ok = timingSafeEqual(d, presented) || ok;
-    if (!ok) throw new HttpError(401, "invalid API key", "authentication_error", null, "invalid_api_key");
+    if (!ok) throw new RequestError("invalid API key", { status: 401, type: "authentication_error", code: "invalid_api_key" });
   });
 }

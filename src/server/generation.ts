@@ -1,33 +1,45 @@
-// What every generation endpoint shares: the request's steering resolved against the server's head
-// profile, validation before queueing, a sequence from the scheduler with the client's disconnect
-// and the time limit wired to the engine, and the metrics of the result.
-import type { FastifyReply, FastifyRequest } from "fastify";
-import { runAutoPasta, type AutoPastaPlan, type AutoPastaReport } from "../autopasta/autopasta.js";
-import type { GenerateRequest, GenerateResult, ScoreRequest, ScoreResult, SteeredSpan, SteeringEngine, SteeringRequest } from "../engine/engine.js";
+// The generation service: one translation from an endpoint's input to the engine's request (heads
+// from the server's profile, AutoPASTA's plan), validation before queueing, and the generation as a
+// pull-based stream of events. It knows nothing of HTTP: the caller gives a signal and a logger.
+import { answerWithAutoPasta, prepareAnswer, type AutoPastaPlan, type AutoPastaReport } from "../autopasta/autopasta.js";
+import type { CharSpan } from "../emphasis/markup.js";
+import type { GeneratedTokenLogprobs, GenerateRequest, GenerateResult, PreparedPrompt, SamplingOptions, ScoreResult, SteeredSpan, SteeringEngine, SteeringRequest } from "../engine/engine.js";
 import type { HeadSelection } from "../engine/steering.js";
+import { InvalidRequestError, RequestError } from "../errors.js";
 import type { ChatTemplate } from "../prompt/chatTemplate.js";
 import type { RenderedPrompt } from "../prompt/prompts.js";
-import { JobStopped, type Scheduler, type StopReason } from "../scheduler/scheduler.js";
-import { HttpError } from "./errors.js";
+import type { JobStopped, StopReason } from "../scheduler/scheduler.js";
+import { EventChannel } from "../util/eventChannel.js";
 import type { ServerMetrics } from "./metrics.js";
 import type { SteeringBody } from "./schemas.js";
 
 /** Name under which `steering.heads` can ask for the server's head profile explicitly. */
 export const DEFAULT_PROFILE_NAME = "default";
 
-export interface GenerationServiceOptions {
-  engine: SteeringEngine;
-  scheduler: Scheduler;
-  metrics: ServerMetrics;
-  chatTemplate: ChatTemplate;
-  /** the model's id in the API (`model` fields, /v1/models) */
-  modelId: string;
-  /** heads steered when a request names none; null: requests must name them */
-  defaultHeads: HeadSelection | null;
-  /** per-request limit, queueing included */
-  timeoutMs: number;
-  /** log prompt text (off by default: prompts may be private) */
-  logPrompts: boolean;
+export type Endpoint = "generate" | "chat" | "completions";
+
+/** What an endpoint asks for: its prompt rendered with emphasis resolved, and the body's options. */
+export interface CompletionInput {
+  endpoint: Endpoint;
+  prompt: RenderedPrompt;
+  /** the body's `steering`; its emphasis is already in `prompt` */
+  steering?: SteeringBody;
+  /** for `steering.auto`: pass 1's prompt and where the context to pick sentences from lies */
+  autoSelection?: { selectionPrompt: AutoPastaPlan["selectionPrompt"]; context: CharSpan };
+  maxTokens: number;
+  sampling: SamplingOptions & { stop?: string[] };
+  /** log-probs per generated token: the chosen token's plus this many alternatives */
+  logprobs?: number;
+}
+
+export interface RequestContext {
+  /** aborts when the client goes away */
+  signal: AbortSignal;
+  log: Logger;
+}
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
 }
 
 /** `steering` of a response: the emphasized spans, and AutoPASTA's report when it chose them. */
@@ -43,15 +55,45 @@ export interface Generation {
   stopped?: StopReason;
 }
 
-/** Aborts when the client closes the connection before the response is complete. */
-function clientGone(reply: FastifyReply): AbortSignal {
-  const controller = new AbortController();
-  reply.raw.once("close", () => { if (!reply.raw.writableFinished) controller.abort(); });
-  return controller.signal;
+export type CompletionEvent =
+  /** the request holds a sequence and its steering is resolved: a stream opens here */
+  | { type: "admitted"; steering?: ResponseSteering }
+  /** text that is final, with the log-probs of its tokens */
+  | { type: "text"; text: string; logprobs: GeneratedTokenLogprobs[] }
+  | { type: "done"; generation: Generation };
+
+/** What the HTTP layer needs of a generation service (tests give it a fake: test/support/fakeService.ts). */
+export interface CompletionService {
+  readonly modelId: string;
+  readonly chatTemplate: ChatTemplate;
+  /** for /v1/models: what a client needs to build steering requests */
+  readonly modelInfo: { contextSize: number; headsPerLayer: readonly number[]; steerable: boolean };
+  checkModel(model: string | undefined | null): void;
+  stream(input: CompletionInput, context: RequestContext): AsyncIterable<CompletionEvent>;
+  score(input: CompletionInput, topLogprobs: number, context: RequestContext): Promise<ScoreResult>;
 }
 
-export class GenerationService {
+export interface GenerationServiceOptions {
+  engine: SteeringEngine;
+  metrics: ServerMetrics;
+  chatTemplate: ChatTemplate;
+  /** the model's id in the API (`model` fields, /v1/models) */
+  modelId: string;
+  /** heads steered when a request names none; null: requests must name them */
+  defaultHeads: HeadSelection | null;
+  /** per-request limit, queueing included */
+  timeoutMs: number;
+  /** log prompt text (off by default: prompts may be private) */
+  logPrompts: boolean;
+}
+
+export class GenerationService implements CompletionService {
   constructor(readonly options: GenerationServiceOptions) {}
+
+  get modelInfo() {
+    const { engine } = this.options;
+    return { contextSize: engine.contextSize, headsPerLayer: engine.headsPerLayer, steerable: engine.unsupportedReason === null };
+  }
 
   get engine(): SteeringEngine {
     return this.options.engine;
@@ -66,93 +108,114 @@ export class GenerationService {
   }
 
   /** The request's `model`, when given, must be this server's. */
-  checkModel(model: string | undefined): void {
-    if (model !== undefined && model !== this.options.modelId) {
-      throw new HttpError(404, `The model \`${model}\` does not exist: this server serves \`${this.options.modelId}\``, "invalid_request_error", "model", "model_not_found");
+  checkModel(model: string | undefined | null): void {
+    if (model != null && model !== this.options.modelId) {
+      throw new RequestError(`The model \`${model}\` does not exist: this server serves \`${this.options.modelId}\``, { status: 404, param: "model", code: "model_not_found" });
     }
   }
 
-  /** The engine's steering request for a body's `steering` and the rendered prompt's emphasis. */
-  steering(body: SteeringBody | undefined, rendered: RenderedPrompt): SteeringRequest | undefined {
-    if (!body || body.auto) return undefined;
-    return { emphasis: rendered.emphasis, heads: this.heads(body.heads), alpha: body.alpha, mode: body.mode };
+  /**
+   * One generation as events: `admitted` (once it holds a sequence), `text`..., `done`. Every error
+   * a request can be refused for is thrown at the first pull, before it waits for a sequence.
+   */
+  async *stream(input: CompletionInput, context: RequestContext): AsyncGenerator<CompletionEvent> {
+    const startedAt = performance.now();
+    const { request, prepared, plan } = this.translate(input);
+    this.logStart(input, context, prepared);
+    const events = new EventChannel<CompletionEvent>();
+    let firstTokenAt: number | undefined;
+    const answer: GenerateRequest = {
+      ...request,
+      onText: (text, logprobs) => { firstTokenAt ??= performance.now(); events.push({ type: "text", text, logprobs }); },
+    };
+    const job = this.engine.withSequence(async (session, signal): Promise<Generation> => {
+      let result: GenerateResult;
+      let report: AutoPastaReport | undefined;
+      if (plan) {
+        ({ result, report } = await answerWithAutoPasta(this.engine, session, plan, prepared, answer, (selected, answering) => {
+          events.push({ type: "admitted", steering: responseSteering(answering.steering?.spans, selected) });
+        }));
+      } else {
+        events.push({ type: "admitted", ...(prepared.steering ? { steering: { spans: prepared.steering.spans } } : {}) });
+        result = await session.generate(answer, prepared);
+      }
+      const steering = responseSteering(result.steering?.spans, report);
+      return { result, ...(steering ? { steering } : {}), ...(signal.aborted ? { stopped: (signal.reason as JobStopped).reason } : {}) };
+    }, { signal: context.signal, timeoutMs: this.options.timeoutMs });
+
+    job.then((generation) => {
+      this.logDone(input, context, generation, startedAt, firstTokenAt);
+      events.push({ type: "done", generation });
+      events.close();
+    }, (err: unknown) => events.fail(err));
+    yield* events;
   }
 
-  /** AutoPASTA's plan for a body with `steering.auto`, else undefined. */
-  autoPlan(body: SteeringBody | undefined, selectionPrompt: AutoPastaPlan["selectionPrompt"], context: AutoPastaPlan["context"]): AutoPastaPlan | undefined {
-    if (!body?.auto) return undefined;
-    if (context.end <= context.start) throw new HttpError(400, "steering.auto: the context to pick sentences from is empty", "invalid_request_error", "steering.auto", "invalid_steering");
-    return { selectionPrompt, context, steering: { heads: this.heads(body.heads), alpha: body.alpha, mode: body.mode } };
+  /** The prompt's own token log-probs under the request's steering (completions' echo). */
+  async score(input: CompletionInput, topLogprobs: number, context: RequestContext): Promise<ScoreResult> {
+    const { request } = this.translate(input);
+    const prepared = this.engine.prepare(request, 0);
+    this.logStart(input, context, prepared);
+    const result = await this.engine.withSequence(async (session, signal) => {
+      const scored = await session.score({ ...request, topLogprobs }, prepared);
+      if (signal.aborted) throw signal.reason;
+      return scored;
+    }, { signal: context.signal, timeoutMs: this.options.timeoutMs });
+    this.options.metrics.observeGeneration({ endpoint: input.endpoint, steered: request.steering !== undefined, promptTokens: result.tokens.length, completionTokens: 0, generationSeconds: 0 });
+    return result;
+  }
+
+  /** The endpoint's input -> the engine's request, validated and tokenized; AutoPASTA's plan with `steering.auto`. */
+  private translate(input: CompletionInput): { request: GenerateRequest; prepared: PreparedPrompt; plan?: AutoPastaPlan } {
+    const { prompt, steering } = input;
+    const request: GenerateRequest = {
+      prompt: prompt.prompt, specialTokens: prompt.specialTokens, maxTokens: input.maxTokens, ...input.sampling,
+      ...(input.logprobs !== undefined ? { logprobs: input.logprobs } : {}),
+    };
+    const options = steering && { heads: this.heads(steering.heads), alpha: steering.alpha, mode: steering.mode };
+    if (steering?.auto) {
+      if (!input.autoSelection) throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");
+      const { selectionPrompt, context } = input.autoSelection;
+      if (context.end <= context.start) throw new InvalidRequestError("steering.auto: the context to pick sentences from is empty", "steering.auto", "invalid_steering");
+      const plan: AutoPastaPlan = { selectionPrompt, context, steering: options! };
+      return { request, plan, prepared: prepareAnswer(this.engine, plan, request) };
+    }
+    if (options) request.steering = { ...options, emphasis: prompt.emphasis } satisfies SteeringRequest;
+    return { request, prepared: this.engine.prepare(request, input.maxTokens) };
   }
 
   private heads(requested: SteeringBody["heads"]): HeadSelection {
     if (requested !== undefined && typeof requested !== "string") return requested;
     if (requested !== undefined && requested !== DEFAULT_PROFILE_NAME) {
-      throw new HttpError(400, `steering.heads: unknown head profile ${JSON.stringify(requested)}; this server has "${DEFAULT_PROFILE_NAME}"`, "invalid_request_error", "steering.heads", "invalid_steering");
+      throw new InvalidRequestError(`steering.heads: unknown head profile ${JSON.stringify(requested)}; this server has "${DEFAULT_PROFILE_NAME}"`, "steering.heads", "invalid_steering");
     }
     if (!this.options.defaultHeads) {
-      throw new HttpError(400, 'steering.heads: this server has no head profile: pass the heads to steer, e.g. {"2": [0, 3]}, or restart it with --profile auto (profiles the model at start) or --profile <file> (made by "pasta-server profile")', "invalid_request_error", "steering.heads", "invalid_steering");
+      throw new InvalidRequestError('steering.heads: this server has no head profile: pass the heads to steer, e.g. {"2": [0, 3]}, or restart it with --profile auto (profiles the model at start) or --profile <file> (made by "pasta-server profile")', "steering.heads", "invalid_steering");
     }
     return this.options.defaultHeads;
   }
 
-  /** One generation; with `auto`, AutoPASTA's two passes in one scheduler slot. */
-  async generate(endpoint: string, request: FastifyRequest, reply: FastifyReply, input: GenerateRequest, auto?: AutoPastaPlan): Promise<Generation> {
-    const startedAt = performance.now();
-    // refuse what can be refused before waiting: for AutoPASTA, as if the whole context were emphasized
-    const check = auto ? { ...input, steering: { ...auto.steering, emphasis: [auto.context] } } : input;
-    const prepared = this.options.engine.prepare(check, input.maxTokens ?? 256);
-    this.logStart(endpoint, request, check, prepared.tokens.length);
-    let firstTokenAt: number | undefined;
-    let stopped: StopReason | undefined;
-    let report: AutoPastaReport | undefined;
-    const { onText, onPrompt } = input;
-    const answer: GenerateRequest = {
-      ...input,
-      onText: (text, logprobs) => { firstTokenAt ??= performance.now(); onText?.(text, logprobs); },
-      onPrompt: (prompt) => onPrompt?.({ ...prompt, steering: responseSteering(prompt.steering, report) }),
-    };
-    const result = await this.options.scheduler.run(async (signal) => {
-      let generated: GenerateResult;
-      if (auto) generated = await runAutoPasta(this.options.engine, auto, answer, signal, (selected) => { report = selected; });
-      else generated = await this.options.engine.generate({ ...answer, signal }, prepared);
-      if (signal.aborted) stopped = (signal.reason as JobStopped).reason;
-      return generated;
-    }, { signal: clientGone(reply), timeoutMs: this.options.timeoutMs });
+  private logStart(input: CompletionInput, context: RequestContext, prepared: PreparedPrompt) {
+    const steered = input.steering !== undefined;
+    if (steered) this.options.metrics.observeSteeredRequest(input.endpoint);
+    context.log.info({ endpoint: input.endpoint, promptTokens: prepared.tokens.length, steered, ...(this.options.logPrompts ? { prompt: input.prompt.prompt } : {}) }, "generation requested");
+  }
 
+  private logDone(input: CompletionInput, context: RequestContext, { result, stopped }: Generation, startedAt: number, firstTokenAt: number | undefined) {
     this.options.metrics.observeGeneration({
-      endpoint, steered: result.steering !== undefined, promptTokens: result.promptTokens, completionTokens: result.tokens.length,
+      endpoint: input.endpoint, steered: result.steering !== undefined, promptTokens: result.promptTokens, completionTokens: result.tokens.length,
       timeToFirstToken: firstTokenAt === undefined ? undefined : (firstTokenAt - startedAt) / 1000,
       generationSeconds: result.timings.generationMs / 1000,
     });
-    request.log.info({
-      endpoint, promptTokens: result.promptTokens, cachedPromptTokens: result.promptTokens - result.evaluatedPromptTokens,
+    context.log.info({
+      endpoint: input.endpoint, promptTokens: result.promptTokens, cachedPromptTokens: result.promptTokens - result.evaluatedPromptTokens,
       completionTokens: result.tokens.length, finishReason: result.finishReason, stopped, promptMs: Math.round(result.timings.promptMs),
       generationMs: Math.round(result.timings.generationMs),
     }, "generation finished");
-    const steering = responseSteering(result.steering, report);
-    return { result, stopped, ...(steering ? { steering } : {}) };
-  }
-
-  async score(endpoint: string, request: FastifyRequest, reply: FastifyReply, input: ScoreRequest): Promise<ScoreResult> {
-    const prepared = this.options.engine.prepare(input, 0);
-    this.logStart(endpoint, request, input, prepared.tokens.length);
-    const result = await this.options.scheduler.run(async (signal) => {
-      const scored = await this.options.engine.score({ ...input, signal }, prepared);
-      if (signal.aborted) throw signal.reason;
-      return scored;
-    }, { signal: clientGone(reply), timeoutMs: this.options.timeoutMs });
-    this.options.metrics.observeGeneration({ endpoint, steered: input.steering !== undefined, promptTokens: result.tokens.length, completionTokens: 0, generationSeconds: 0 });
-    return result;
-  }
-
-  private logStart(endpoint: string, request: FastifyRequest, input: { prompt: string; steering?: SteeringRequest }, promptTokens: number) {
-    if (input.steering) this.options.metrics.observeSteeredRequest(endpoint);
-    request.log.info({ endpoint, promptTokens, steered: input.steering !== undefined, ...(this.options.logPrompts ? { prompt: input.prompt } : {}) }, "generation requested");
   }
 }
 
-function responseSteering(engineSteering: { spans: SteeredSpan[] } | undefined, auto: AutoPastaReport | undefined): ResponseSteering | undefined {
-  if (auto) return { spans: engineSteering?.spans ?? [], auto };
-  return engineSteering;
+function responseSteering(spans: SteeredSpan[] | undefined, auto: AutoPastaReport | undefined): ResponseSteering | undefined {
+  if (auto) return { spans: spans ?? [], auto };
+  return spans ? { spans } : undefined;
 }

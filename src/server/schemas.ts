@@ -2,12 +2,7 @@
 // fields; the OpenAI-compatible ones ignore them, as OpenAI-compatible servers do for other
 // clients' extra fields, and refuse known fields they cannot honour.
 import { z } from "zod";
-
-/** Generation length limit per request (the context size limits it further). */
-export const MAX_TOKENS_LIMIT = 32768;
-/** Most alternatives per token: OpenAI's own limit for top_logprobs. */
-export const MAX_TOP_LOGPROBS = 20;
-const MAX_STOP_STRINGS = 8;
+import { DEFAULT_MAX_TOKENS, MAX_EMPHASIS_ITEMS, MAX_STOP_STRINGS, MAX_TOKENS_LIMIT, MAX_TOP_LOGPROBS } from "../defaults.js";
 
 const emphasisSpan = z.object({
   start: z.number().int().nonnegative(),
@@ -23,7 +18,7 @@ const headsSchema = z.union([
 ]);
 
 export const steeringSchema = z.object({
-  emphasis: z.array(z.union([emphasisSpan, z.string().min(1)])).max(1024).default([]),
+  emphasis: z.array(z.union([emphasisSpan, z.string().min(1)])).max(MAX_EMPHASIS_ITEMS).default([]),
   markup: z.enum(["none", "html", "markdown"]).default("none"),
   alpha: z.number().optional(),
   mode: z.enum(["exclude", "include", "generation"]).optional(),
@@ -45,10 +40,11 @@ const sampling = {
 
 export const generateSchema = z.object({
   prompt: z.string(),
-  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).default(256),
+  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).default(DEFAULT_MAX_TOKENS),
   logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).default(0),
   ...sampling,
 }).strict();
+export type GenerateBody = z.infer<typeof generateSchema>;
 
 /** Fields of OpenAI's API that this server cannot honour: accepted only at their neutral value. */
 const neutral = {
@@ -94,3 +90,4 @@ export const completionSchema = z.object({
   suffix: z.null().optional(),
   ...openAICommon,
 });
+export type CompletionBody = z.infer<typeof completionSchema>;

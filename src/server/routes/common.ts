@@ -1,10 +1,14 @@
-// Helpers the route modules share.
+// What the endpoint modules share: OpenAI's sampling fields -> the engine's, and the API's shapes
+// of usage and steering (snake_case lives in src/server/ only).
 import { randomBytes } from "node:crypto";
+import { API_DEFAULT_TEMPERATURE } from "../../defaults.js";
 import type { SamplingOptions } from "../../engine/engine.js";
-import type { GenerationService } from "../generation.js";
+import type { Generation, CompletionService, ResponseSteering } from "../generation.js";
+
+export { SYSTEM_FINGERPRINT } from "../../defaults.js";
 
 /** The service once the model is loaded; throws a 503 before. */
-export type ServiceGetter = () => GenerationService;
+export type ServiceGetter = () => CompletionService;
 
 interface SamplingFields {
   temperature?: number | null;
@@ -17,7 +21,7 @@ interface SamplingFields {
 /** OpenAI-style sampling fields -> the engine's (temperature 0: greedy argmax). */
 export function samplingOptions(body: SamplingFields): SamplingOptions & { stop?: string[] } {
   return {
-    temperature: body.temperature ?? 1,
+    temperature: body.temperature ?? API_DEFAULT_TEMPERATURE,
     topP: body.top_p ?? 1,
     topK: body.top_k ?? 0,
     ...(body.seed != null ? { seed: body.seed } : {}),
@@ -34,14 +38,22 @@ export function unixSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-/** OpenAI's system_fingerprint: which backend configuration produced a response. */
-export const SYSTEM_FINGERPRINT = "pasta-server-0.1.0";
-
 /** OpenAI's usage object for a generation. */
-export function usageOf(result: { promptTokens: number; evaluatedPromptTokens: number; tokens: readonly unknown[] }) {
+export function usageOf({ result }: Generation) {
   return {
     prompt_tokens: result.promptTokens, completion_tokens: result.tokens.length, total_tokens: result.promptTokens + result.tokens.length,
     // prompt tokens taken from the prefix cache instead of evaluated
     prompt_tokens_details: { cached_tokens: result.promptTokens - result.evaluatedPromptTokens },
   };
 }
+
+/** A response's `steering` field (docs/api.md): the emphasized spans, and AutoPASTA's report. */
+export function steeringJson(steering: ResponseSteering) {
+  const spans = steering.spans.map((s) => ({ start: s.start, end: s.end, text: s.text, token_start: s.tokenStart, token_end: s.tokenEnd }));
+  if (!steering.auto) return { spans };
+  const { matched, sentences, selection } = steering.auto;
+  return { spans, auto: { matched, sentences, selection: { text: selection.text, prompt_tokens: selection.promptTokens, completion_tokens: selection.completionTokens } } };
+}
+
+/** `{steering}` to spread into a body or first chunk, or nothing for an unsteered request. */
+export const withSteering = (steering: ResponseSteering | undefined) => (steering ? { steering: steeringJson(steering) } : {});

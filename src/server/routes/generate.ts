@@ -2,35 +2,42 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { autoContext, plainSelectionPrompt } from "../../autopasta/autopasta.js";
 import { plainPrompt } from "../../prompt/prompts.js";
-import type { Generation } from "../generation.js";
-import { respond } from "../respond.js";
-import { generateSchema } from "../schemas.js";
-import { samplingOptions, type ServiceGetter, usageOf } from "./common.js";
+import { handleCompletion, type CompletionFormat } from "../completion.js";
+import type { CompletionInput } from "../generation.js";
+import { generateSchema, type GenerateBody } from "../schemas.js";
+import { samplingOptions, type ServiceGetter, usageOf, withSteering } from "./common.js";
+
+function generateInput(body: GenerateBody): CompletionInput {
+  const prompt = plainPrompt(body.prompt, body.steering);
+  return {
+    endpoint: "generate", prompt, maxTokens: body.max_tokens, sampling: samplingOptions(body),
+    ...(body.steering ? { steering: body.steering } : {}),
+    ...(body.logprobs > 0 ? { logprobs: body.logprobs } : {}),
+    ...(body.steering?.auto ? {
+      autoSelection: { selectionPrompt: plainSelectionPrompt(prompt.prompt), context: autoContext(prompt.emphasis, { start: 0, end: prompt.prompt.length }) },
+    } : {}),
+  };
+}
+
+function generateFormat(modelId: string, body: GenerateBody): CompletionFormat {
+  return {
+    body: (g) => ({
+      model: modelId,
+      text: g.result.text,
+      finish_reason: g.result.finishReason,
+      usage: usageOf(g),
+      ...withSteering(g.steering),
+      ...(g.result.logprobs ? { logprobs: { tokens: g.result.logprobs } } : {}),
+    }),
+    first: (steering) => ({ text: "", ...withSteering(steering) }),
+    piece: (text, logprobs) => ({ text, ...(logprobs.length > 0 && body.logprobs > 0 ? { logprobs: { tokens: logprobs } } : {}) }),
+    last: (g) => [{ text: "", finish_reason: g.result.finishReason, usage: usageOf(g) }],
+  };
+}
 
 export const generateRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = async (app, { service: getService }) => {
   app.post("/v1/generate", { schema: { body: generateSchema, tags: ["native"], summary: "Generate from a plain prompt with emphasis" } }, async (request, reply) => {
     const service = getService();
-    const body = request.body;
-    const rendered = plainPrompt(body.prompt, body.steering);
-    const usage = (g: Generation) => usageOf(g.result);
-    const auto = service.autoPlan(body.steering, plainSelectionPrompt(rendered.prompt),
-      autoContext(rendered.prompt, rendered.emphasis, { start: 0, end: rendered.prompt.length }));
-    const input = {
-      prompt: rendered.prompt, steering: service.steering(body.steering, rendered), maxTokens: body.max_tokens,
-      ...samplingOptions(body), ...(body.logprobs > 0 ? { logprobs: body.logprobs } : {}),
-    };
-    return respond(service, "generate", request, reply, input, auto, body.stream ?? false, {
-      body: (g) => ({
-        model: service.modelId,
-        text: g.result.text,
-        finish_reason: g.result.finishReason,
-        usage: usage(g),
-        ...(g.steering ? { steering: g.steering } : {}),
-        ...(g.result.logprobs ? { logprobs: { tokens: g.result.logprobs } } : {}),
-      }),
-      first: (steering) => ({ text: "", ...(steering ? { steering } : {}) }),
-      piece: (text, logprobs) => ({ text, ...(logprobs.length > 0 && body.logprobs > 0 ? { logprobs: { tokens: logprobs } } : {}) }),
-      last: (g) => [{ text: "", finish_reason: g.result.finishReason, usage: usage(g) }],
-    });
+    return handleCompletion(service, generateInput(request.body), request.body.stream ?? false, generateFormat(service.modelId, request.body), request, reply);
   });
 };

@@ -10,7 +10,7 @@ export const modelRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter; starte
       data: [{
         id: service.modelId, object: "model", created: startedAt, owned_by: "pasta-server",
         // llama-server style extras: what a client needs to build steering requests
-        meta: { context_size: service.engine.contextSize, heads_per_layer: service.engine.headsPerLayer, steerable: service.engine.unsupportedReason === null },
+        meta: { context_size: service.modelInfo.contextSize, heads_per_layer: service.modelInfo.headsPerLayer, steerable: service.modelInfo.steerable },
       }],
     };
   });

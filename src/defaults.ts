@@ -1,0 +1,53 @@
+// Every default and limit of the server and the engine, once, each with where its value comes from.
+// Module-specific tuning (AutoPASTA's pass-1 length, profiling sizes) stays with its module.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PACKAGE_ROOT } from "./util/packageRoot.js";
+
+/** package.json's version: OpenAPI's info.version, system_fingerprint, /v1/models. */
+export const VERSION: string = (JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }).version;
+/** OpenAI's system_fingerprint: which backend configuration produced a response. */
+export const SYSTEM_FINGERPRINT = `pasta-server-${VERSION}`;
+
+// --- request defaults ---------------------------------------------------------------------------
+/** Tokens generated when a request gives no max_tokens (/v1/generate, chat): ours, a chat answer's length. */
+export const DEFAULT_MAX_TOKENS = 256;
+/** /v1/completions without max_tokens: OpenAI's legacy default. */
+export const DEFAULT_COMPLETION_MAX_TOKENS = 16;
+/**
+ * Temperature of an API request that gives none: OpenAI's default (1). The engine itself samples
+ * greedily unless told otherwise (ENGINE_DEFAULT_TEMPERATURE): its in-process callers (profiling,
+ * eval, AutoPASTA's pass 1, parity tests) want reproducible argmax output.
+ */
+export const API_DEFAULT_TEMPERATURE = 1;
+export const ENGINE_DEFAULT_TEMPERATURE = 0;
+/** PASTA's scaling coefficient alpha (Zhang et al., ICLR 2024, section 3). */
+export const DEFAULT_ALPHA = 0.01;
+
+// --- request limits (a 400 beyond them) ---------------------------------------------------------
+/** Generation length per request; the context size limits it further. */
+export const MAX_TOKENS_LIMIT = 32768;
+/** Alternatives per token: OpenAI's own limit for top_logprobs. */
+export const MAX_TOP_LOGPROBS = 20;
+/** Stop strings per request: ours (each is searched after every token). */
+export const MAX_STOP_STRINGS = 8;
+/** Emphasis items per request: ours (bounds span resolution work). */
+export const MAX_EMPHASIS_ITEMS = 1024;
+/** Request bodies larger than this get 413: prompts are text (ours; fastify's own default is 1 MiB). */
+export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
+
+// --- serving (flags of `pasta-server serve`, src/cli/config.ts) ----------------------------------
+/** Context tokens per sequence: llama-server's -c default is the model's, 4096 keeps memory predictable. */
+export const DEFAULT_CONTEXT_SIZE = 4096;
+/** Sequences decoded at once. */
+export const DEFAULT_PARALLEL = 1;
+/** Requests that may wait for a sequence before 429. */
+export const DEFAULT_MAX_QUEUE = 64;
+/** Generated tokens reach JavaScript at most this often (ms): batches the per-token cost; 0: every step. */
+export const DEFAULT_STREAM_INTERVAL_MS = 10;
+/** Seconds per request, queueing included. */
+export const DEFAULT_TIMEOUT_SECONDS = 600;
+/** Seconds in-flight requests get to finish on SIGTERM (Kubernetes' default grace period is 30 s). */
+export const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 30;
+/** Seconds a client is told to wait (Retry-After) when the queue is full or its wait timed out. */
+export const RETRY_AFTER_SECONDS = 2;

@@ -1,0 +1,67 @@
+// Generated tokens -> the text a client may see so far: incremental detokenization (only the new
+// tokens, with a few before them as context), stop strings (the text ends before the first one), and
+// hold-back of any tail that could still grow into a stop string or is an unfinished UTF-8 character.
+import type { LlamaModel, Token } from "node-llama-cpp";
+import type { GeneratedTokenLogprobs } from "./types.js";
+
+/** Tokens before the new ones that detokenization sees, so that a word-initial space survives. */
+const DETOKENIZE_CONTEXT = 8;
+
+export class TextAssembler {
+  readonly tokens: Token[] = [];
+  readonly logprobs: GeneratedTokenLogprobs[] = [];
+  private text = "";
+  /** text of tokens[0, settledTokens): it ends on a whole character */
+  private settledText = "";
+  private settledTokens = 0;
+  private emitted = 0;
+  private emittedLogprobs = 0;
+  private readonly holdBack: number;
+
+  constructor(private readonly model: LlamaModel, private readonly stop: readonly string[]) {
+    this.holdBack = Math.max(0, ...stop.map((s) => s.length - 1));
+  }
+
+  /** Takes one sampled token (and its log-probs); false once a stop string has ended the text. */
+  accept(token: Token, logprobs: GeneratedTokenLogprobs | undefined): boolean {
+    this.tokens.push(token);
+    if (logprobs) this.logprobs.push(logprobs);
+    const tail = this.model.detokenize(this.tokens.slice(this.settledTokens), false,
+      this.tokens.slice(Math.max(0, this.settledTokens - DETOKENIZE_CONTEXT), this.settledTokens));
+    this.text = this.settledText + tail;
+    if (!tail.endsWith("\uFFFD")) {
+      this.settledText = this.text;
+      this.settledTokens = this.tokens.length;
+    }
+    if (this.stop.length === 0) return true;
+    const hits = this.stop.map((s) => this.text.indexOf(s, Math.max(0, this.emitted - s.length))).filter((i) => i >= 0);
+    if (hits.length === 0) return true;
+    this.text = this.text.slice(0, Math.min(...hits));
+    return false;
+  }
+
+  /** The text that became final since the last call, with the log-probs completed since; null if none. */
+  takeFinal(): { text: string; logprobs: GeneratedTokenLogprobs[] } | null {
+    const safe = Math.min(this.settledText.length, this.text.length - this.holdBack);
+    if (safe <= this.emitted) return null;
+    return this.take(safe);
+  }
+
+  /** Everything not yet taken, at the end of generation; null if nothing is left. */
+  takeRest(): { text: string; logprobs: GeneratedTokenLogprobs[] } | null {
+    if (this.text.length <= this.emitted && this.logprobs.length <= this.emittedLogprobs) return null;
+    return this.take(this.text.length);
+  }
+
+  /** The whole text, stop string excluded. */
+  get fullText(): string {
+    return this.text;
+  }
+
+  private take(until: number) {
+    const piece = { text: this.text.slice(this.emitted, until), logprobs: this.logprobs.slice(this.emittedLogprobs) };
+    this.emitted = until;
+    this.emittedLogprobs = this.logprobs.length;
+    return piece;
+  }
+}

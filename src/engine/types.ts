@@ -1,0 +1,130 @@
+// What goes into the engine and what comes out. Emphasis arrives resolved: character spans of the
+// prompt (src/prompt/ resolves markup and substrings once); the engine maps them onto tokens.
+import type { Token } from "node-llama-cpp";
+import type { CharSpan } from "../emphasis/markup.js";
+import type { HeadSelection, SteeringMode, SteeringSpec } from "./steering.js";
+
+export interface EngineOptions {
+  modelPath: string;
+  /** tokens per sequence (default DEFAULT_CONTEXT_SIZE) */
+  contextSize?: number;
+  /** sequences decoded at once */
+  parallel?: number;
+  /** flash attention (default on); steered layers keep it too */
+  flashAttention?: boolean;
+  /** math threads; default: one per physical core, within the process's CPU affinity and quota (threads.ts) */
+  threads?: number;
+  gpu?: false | "cuda";
+  /**
+   * generated tokens reach JavaScript (and streams) at most this often, in ms (default 10; 0: every
+   * decoding step). The first token and the end are never held back. See GenerationLoop.start.
+   */
+  deliveryIntervalMs?: number;
+  /** requests that may wait for a sequence (default: unbounded); more are refused with QueueFullError */
+  maxQueue?: number;
+  /** seconds suggested to a refused client */
+  retryAfterSeconds?: number;
+}
+
+export interface SteeringRequest {
+  /** emphasized character spans of the prompt; overlapping ones are one emphasized set */
+  emphasis: readonly CharSpan[];
+  heads: HeadSelection;
+  alpha?: number;
+  mode?: SteeringMode;
+}
+
+export interface SamplingOptions {
+  /** 0 = greedy (plain argmax of the logits); default 0 */
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+}
+
+export interface PromptInput {
+  prompt: string;
+  /** parse special-token text (chat templates) instead of treating the prompt as plain text */
+  specialTokens?: boolean;
+  steering?: SteeringRequest;
+}
+
+export interface GenerateRequest extends SamplingOptions, PromptInput {
+  maxTokens?: number;
+  stop?: string[];
+  /** log-probs per generated token: the chosen token's plus this many most likely (undefined = none) */
+  logprobs?: number;
+  signal?: AbortSignal;
+  /**
+   * Called with each new piece of text once it is final (text that could start a stop string is
+   * held back), with the log-probs of the tokens completed since the previous call.
+   */
+  onText?: (text: string, logprobs: GeneratedTokenLogprobs[]) => void;
+}
+
+/** A tokenized, validated prompt (see SteeringEngine.prepare). */
+export interface PreparedPrompt {
+  prompt: string;
+  tokens: Token[];
+  /** character offsets of the tokens: computed only where needed (steering, scoring) */
+  offsets?: Array<[number, number]>;
+  steering?: ResolvedSteering;
+}
+
+export interface ResolvedSteering {
+  spec: SteeringSpec;
+  spans: SteeredSpan[];
+}
+
+export interface ScoreRequest extends PromptInput {
+  /** most likely alternatives per token besides the token itself */
+  topLogprobs: number;
+  signal?: AbortSignal;
+}
+
+/** A prompt token with its log-probability given the tokens before it (null for the first). */
+export interface ScoredToken {
+  id: Token;
+  text: string;
+  /** character offset of the token in the prompt */
+  offset: number;
+  logprob: number | null;
+  top: TokenLogprob[] | null;
+}
+
+export interface ScoreResult {
+  tokens: ScoredToken[];
+  steering?: { spans: SteeredSpan[] };
+}
+
+export interface TokenLogprob {
+  id: Token;
+  text: string;
+  logprob: number;
+}
+
+export interface GeneratedTokenLogprobs extends TokenLogprob {
+  top: TokenLogprob[];
+}
+
+/** An emphasized span: its characters in the prompt and the tokens [tokenStart, tokenEnd) steered for it. */
+export interface SteeredSpan {
+  start: number;
+  end: number;
+  text: string;
+  tokenStart: number;
+  tokenEnd: number;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokens: Token[];
+  finishReason: "stop" | "length";
+  promptTokens: number;
+  /** prompt tokens actually evaluated (the rest came from the prefix cache) */
+  evaluatedPromptTokens: number;
+  logprobs?: GeneratedTokenLogprobs[];
+  steering?: { spans: SteeredSpan[] };
+  /** prompt evaluation up to the first token, then the remaining tokens */
+  timings: { promptMs: number; generationMs: number };
+}

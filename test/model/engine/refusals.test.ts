@@ -1,0 +1,52 @@
+// The engine refuses or works exactly, never silently differently (issue #14): the length check before
+// any per-token work, include mode as the authors' library computes it, generation mode without
+// emphasis, and scoring that keeps a warm prefix cache.
+import t from "tap";
+import { STORIES_MODEL } from "../../../harness/index.js";
+import { emphasize } from "../../../src/emphasis/markup.js";
+import { SteeringEngine } from "../../../src/engine/engine.js";
+import { ContextLengthError } from "../../../src/engine/errors.js";
+
+const PROMPT = "Lily had a red ball. Tom had a blue kite. Lily wanted to play with the";
+const HEADS = { "2": [0, 3, 5], "3": [1, 6] };
+
+const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 256, parallel: 2 });
+t.teardown(() => engine.dispose());
+
+t.test("a steered prompt too long for the context is refused before any per-token work", async (t) => {
+  const long = "Tom had a blue kite. ".repeat(200);
+  const original = engine.model.detokenize.bind(engine.model);
+  let detokenized = 0;
+  engine.model.detokenize = ((...args: Parameters<typeof original>) => { detokenized++; return original(...args); }) as typeof original;
+  t.teardown(() => { engine.model.detokenize = original; });
+  t.throws(() => engine.prepare({ prompt: long, steering: { emphasis: emphasize(long, ["blue kite"]), heads: HEADS } }, 16), ContextLengthError);
+  t.equal(detokenized, 0, "no token offsets were computed for it");
+});
+
+t.test("include mode is pastalib's: the same as exclude with 1/alpha, on every generated token", async (t) => {
+  const emphasis = emphasize(PROMPT, ["Tom had a blue kite."]);
+  const run = (mode: "include" | "exclude", alpha: number) =>
+    engine.generate({ prompt: PROMPT, maxTokens: 12, temperature: 0, logprobs: 5, steering: { emphasis, heads: HEADS, alpha, mode } });
+  const include = await run("include", 100);
+  const exclude = await run("exclude", 0.01);
+  t.same(include.tokens, exclude.tokens, "same greedy tokens");
+  let worst = 0;
+  include.logprobs!.forEach((lp, i) => {
+    const other = exclude.logprobs![i]!;
+    worst = Math.max(worst, Math.abs(lp.logprob - other.logprob), ...lp.top.map((alt, j) => Math.abs(alt.logprob - other.top[j]!.logprob)));
+  });
+  t.ok(worst <= 1e-5, `log-probs of all 12 tokens agree (max diff ${worst.toExponential(2)})`);
+});
+
+t.test("generation mode needs no emphasis", async (t) => {
+  const result = await engine.generate({ prompt: PROMPT, maxTokens: 4, temperature: 0, steering: { emphasis: [], heads: HEADS, alpha: 0.5, mode: "generation" } });
+  t.equal(result.tokens.length, 4);
+  t.same(result.steering?.spans, [], "no spans");
+});
+
+t.test("scoring takes the coldest sequence: a warm prefix cache survives it", async (t) => {
+  await engine.generate({ prompt: PROMPT, maxTokens: 2, temperature: 0 });
+  await engine.score({ prompt: "The sun was hot and the cat was sleepy.", topLogprobs: 0 });
+  const again = await engine.generate({ prompt: PROMPT, maxTokens: 2, temperature: 0 });
+  t.equal(again.evaluatedPromptTokens, 1, "only the last prompt token is evaluated again");
+});

@@ -1,0 +1,48 @@
+// Span -> token range mapping: bounded work per span (issue #14: huge steered prompts must not block
+// the event loop), the same ranges as a plain overlap scan.
+import t from "tap";
+import { mergeRanges, spansToTokenRanges } from "../../../src/engine/tokenSpans.js";
+
+/** offsets of `n` tokens of 3 characters, every 10th one empty (a token the tokenizer normalised away) */
+function offsetsOf(n: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    if (i % 10 === 9) out.push([pos, pos]);
+    else { out.push([pos, pos + 3]); pos += 3; }
+  }
+  return out;
+}
+
+function overlapScan(offsets: ReadonlyArray<readonly [number, number]>, spans: ReadonlyArray<{ start: number; end: number }>) {
+  const ranges: Array<{ start: number; end: number }> = [];
+  offsets.forEach(([s, e], i) => {
+    if (e > s && spans.some((sp) => s < sp.end && e > sp.start)) ranges.push({ start: i, end: i + 1 });
+  });
+  return mergeRanges(ranges);
+}
+
+t.test("the same ranges as an overlap scan", async (t) => {
+  const offsets = offsetsOf(200);
+  const spanSets = [
+    [{ start: 0, end: 1 }], [{ start: 2, end: 4 }], [{ start: 26, end: 28 }], [{ start: 10, end: 90 }, { start: 85, end: 200 }],
+    [{ start: 500, end: 540 }, { start: 3, end: 6 }], [{ start: 539, end: 600 }],
+  ];
+  for (const spans of spanSets) t.same(spansToTokenRanges(offsets, spans), overlapScan(offsets, spans), JSON.stringify(spans));
+});
+
+t.test("work per span is a binary search plus the tokens it covers", async (t) => {
+  const n = 20_000;
+  let reads = 0;
+  const offsets = new Proxy(offsetsOf(n), {
+    get(target, key, receiver) {
+      if (typeof key === "string" && /^\d+$/.test(key)) reads++;
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  const spans = Array.from({ length: 1000 }, (_, i) => ({ start: i * 50, end: i * 50 + 6 }));
+  const ranges = spansToTokenRanges(offsets, spans);
+  t.equal(ranges.length, 1000);
+  const bound = spans.length * (Math.ceil(Math.log2(n)) + 8);
+  t.ok(reads <= bound, `${reads} offset reads for 1000 spans over ${n} tokens (bound ${bound}; a scan per span reads ${n * 1000})`);
+});
