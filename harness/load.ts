@@ -1,11 +1,12 @@
-// npm run load [-- --seconds 30 --clients 16 [--base http://127.0.0.1:8080]]: proof under load, on
-// loopback. Starts a real `pasta-server serve` (stories260K, --parallel 4 --max-queue 16 --ctx-size 512;
-// test/serverProcess.ts) unless --base names a running one, and runs `clients` closed loops for
-// `seconds`, each sending its next request as soon as the last one ended. Requests mix the three
-// generation endpoints (/v1/generate with fetch; /v1/chat/completions and /v1/completions through the
-// official `openai` client), streaming and not, steered and not, greedy and sampled, max_tokens 8..64.
+// The load driver behind `npm run load` (bench/load.ts, its CLI) and test/process/server/load.test.ts:
+// proof under load, on loopback. Starts a real `pasta-server serve` (stories260K, --parallel 4
+// --max-queue 16 --ctx-size 512; harness/process.ts) unless `base` names a running one, and runs
+// `clients` closed loops for `seconds`, each sending its next request as soon as the last one ended.
+// Requests mix the three generation endpoints (/v1/generate with fetch; /v1/chat/completions and
+// /v1/completions through the official `openai` client), streaming and not, steered and not, greedy
+// and sampled, max_tokens 8..64.
 //
-// Checked, each failure a violation (non-zero exit):
+// Checked, each failure a violation:
 //   - every answer is a success or a documented refusal: 429 rate_limit_error / 503 server_error with
 //     OpenAI's error body and a whole-seconds Retry-After; no connection errors, no client timeouts;
 //   - every success is well-formed: a finish_reason, usage within max_tokens, text when tokens were
@@ -16,16 +17,18 @@
 //     the mean of the run's last third is at most MEMORY_TOLERANCE above the mean of its middle third;
 //   - afterwards the server is idle (no active sequence, empty queue); a server started here logged no
 //     error and exits 0 on SIGTERM.
-// Prints throughput (requests/s, completion tokens/s from the server's own counter), latency
+// The summary has throughput (requests/s, completion tokens/s from the server's own counter), latency
 // percentiles (whole request; time to first token for streams), answers by status and by kind.
-// `runLoad` is the core, for test/load.test.ts.
-import { parseArgs } from "node:util";
-import { pathToFileURL } from "node:url";
+// streamProblem, bodyProblem and refusalProblem are the checks, also for the tests' own requests.
 import OpenAI from "openai";
-import { startServer, type ServerProcess } from "../test/serverProcess.js";
 import { seededRandom } from "../src/util/random.js";
+import { postJson } from "./http.js";
+import { metricValue, scrapeMetrics } from "./metrics.js";
+import { errorLogLines, startServer, type ServerProcess } from "./process.js";
+import { sseEvents, SseParser } from "./sse.js";
+import { sleep } from "./time.js";
 
-export const SERVER_ARGS = ["--parallel", "4", "--max-queue", "16", "--ctx-size", "512"];
+export const LOAD_SERVER_ARGS = ["--parallel", "4", "--max-queue", "16", "--ctx-size", "512"];
 const HEADS = { "2": [0, 3, 5], "3": [1, 6] };
 /** last third's mean RSS over the middle third's, at most */
 export const MEMORY_TOLERANCE = 0.2;
@@ -112,35 +115,12 @@ interface Outcome {
 
 type OutcomeOf = (status: number | "error", extra?: { ttftMs?: number; retryAfterS?: number; violation?: string }) => Outcome;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-
 export function percentiles(values: number[]): Percentiles {
   if (values.length === 0) return { count: 0, p50: NaN, p90: NaN, p99: NaN, max: NaN };
   const sorted = [...values].sort((a, b) => a - b);
   // nearest rank
   const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
   return { count: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: sorted.at(-1)! };
-}
-
-/** Server-sent events: `event:` (if any) and the joined `data:` lines of each block. */
-export function sseEvents(text: string): Array<{ event?: string; data: string }> {
-  return text.split("\n\n").filter((block) => block.trim() !== "").map((block) => {
-    const lines = block.split("\n");
-    const event = lines.find((l) => l.startsWith("event:"))?.slice("event:".length).trim();
-    const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice("data:".length).replace(/^ /, "")).join("\n");
-    return event === undefined ? { data } : { event, data };
-  });
-}
-
-/** Sum of a metric's samples in a Prometheus text exposition; undefined when it has none. */
-export function metricValue(exposition: string, name: string): number | undefined {
-  let sum: number | undefined;
-  for (const line of exposition.split("\n")) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{.*\})? (\S+)/.exec(line);
-    if (m && m[1] === name) sum = (sum ?? 0) + Number(m[2]);
-  }
-  return sum;
 }
 
 /** What a documented refusal must look like; undefined when it does. */
@@ -294,10 +274,8 @@ class Client {
   }
 
   private async generate(body: object, stream: boolean, steered: boolean, maxTokens: number, started: number, outcome: OutcomeOf): Promise<Outcome> {
-    const res = await fetch(`${this.base}/v1/generate`, {
-      method: "POST", signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      headers: { "content-type": "application/json", ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}) },
-      body: JSON.stringify({ ...body, stream }),
+    const res = await postJson(`${this.base}/v1/generate`, { ...body, stream }, {
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), headers: this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {},
     });
     if (res.status !== 200) {
       const text = await res.text();
@@ -315,16 +293,17 @@ class Client {
     // read as it arrives, for the time to the first text
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
-    let raw = "", scanned = 0, ttftMs: number | undefined;
+    const sse = new SseParser();
+    let raw = "", ttftMs: number | undefined;
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      raw += decoder.decode(value, { stream: true });
+      const text = decoder.decode(value, { stream: true });
+      raw += text;
       if (ttftMs === undefined) {
-        for (let end = raw.indexOf("\n\n", scanned); end >= 0; end = raw.indexOf("\n\n", scanned)) {
-          const data = raw.slice(scanned, end).replace(/^data: /, "");
-          scanned = end + 2;
-          try { if (JSON.parse(data).text) { ttftMs = performance.now() - started; break; } } catch { /* judged below */ }
+        for (const e of sse.push(text)) {
+          if (e.event !== undefined) continue; // judged below
+          try { if (JSON.parse(e.data).text) { ttftMs = performance.now() - started; break; } } catch { /* judged below */ }
         }
       }
     }
@@ -358,17 +337,12 @@ class Client {
   }
 }
 
-async function scrape(base: string): Promise<string> {
-  const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(10_000) });
-  return res.text();
-}
-
 /** Every second until `until`: the server's RSS, with seconds since `t0`. */
 async function sampleMemory(base: string, t0: number, until: number, into: Array<{ t: number; rss: number }>, problems: string[]) {
   for (let next = t0; next < until; next += 1000) {
     await sleep(Math.max(0, next - performance.now()));
     try {
-      const rss = metricValue(await scrape(base), "pasta_process_resident_memory_bytes");
+      const rss = metricValue(await scrapeMetrics(base), "pasta_process_resident_memory_bytes");
       if (rss === undefined) { problems.push("/metrics has no pasta_process_resident_memory_bytes"); return; }
       into.push({ t: (performance.now() - t0) / 1000, rss });
     } catch (err) {
@@ -398,8 +372,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
 
   let server: ServerProcess | undefined;
   if (options.base === undefined) {
-    log(`starting pasta-server serve ${SERVER_ARGS.join(" ")} (stories260K) ...`);
-    server = await startServer([...SERVER_ARGS]);
+    log(`starting pasta-server serve ${LOAD_SERVER_ARGS.join(" ")} (stories260K) ...`);
+    server = await startServer([...LOAD_SERVER_ARGS]);
   }
   const base = options.base ?? server!.base;
   const violations: string[] = [];
@@ -408,7 +382,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
     const models = await fetch(`${base}/v1/models`, { headers: options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {} });
     if (models.status !== 200) throw new Error(`GET ${base}/v1/models answered ${models.status}: ${await models.text()}`);
     const model = ((await models.json()) as { data: Array<{ id: string }> }).data[0]!.id;
-    const tokensBefore = metricValue(await scrape(base), "pasta_completion_tokens_total") ?? 0;
+    const tokensBefore = metricValue(await scrapeMetrics(base), "pasta_completion_tokens_total") ?? 0;
     const outcomes: Outcome[] = [];
     const rss: Array<{ t: number; rss: number }> = [];
     const t0 = performance.now();
@@ -419,7 +393,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
     await sampler;
 
     // afterwards: idle, and the server's own count of generated tokens
-    const after = await scrape(base);
+    const after = await scrapeMetrics(base);
     const completionTokens = (metricValue(after, "pasta_completion_tokens_total") ?? 0) - tokensBefore;
     const active = metricValue(after, "pasta_active_sequences"), queued = metricValue(after, "pasta_queue_depth");
     if (active !== 0 || queued !== 0) violations.push(`after the run: pasta_active_sequences ${active}, pasta_queue_depth ${queued} (expected 0, 0)`);
@@ -443,7 +417,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
     if (outcomes.length === 0) violations.push("no request completed");
 
     if (server) {
-      const errors = server.log().split("\n").filter((l) => /"level":(50|60)/.test(l));
+      const errors = errorLogLines(server.log());
       if (errors.length > 0) violations.push(`the server logged ${errors.length} error(s), first: ${errors[0]!.slice(0, 300)}`);
       const code = await server.stop();
       if (code !== 0) violations.push(`the server exited with code ${code} on SIGTERM (expected 0)`);
@@ -477,23 +451,4 @@ export function formatSummary(s: LoadSummary): string {
     s.violations.length === 0 ? "  violations   none" : `  violations   ${s.violations.length}:\n${s.violations.slice(0, 20).map((v) => `    - ${v}`).join("\n")}${s.violations.length > 20 ? `\n    ... and ${s.violations.length - 20} more` : ""}`,
   ];
   return lines.join("\n");
-}
-
-async function main() {
-  const { values } = parseArgs({ options: { seconds: { type: "string", default: "30" }, clients: { type: "string", default: "16" }, base: { type: "string" } }, strict: true });
-  const seconds = Number(values.seconds), clients = Number(values.clients);
-  if (!(seconds > 0) || !Number.isInteger(clients) || clients < 1) {
-    console.error("usage: npm run load -- [--seconds 30] [--clients 16] [--base http://127.0.0.1:8080]");
-    process.exit(2);
-  }
-  const summary = await runLoad({ seconds, clients, ...(values.base ? { base: values.base } : {}), log: (line) => console.error(line) });
-  console.log(formatSummary(summary));
-  process.exit(summary.violations.length === 0 ? 0 : 1);
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err) => {
-    console.error(err);
-    process.exit(1);
-  });
 }

@@ -1,16 +1,16 @@
-// Helpers for the deployment tests (test/dockerfile.test.ts, test/gateway.test.ts,
-// test/deploy-manifests.test.ts): the Dockerfile read as Docker reads it, the replicas' env file, the
-// image's ENTRYPOINT run as a real process, and the project's nginx gateway config
-// (docker/nginx.conf.template) run with Debian's nginx on loopback.
+// Helpers for the deployment tests (test/unit/deploy/dockerfile.test.ts, test/unit/deploy/manifests.test.ts,
+// test/process/deploy/entrypoint.test.ts, test/process/deploy/gateway.test.ts, test/docker/deploy.e2e.ts):
+// the Dockerfile read as Docker reads it, the replicas' env file, the image's ENTRYPOINT run as a real
+// process, and the project's nginx gateway config (docker/nginx.conf.template) run with Debian's nginx
+// on loopback.
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { waitForExit } from "./serverProcess.js";
+import { join } from "node:path";
+import { freePort, killOnExit, PROJECT_ROOT, sleep, startServer, waitForExit, type ServerProcess } from "../../harness/index.js";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+export { freePort };
+export const ROOT = PROJECT_ROOT;
 export const DOCKER_DIR = join(ROOT, "docker");
 export const DOCKERFILE = join(DOCKER_DIR, "Dockerfile");
 export const DOCKERFILE_CUDA = join(DOCKER_DIR, "Dockerfile.cuda");
@@ -18,8 +18,6 @@ export const GATEWAY_TEMPLATE = join(DOCKER_DIR, "nginx.conf.template");
 export const GATEWAY_KEYS_MAP = join(DOCKER_DIR, "gateway-keys.map");
 export const REPLICA_ENV_FILE = join(DOCKER_DIR, "pasta.env");
 export const NGINX = "/usr/sbin/nginx";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
 // Dockerfiles
@@ -59,6 +57,9 @@ export function parseDockerfile(path: string): Instruction[] {
   }
   return out;
 }
+
+/** The index of the last build stage: the image that runs. */
+export const lastStage = (instructions: Instruction[]): number => Math.max(...instructions.map((i) => i.stage));
 
 /** The exec (JSON array) form of CMD/ENTRYPOINT/HEALTHCHECK CMD arguments; null for the shell form. */
 export function execForm(args: string): string[] | null {
@@ -177,75 +178,16 @@ export function distState(): { missing?: string; stale?: string } {
   return changed ? { stale: "src/ changed after dist/ was built: the ENTRYPOINT runs the older build (npm run build:ts)" } : {};
 }
 
-export interface EntrypointProcess {
-  base: string;
-  port: number;
-  proc: ChildProcess;
-  log: () => string;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
-const live = new Set<ChildProcess>();
-// children still running when the test process exits are stopped (nginx: SIGTERM, so its workers go too)
-process.once("exit", () => { for (const child of live) child.kill((child as ChildProcess & { exitSignal?: NodeJS.Signals }).exitSignal ?? "SIGKILL"); });
-
-function track(proc: ChildProcess, exitSignal?: NodeJS.Signals) {
-  if (exitSignal) (proc as ChildProcess & { exitSignal?: NodeJS.Signals }).exitSignal = exitSignal;
-  live.add(proc);
-  proc.once("exit", () => live.delete(proc));
-}
-
-function stopper(proc: ChildProcess, timeoutMs = 15_000) {
-  return async (signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
-    proc.kill(signal);
-    const killer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-    try { return await waitForExit(proc); } finally { clearTimeout(killer); }
-  };
-}
+export type EntrypointProcess = ServerProcess;
 
 /**
  * Runs the Dockerfile's ENTRYPOINT command (`node dist/cli/main.js serve`, as the image runs it,
  * from the repository root, which holds what the image's /app holds) with `env` only: no PASTA_*
- * of the test's environment, no NODE_OPTIONS (the test runner's loader). Resolves once /ready is 200.
+ * or LOG_LEVEL of the test's environment, no NODE_OPTIONS (the test runner's loader). Resolves once
+ * /ready is 200 (harness/process.ts's startServer).
  */
-export async function startEntrypoint(command: string[], env: Record<string, string>, readyTimeoutMs = 20_000): Promise<EntrypointProcess> {
-  const [program, ...args] = command;
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PASTA_") && k !== "LOG_LEVEL"));
-  const proc = spawn(program === "node" ? process.execPath : program!, args, {
-    cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...inherited, NODE_OPTIONS: "", ...env },
-  });
-  track(proc);
-  let all = "";
-  proc.stdout!.setEncoding("utf8").on("data", (c: string) => { all += c; });
-  proc.stderr!.setEncoding("utf8").on("data", (c: string) => { all += c; });
-  const log = () => all;
-  const stop = stopper(proc);
-  const deadline = Date.now() + readyTimeoutMs;
-  const fail = (why: string) => new Error(`${command.join(" ")} ${why}; log:\n${all}`);
-  try {
-    let base: string | undefined;
-    while (!base) {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw fail(`exited early (${proc.exitCode ?? proc.signalCode})`);
-      if (Date.now() > deadline) throw fail("did not listen in time");
-      base = /Server listening at (http:\/\/[^"\s]+)/.exec(all)?.[1];
-      if (!base) await sleep(50);
-    }
-    for (;;) {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw fail(`exited early (${proc.exitCode ?? proc.signalCode})`);
-      try {
-        const res = await fetch(`${base}/ready`, { signal: AbortSignal.timeout(2000) });
-        await res.arrayBuffer();
-        if (res.status === 200) break;
-      } catch { /* not answering yet */ }
-      if (Date.now() > deadline) throw fail("was not ready in time");
-      await sleep(50);
-    }
-    return { base, port: Number(new URL(base).port), proc, log, stop };
-  } catch (err) {
-    await stop("SIGKILL");
-    throw err;
-  }
+export function startEntrypoint(command: string[], env: Record<string, string>, readyTimeoutMs = 20_000): Promise<EntrypointProcess> {
+  return startServer([], env, { command, logLevel: null, readyTimeoutMs });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -268,17 +210,6 @@ export function renderTemplate(template: string, vars: Record<string, string>): 
   return template.replace(/\$\{(PASTA_GATEWAY_\w+)\}/g, (whole, name: string) => {
     if (!(name in vars)) throw new Error(`no value for ${whole}`);
     return vars[name]!;
-  });
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
   });
 }
 
@@ -341,7 +272,7 @@ export async function startGateway(replicas: [string, string], options: { keysMa
       stdio: ["ignore", stdoutFd, "pipe"],
     });
     closeSync(stdoutFd);
-    track(proc, "SIGTERM");
+    killOnExit(proc, "SIGTERM"); // nginx: SIGTERM, so that its workers go too
     let err = "";
     const out = () => readFileSync(stdoutPath, "utf8");
     proc.stderr!.setEncoding("utf8").on("data", (c: string) => { err += c; });

@@ -1,14 +1,12 @@
-// Shared test fixtures: the shared model and PASTA reference, and generated tiny models.
+// Test fixtures: the shared models and the PASTA reference (../shared), and generated tiny models.
 import { appendFileSync, copyFileSync, chmodSync, existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { generateTestModel, TINY_SHAPES, type TestArchitecture } from "../src/testModels/generate.js";
-import type { GeneratedTokenLogprobs } from "../src/engine/engine.js";
+import { join } from "node:path";
+import { SHARED, STORIES_MODEL } from "../../harness/index.js";
+import { generateTestModel, TINY_SHAPES, type TestArchitecture } from "../../src/testModels/generate.js";
+import type { GeneratedTokenLogprobs } from "../../src/engine/engine.js";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-export const SHARED = join(root, "..", "shared");
-export const STORIES_MODEL = join(SHARED, "models", "stories260K.gguf");
+export { SHARED, STORIES_MODEL };
 export const SMOLLM2_MODEL = join(SHARED, "models", "SmolLM2-135M-Instruct.Q4_1.gguf");
 export const PASTA_FIXTURE = join(SHARED, "fixtures", "pasta_reference_public.json");
 

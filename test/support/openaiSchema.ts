@@ -2,12 +2,14 @@
 // (../shared/specs/openai-openapi.json), so the OpenAI-compatible endpoints are checked against
 // the real contract rather than against our own idea of it.
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 // ajv-formats is CommonJS; under NodeNext the default import is typed as the module object,
 // whose `.default` is the plugin both in the types and at runtime.
 import addFormatsModule from "ajv-formats";
+import { SHARED } from "../../harness/index.js";
 
-const SPEC_URL = new URL("../../shared/specs/openai-openapi.json", import.meta.url);
+const SPEC_PATH = join(SHARED, "specs", "openai-openapi.json");
 // The document has no $id of its own; this one only serves to address its components in ajv.
 const SPEC_ID = "https://openai.local/openapi.json";
 
@@ -73,7 +75,7 @@ const validators = new Map<string, ValidateFunction>();
 
 function getAjv(): Ajv2020 {
   if (ajv) return ajv;
-  const spec = JSON.parse(readFileSync(SPEC_URL, "utf8")) as { components: { schemas: Record<string, Json> } };
+  const spec = JSON.parse(readFileSync(SPEC_PATH, "utf8")) as { components: { schemas: Record<string, Json> } };
   const schemas = Object.fromEntries(
     Object.entries(spec.components.schemas).map(([name, schema]) => [name, convert(schema, name)]),
   );

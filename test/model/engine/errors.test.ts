@@ -1,9 +1,9 @@
 // Bad input to the engine throws typed errors whose messages say what to fix.
 import t from "tap";
-import { loadPatchedLlama } from "../src/engine/binding.js";
-import { SteeringEngine } from "../src/engine/engine.js";
-import { ContextLengthError, EmphasisError, EngineNotBuiltError, SteeringError, UnsupportedModelError } from "../src/engine/errors.js";
-import { STORIES_MODEL, tinyModel } from "./helpers.js";
+import { loadPatchedLlama } from "../../../src/engine/binding.js";
+import { SteeringEngine } from "../../../src/engine/engine.js";
+import { ContextLengthError, EmphasisError, EngineNotBuiltError, SteeringError, UnsupportedModelError } from "../../../src/engine/errors.js";
+import { STORIES_MODEL, tinyModel } from "../../support/models.js";
 
 const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 128 });
 t.teardown(() => engine.dispose());

@@ -3,10 +3,10 @@
 // without changing their tokens, stop at once when cancelled, and never leave a request hanging.
 import t from "tap";
 import type { Token } from "node-llama-cpp";
-import { GenerationLoop, loadPatchedLlama, NativeSampler, SteerableSequence, steeringInfo, type LoopJob } from "../src/engine/binding.js";
-import { SteeringEngine } from "../src/engine/engine.js";
-import { resolveHeads, toNativeSteering } from "../src/engine/steering.js";
-import { STORIES_MODEL } from "./helpers.js";
+import { GenerationLoop, loadPatchedLlama, NativeSampler, SteerableSequence, steeringInfo, type LoopJob } from "../../../src/engine/binding.js";
+import { SteeringEngine, type GenerateResult } from "../../../src/engine/engine.js";
+import { resolveHeads, toNativeSteering } from "../../../src/engine/steering.js";
+import { STORIES_MODEL } from "../../support/models.js";
 
 const PROMPT = "Once upon a time there was a little dog named Max. Max loved to run in the park with his friend Sue. One day";
 const TOP = 5;
@@ -78,7 +78,7 @@ t.test("the engine", async (t) => {
   ];
 
   t.test("more concurrent requests than sequences: each gets its solo tokens", async (t) => {
-    const solo = [];
+    const solo: GenerateResult[] = [];
     for (const r of requests) solo.push(await engine.generate({ ...r, temperature: 0 }));
     const together = await Promise.all(requests.map((r) => engine.generate({ ...r, temperature: 0 })));
     together.forEach((r, i) => t.same(r.tokens, solo[i]!.tokens, `request ${i}`));

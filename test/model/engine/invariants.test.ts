@@ -2,8 +2,8 @@
 // generated models of each supported attention path (GQA llama, qwen2 with QKV biases, gemma2 with
 // sliding-window layers and logit softcapping).
 import t from "tap";
-import { SteeringEngine, type GenerateRequest, type GenerateResult } from "../src/engine/engine.js";
-import { maxLogprobDiff, STORIES_MODEL, tinyModel } from "./helpers.js";
+import { SteeringEngine, type GenerateRequest, type GenerateResult } from "../../../src/engine/engine.js";
+import { maxLogprobDiff, STORIES_MODEL, tinyModel } from "../../support/models.js";
 
 /** bias 0, or a uniform bias, on the F32 attention path: only float rounding differs */
 const EXACT = 1e-5;
@@ -23,7 +23,7 @@ const INVISIBLE_ALPHA = Number.MIN_VALUE;
 const PROMPT = "Once upon a time there was a little dog named Max. Max loved to run in the park with his friend Sue. One day";
 const PROMPT_OTHER_WORD = PROMPT.replace("dog", "cat");
 
-const models = [
+const models: Array<{ name: string; path: string; heads: Record<string, number[]> }> = [
   { name: "stories260K (llama, GQA)", path: STORIES_MODEL, heads: { "2": [0, 3, 5], "3": [1, 6] } },
   { name: "generated llama (GQA)", path: tinyModel("llama"), heads: { "0": [1, 2], "2": [0, 7] } },
   { name: "generated qwen2 (GQA, QKV bias)", path: tinyModel("qwen2"), heads: { "1": [0, 3] } },

@@ -2,8 +2,8 @@
 // next-token log-probs, steered and unsteered, for every public reference case.
 import { readFileSync } from "node:fs";
 import t from "tap";
-import { SteeringEngine } from "../src/engine/engine.js";
-import { PASTA_FIXTURE, STORIES_MODEL } from "./helpers.js";
+import { SteeringEngine } from "../../../src/engine/engine.js";
+import { PASTA_FIXTURE, STORIES_MODEL } from "../../support/models.js";
 
 /** The reference was computed in float32; llama.cpp's F16 KV cache differs by up to ~8e-3 in the top 20. */
 const LOGPROB_TOLERANCE = 2e-2;

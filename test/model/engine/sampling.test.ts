@@ -1,7 +1,7 @@
 // Sampling options of the engine: greedy, seeded sampling, top-k, stop strings, max tokens.
 import t from "tap";
-import { SteeringEngine } from "../src/engine/engine.js";
-import { STORIES_MODEL } from "./helpers.js";
+import { SteeringEngine } from "../../../src/engine/engine.js";
+import { STORIES_MODEL } from "../../support/models.js";
 
 const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 256 });
 t.teardown(() => engine.dispose());

@@ -2,16 +2,16 @@
 // head profile that ships for it, emphasizing the new fact of a knowledge conflict must make the
 // model prefer it far more often than unsteered (docs/quality.md has the whole eval).
 import t from "tap";
-import { SteeringEngine } from "../src/engine/engine.js";
-import { buildArms } from "../src/eval/arms.js";
-import { familyNamed, loadItems } from "../src/eval/families.js";
-import { summarize } from "../src/eval/report.js";
-import { runEval } from "../src/eval/runner.js";
-import { loadHeadProfileWithModel } from "../src/profiles/headProfile.js";
-import { findShippedProfile } from "../src/profiles/shipped.js";
-import { modelChatTemplate } from "../src/prompt/modelTemplate.js";
-import { sha256File } from "../src/util/fileHash.js";
-import { SMOLLM2_MODEL } from "./helpers.js";
+import { SteeringEngine } from "../../../src/engine/engine.js";
+import { buildArms } from "../../../src/eval/arms.js";
+import { familyNamed, loadItems } from "../../../src/eval/families.js";
+import { summarize } from "../../../src/eval/report.js";
+import { runEval } from "../../../src/eval/runner.js";
+import { loadHeadProfileWithModel } from "../../../src/profiles/headProfile.js";
+import { findShippedProfile } from "../../../src/profiles/shipped.js";
+import { modelChatTemplate } from "../../../src/prompt/modelTemplate.js";
+import { sha256File } from "../../../src/util/fileHash.js";
+import { SMOLLM2_MODEL } from "../../support/models.js";
 
 /** Issue #12: the shipped profile must beat unsteered by at least this many points on knowledge conflict. */
 const MIN_GAIN_POINTS = 15;

@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
-import { SteeringEngine } from "../src/engine/engine.js";
-import { GgufType, readGgufMetadata } from "../src/gguf/gguf.js";
-import { defaultVocabPath, generateTestModel } from "../src/testModels/generate.js";
+import { SteeringEngine } from "../../../src/engine/engine.js";
+import { GgufType, readGgufMetadata } from "../../../src/gguf/gguf.js";
+import { defaultVocabPath, generateTestModel } from "../../../src/testModels/generate.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pasta-gguf-"));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,17 +1,17 @@
 // Out of the box: `serve` without --model serves the default model (SmolLM2-135M-Instruct Q4_1) from
 // its cache, and a chat request that only marks its emphasis (`**...**`, no heads) is steered by the
 // profile that ships for that model file. The cache is seeded with a link to ../shared's copy: the
-// fetching itself is test/model-source.test.ts's.
+// fetching itself is test/process/cli/modelSource.test.ts's.
 import t from "tap";
 import { mkdtempSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { DEFAULT_MODEL } from "../src/cli/modelSource.js";
-import { familyNamed, loadItems } from "../src/eval/families.js";
-import { mentions } from "../src/eval/judges.js";
-import { SMOLLM2_MODEL } from "./helpers.js";
-import { startServer } from "./serverProcess.js";
+import { DEFAULT_MODEL } from "../../../src/cli/modelSource.js";
+import { familyNamed, loadItems } from "../../../src/eval/families.js";
+import { mentions } from "../../../src/eval/judges.js";
+import { SMOLLM2_MODEL } from "../../support/models.js";
+import { startServer } from "../../../harness/index.js";
 
 /** Knowledge-conflict items asked both ways: enough for steering to show, few enough for CI. */
 const ITEMS = 8;

@@ -1,25 +1,20 @@
 // `pasta-server eval` on stories260K: each arm answers exactly as the server answers the same item
 // (its numbers are the server's numbers), and the command prints the table, writes the JSON and
-// records the summary in the profile.
+// records the summary in the profile. (AutoPASTA's arm in the engine: test/model/eval/runner.test.ts.)
 import t from "tap";
 import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SteeringEngine } from "../src/engine/engine.js";
-import { buildArms } from "../src/eval/arms.js";
-import { familyNamed, loadItems } from "../src/eval/families.js";
-import { runEval } from "../src/eval/runner.js";
-import { loadHeadProfile } from "../src/profiles/headProfile.js";
-import { STORIES_MODEL } from "./helpers.js";
-import { runCli, startServer } from "./serverProcess.js";
+import { SteeringEngine } from "../../../src/engine/engine.js";
+import { buildArms } from "../../../src/eval/arms.js";
+import { familyNamed, loadItems } from "../../../src/eval/families.js";
+import { runEval } from "../../../src/eval/runner.js";
+import { loadHeadProfile } from "../../../src/profiles/headProfile.js";
+import { postOk, PROJECT_ROOT, runCli, startServer } from "../../../harness/index.js";
+import { STORIES_MODEL } from "../../support/models.js";
 
-const PROFILE = new URL("../profiles/stories260K.json", import.meta.url).pathname;
+const PROFILE = join(PROJECT_ROOT, "profiles", "stories260K.json");
 const heads = loadHeadProfile(PROFILE);
-const post = async (base: string, path: string, body: object) => {
-  const res = await fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  if (res.status !== 200) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-  return res.json() as Promise<any>;
-};
 
 t.test("every arm's answer and likelihoods are what the server gives for the same request", async (t) => {
   const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 512 });
@@ -37,13 +32,13 @@ t.test("every arm's answer and likelihoods are what the server gives for the sam
   for (const [i, arm] of arms.entries()) {
     const text = arm.markdown ? prompt.replace(item.emphasis, `**${item.emphasis}**`) : prompt;
     const steering = arm.heads ? { emphasis: [item.emphasis], heads: arm.heads, alpha: 0.01 } : undefined;
-    const answer = await post(server.base, "/v1/generate", { prompt: text, max_tokens: item.maxTokens, temperature: 0, ...(steering ? { steering } : {}) });
+    const answer = await postOk(server.base, "/v1/generate", { prompt: text, max_tokens: item.maxTokens, temperature: 0, ...(steering ? { steering } : {}) });
     t.equal(outcomes[i]!.output, answer.text, `${arm.name}: the greedy answer`);
 
     // the likelihood of each answer: /v1/completions scores the reply under the same steering
     for (const side of ["right", "wrong"] as const) {
       const reply = `${item.contrast!.prefix} ${item.contrast![side]}`;
-      const scored = await post(server.base, "/v1/completions", {
+      const scored = await postOk(server.base, "/v1/completions", {
         prompt: text + reply, max_tokens: 0, echo: true, logprobs: 0,
         ...(steering ? { steering: { ...steering, emphasis: [item.emphasis, { start: text.length, end: text.length + reply.length }] } } : {}),
       });
@@ -53,19 +48,6 @@ t.test("every arm's answer and likelihoods are what the server gives for the sam
       for (let k = 1; k < logprobs.length; k++) if ((offsets[k + 1] ?? Infinity) > boundary) sum += logprobs[k];
       t.ok(Math.abs(outcomes[i]!.contrast![side] - sum) < 1e-4, `${arm.name}: log P(${side}) ${outcomes[i]!.contrast![side].toFixed(4)} == server's ${sum.toFixed(4)}`);
     }
-  }
-});
-
-t.test("AutoPASTA's arm: pass 1's sentences are the passage's own, and the answer is steered on them", async (t) => {
-  const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 1024 });
-  t.teardown(() => engine.dispose());
-  const items = loadItems(familyNamed("open_book")).slice(0, 3);
-  const [auto] = buildArms(["auto"], heads, engine.headsPerLayer, 0);
-  const outcomes = await runEval(engine, null, items, [auto!], { alpha: 0.01 });
-  t.equal(outcomes.length, 3);
-  for (const o of outcomes) {
-    for (const s of o.auto!.sentences) t.ok(o.item.passage!.includes(s), `${o.item.source}: "${s.slice(0, 40)}..." is the passage's`);
-    t.equal(o.auto!.gold, o.auto!.sentences.some((s) => s.includes(o.item.emphasis) || o.item.emphasis.includes(s)));
   }
 });
 

@@ -10,9 +10,9 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import yazl from "yazl";
-import { DEFAULT_MODEL, type DefaultModel, ModelSourceError, modelCacheDir, resolveModel } from "../src/cli/modelSource.js";
-import { sha256File } from "../src/util/fileHash.js";
-import { STORIES_MODEL } from "./helpers.js";
+import { DEFAULT_MODEL, type DefaultModel, ModelSourceError, modelCacheDir, resolveModel } from "../../../src/cli/modelSource.js";
+import { sha256File } from "../../../src/util/fileHash.js";
+import { STORIES_MODEL } from "../../support/models.js";
 
 // Port 9 (discard) is closed on loopback: connections are refused at once, as when offline.
 const CLOSED_ENDPOINT = "http://127.0.0.1:9";

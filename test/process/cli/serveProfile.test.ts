@@ -5,25 +5,21 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
-import { loadHeadProfileWithModel } from "../src/profiles/headProfile.js";
-import { modelFileInfo } from "../src/profiles/profileFile.js";
-import { STORIES_MODEL, unprofiledStoriesModel } from "./helpers.js";
-import { startServer } from "./serverProcess.js";
+import { loadHeadProfileWithModel } from "../../../src/profiles/headProfile.js";
+import { modelFileInfo } from "../../../src/profiles/profileFile.js";
+import { logLines, request, startServer } from "../../../harness/index.js";
+import { unprofiledStoriesModel } from "../../support/models.js";
 
 const modelsDir = mkdtempSync(join(tmpdir(), "pasta-profiles-"));
 const env = { PASTA_MODELS_DIR: modelsDir };
 // a stories260K that no shipped profile is for: `auto` has to profile it
 const MODEL = unprofiledStoriesModel();
 const args = ["--model", MODEL, "--profile", "auto", "--ctx-size", "512"];
-const messages = (log: string) => log.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l).msg as string);
+const messages = (log: string) => logLines(log).map((l) => l.msg as string);
 
-const steer = async (base: string) => {
-  const res = await fetch(`${base}/v1/generate`, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ prompt: "Lily had a red ball. Tom had a blue kite.", max_tokens: 4, temperature: 0, steering: { emphasis: ["Tom had a blue kite."] } }),
-  });
-  return { status: res.status, body: await res.json() as any };
-};
+const steer = (base: string) => request(base, "/v1/generate", {
+  body: { prompt: "Lily had a red ball. Tom had a blue kite.", max_tokens: 4, temperature: 0, steering: { emphasis: ["Tom had a blue kite."] } },
+});
 
 t.test("first start profiles and caches; the next start reuses the cache", async (t) => {
   const first = await startServer(args, env, { readyTimeoutMs: 240_000 });

@@ -14,16 +14,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import t from "tap";
-import { STORIES_MODEL } from "./helpers.js";
-import { startServer, type ServerProcess } from "./serverProcess.js";
+import { postJson, sleep, startServer, type ServerProcess } from "../../../harness/index.js";
+import { STORIES_MODEL } from "../../support/models.js";
 import {
-  distState, DOCKERFILE, entrypointCommand, nginxMissing, parseDockerfile, readEnvFile, REPLICA_ENV_FILE, stageEnv, startEntrypoint,
+  distState, DOCKERFILE, entrypointCommand, lastStage, nginxMissing, parseDockerfile, readEnvFile, REPLICA_ENV_FILE, stageEnv, startEntrypoint,
   startGateway, type EntrypointProcess, type Gateway,
-} from "./deployment.js";
+} from "../../support/deployment.js";
 
 const MODEL = "stories260K";
 const PROMPT = "Once upon a time";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let replicaA: ServerProcess;
 let replicaB: EntrypointProcess;
@@ -34,7 +33,7 @@ const hostOf = (base: string) => new URL(base).host;
 /** The image's environment for its ENTRYPOINT: the runtime stage's ENV, then compose's env_file. */
 function imageEnvironment(): Record<string, string> {
   const instructions = parseDockerfile(DOCKERFILE);
-  const runtime = Math.max(...instructions.map((i) => i.stage));
+  const runtime = lastStage(instructions);
   // NODE_LLAMA_CPP_CMAKE_OPTION_* names the image's own engine build (GGML_NATIVE=OFF); the engine
   // built here by `npm run build` is node-llama-cpp's default local build, found without them
   const image = Object.fromEntries(Object.entries(stageEnv(instructions, runtime)).filter(([k]) => !k.startsWith("NODE_LLAMA_CPP_CMAKE_OPTION_")));
@@ -179,11 +178,11 @@ t.test("request bodies: up to the replicas' 4 MiB limit through, larger refused 
   const LIMIT = 4 * 1024 * 1024; // docker/pasta.env PASTA_BODY_LIMIT
   const json = JSON.stringify({ model: MODEL, prompt: PROMPT, max_tokens: 2 });
   const body = (size: number) => json + " ".repeat(size - json.length); // JSON allows trailing whitespace
-  const atLimit = await fetch(`${gateway.base}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: body(LIMIT) });
+  const atLimit = await postJson(`${gateway.base}/v1/completions`, body(LIMIT));
   t.equal(atLimit.status, 200, "a body of exactly the limit reaches a replica");
   t.equal((await atLimit.json()).object, "text_completion");
 
-  const over = await fetch(`${gateway.base}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: body(LIMIT + 1) });
+  const over = await postJson(`${gateway.base}/v1/completions`, body(LIMIT + 1));
   t.equal(over.status, 413);
   const error = (await over.json()).error;
   t.equal(error.type, "invalid_request_error", "OpenAI's error body from nginx");
@@ -204,9 +203,7 @@ t.test("API keys at the gateway: refused by nginx without a listed key", async (
   const id = apiError.headers?.get("x-request-id");
   t.match(id, /^[0-9a-f]{32}$/, "the refusal carries a request id");
 
-  const missing = await fetch(`${keyed.base}/v1/chat/completions`, {
-    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 2 }),
-  });
+  const missing = await postJson(`${keyed.base}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
   t.equal(missing.status, 401, "no Authorization header: 401");
   t.equal((await missing.json()).error.type, "authentication_error");
   await sleep(100);

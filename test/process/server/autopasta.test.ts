@@ -2,19 +2,15 @@
 // context's own, pass 2 reuses pass 1's KV cache up to the first emphasized token, and the answer
 // equals a plain steered request on the same sentences; with no match the answer is unsteered.
 import t from "tap";
-import { splitSentences } from "../src/autopasta/sentences.js";
-import { startServer } from "./serverProcess.js";
+import { splitSentences } from "../../../src/autopasta/sentences.js";
+import { postJson, postOk, sseData, startServer } from "../../../harness/index.js";
 
 const HEADS = { "2": [0, 3, 5], "3": [1, 6] };
 let server: Awaited<ReturnType<typeof startServer>>;
 t.before(async () => { server = await startServer(["--ctx-size", "512"]); });
 t.teardown(async () => { await server?.stop(); });
 
-const post = async (path: string, body: object) => {
-  const res = await fetch(`${server.base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  if (res.status !== 200) throw new Error(`${path} answered ${res.status}: ${await res.text()}`);
-  return res.json() as Promise<any>;
-};
+const post = (path: string, body: object) => postOk(server.base, path, body);
 
 t.test("/v1/generate: the chosen sentences are emphasized, pass 2 reuses the prefix", async (t) => {
   const prompt = "Lily had a red ball. Tom had a blue kite. Lily wanted to play with the";
@@ -49,11 +45,10 @@ t.test("chat: nothing matched -> unsteered answer, and the report says so", asyn
 });
 
 t.test("streamed: the first chunk carries the AutoPASTA report", async (t) => {
-  const res = await fetch(`${server.base}/v1/generate`, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ prompt: "Lily had a red ball. Tom had a blue kite. Lily wanted to play with the", max_tokens: 8, temperature: 0, stream: true, steering: { auto: true, heads: HEADS } }),
+  const res = await postJson(`${server.base}/v1/generate`, {
+    prompt: "Lily had a red ball. Tom had a blue kite. Lily wanted to play with the", max_tokens: 8, temperature: 0, stream: true, steering: { auto: true, heads: HEADS },
   });
-  const events = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+  const events = sseData(await res.text());
   t.equal(events.at(-1), "[DONE]");
   const first = JSON.parse(events[0]!);
   t.equal(first.steering.auto.matched, true);

@@ -1,17 +1,16 @@
-// Faults on a real server process (test/serverProcess.ts): clients vanishing mid-stream and while
+// Faults on a real server process (harness/process.ts): clients vanishing mid-stream and while
 // queued, in bulk; SIGTERM while a dozen requests run and wait; model files that look like GGUF but
 // are not loadable. (A missing model file, a non-GGUF file and a single disconnect are in
-// test/server-ops.test.ts.)
-import { createServer } from "node:net";
+// test/process/server/ops.test.ts.)
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t, { type Test } from "tap";
-import { bodyProblem, metricValue, sseEvents, streamProblem, type Endpoint } from "../bench/load.js";
-import { STORIES_MODEL } from "./helpers.js";
-import { runCli, startServer, waitForExit, type ServerProcess } from "./serverProcess.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import {
+  bodyProblem, errorLogLines, freePort, metricValue, postJson, runCli, scrapeMetrics, sleep, sseEvents, startServer, streamProblem, waitForExit,
+  type Endpoint, type ServerProcess,
+} from "../../../harness/index.js";
+import { STORIES_MODEL } from "../../support/models.js";
 
 /** `promise`'s value, or `fallback` once `ms` pass (the timer does not outlive the race). */
 async function within<T, F>(promise: Promise<T>, ms: number, fallback: F): Promise<T | F> {
@@ -38,12 +37,10 @@ function bodyFor(endpoint: Endpoint, maxTokens: number, stream: boolean, prompt 
   return endpoint === "chat" ? { messages: [{ role: "user", content: prompt }], ...common } : { prompt, ...common };
 }
 
-const post = (base: string, endpoint: Endpoint, body: object, signal?: AbortSignal) => fetch(`${base}${PATHS[endpoint]}`, {
-  method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), ...(signal ? { signal } : {}),
-});
+const post = (base: string, endpoint: Endpoint, body: object, signal?: AbortSignal) => postJson(`${base}${PATHS[endpoint]}`, body, signal ? { signal } : {});
 
 async function gauges(base: string) {
-  const text = await (await fetch(`${base}/metrics`)).text();
+  const text = await scrapeMetrics(base);
   return { active: metricValue(text, "pasta_active_sequences"), queued: metricValue(text, "pasta_queue_depth") };
 }
 
@@ -57,9 +54,6 @@ async function gaugesUntil(base: string, want: (g: { active?: number; queued?: n
     await sleep(20);
   }
 }
-
-/** The server's pino lines at error level or above. */
-const errorLines = (log: string) => log.split("\n").filter((l) => /"level":(50|60)/.test(l));
 
 t.test("24 streams abandoned at once, while queued and after their first chunk: the server recovers at once", async (t) => {
   const server = await serverFor(t, ["--parallel", "4", "--max-queue", "32", "--ctx-size", "2048"]);
@@ -145,7 +139,7 @@ t.test("24 streams abandoned at once, while queued and after their first chunk: 
   await sleep(100); // the last log lines
   const stopped = server.log().split("\n").filter((l) => l.includes('"stopped":"client_disconnected"')).length;
   t.ok(stopped >= N - QUEUED_ABORTS, `the log records ${stopped} generations stopped for a disconnect (>= ${N - QUEUED_ABORTS})`);
-  t.same(errorLines(server.log()), [], "no error in the server log");
+  t.same(errorLogLines(server.log()), [], "no error in the server log");
 
   // Nothing is running or queued, so SIGTERM exits at once, even though fetch still holds a
   // connection on which it sent no request after the aborts (Node's server.close() alone never
@@ -216,7 +210,7 @@ t.test("SIGTERM under load: every request completes or ends cleanly, nothing han
   t.ok(count("refused") >= 1, `queued requests that never got a sequence were refused with 503 (${count("refused")})`);
   const cutShort = settled.filter((r) => r.outcome === "completed" && r.stream).length;
   t.ok(cutShort >= 1, `streams among them ended with a finish chunk and [DONE] (${cutShort})`);
-  t.same(errorLines(server.log()), [], "no error in the server log");
+  t.same(errorLogLines(server.log()), [], "no error in the server log");
 });
 
 t.test("a model file with GGUF's magic that cannot be loaded: a clear message naming it, non-zero exit, never ready", async (t) => {
@@ -233,13 +227,6 @@ t.test("a model file with GGUF's magic that cannot be loaded: a clear message na
   const truncated = join(dir, "truncated.gguf");
   const model = readFileSync(STORIES_MODEL);
   writeFileSync(truncated, model.subarray(0, model.length >> 1));
-
-  const freePort = () => new Promise<number>((resolve, reject) => {
-    const probe = createServer().once("error", reject).listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
 
   for (const [name, file] of [["GGUF magic, then garbage", garbage], ["a truncated model", truncated]] as const) {
     t.test(name, async (t) => {

@@ -2,18 +2,15 @@
 // through HTTP, plain and streamed.
 import { readFileSync } from "node:fs";
 import t from "tap";
-import { PASTA_FIXTURE } from "./helpers.js";
-import { startServer } from "./serverProcess.js";
+import { PASTA_FIXTURE } from "../../support/models.js";
+import { request, sseData, startServer } from "../../../harness/index.js";
 
 const fixture = JSON.parse(readFileSync(PASTA_FIXTURE, "utf8"));
 let server: Awaited<ReturnType<typeof startServer>>;
 t.before(async () => { server = await startServer([]); });
 t.teardown(async () => { await server?.stop(); });
 
-const generate = async (body: object) => {
-  const res = await fetch(`${server.base}/v1/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  return { status: res.status, text: await res.text() };
-};
+const generate = (body: object) => request(server.base, "/v1/generate", { body });
 
 t.test("steered generation over HTTP equals the PASTA reference", async (t) => {
   for (const c of fixture.cases) {
@@ -29,10 +26,10 @@ t.test("steered generation over HTTP equals the PASTA reference", async (t) => {
 
 t.test("the native stream carries the same text, steering first, usage last", async (t) => {
   const c = fixture.cases[0];
-  const request = { prompt: c.text, max_tokens: 24, temperature: 0, steering: { emphasis: [c.emphasis], heads: c.heads, alpha: c.alpha } };
-  const { status, text } = await generate({ ...request, stream: true });
+  const body = { prompt: c.text, max_tokens: 24, temperature: 0, steering: { emphasis: [c.emphasis], heads: c.heads, alpha: c.alpha } };
+  const { status, text } = await generate({ ...body, stream: true });
   t.equal(status, 200);
-  const events = text.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+  const events = sseData(text);
   t.equal(events.at(-1), "[DONE]");
   const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
   t.same(chunks[0].steering.spans.map((s: any) => [s.token_start, s.token_end]), [c.steered_token_range], "spans in the first chunk");

@@ -2,11 +2,10 @@
 // loopback: chat and completions (plain and streamed, with usage), /v1/models, steering as an extra
 // body field echoed in steering.spans, scoring with echo + logprobs, typed errors, every response
 // validated against OpenAI's published schemas, and a table of bad requests.
-import http from "node:http";
 import t from "tap";
 import OpenAI from "openai";
-import { assertOpenAI as validate, validateOpenAI } from "./openaiSchema.js";
-import { startServer } from "./serverProcess.js";
+import { assertOpenAI as validate, validateOpenAI } from "../../support/openaiSchema.js";
+import { postRaw, startServer } from "../../../harness/index.js";
 
 const API_KEY = "test-key-123";
 const CONTEXT = 256;
@@ -214,29 +213,12 @@ const BAD_REQUESTS: Case[] = [
   ["missing API key", "/v1/generate", { prompt: "x" }, 401, "authentication_error"],
 ];
 
-/**
- * A POST that reads the answer even when the server answers before the body is sent (413): the
- * server then closes the connection, and fetch reports only the failed write.
- */
-function post(url: string, headers: Record<string, string>, body: string): Promise<{ status: number; json: any }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: "POST", headers }, (res) => {
-      let data = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => { data += chunk; });
-      res.on("end", () => resolve({ status: res.statusCode!, json: JSON.parse(data) }));
-    });
-    req.on("error", (err) => { if (!req.res) reject(err); });
-    req.end(body);
-  });
-}
-
 t.test(`${BAD_REQUESTS.length} bad requests: documented status and error type, then the next good request is served`, async (t) => {
   t.ok(BAD_REQUESTS.length >= 25);
   for (const [name, path, body, status, type, param] of BAD_REQUESTS) {
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (name !== "missing API key") headers.authorization = `Bearer ${API_KEY}`;
-    const res = await post(`${server.base}${path}`, headers, typeof body === "string" ? body : JSON.stringify(body));
+    const res = await postRaw(`${server.base}${path}`, headers, typeof body === "string" ? body : JSON.stringify(body));
     const json = res.json as { error: { type: string; param: string | null; message: string } };
     t.equal(res.status, status, `${name}: status ${status}`);
     t.equal(json.error?.type, type, `${name}: ${type}`);

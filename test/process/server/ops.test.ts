@@ -1,16 +1,18 @@
 // Operating the server as a process: disconnects, queue overflow, SIGTERM draining, API keys,
 // request ids, CORS, metrics, the OpenAPI document, startup errors, and what the log may contain.
-// Each subtest that needs particular flags starts its own server (test/serverProcess.ts); the rest
+// Each subtest that needs particular flags starts its own server (harness/process.ts); the rest
 // share one started with the defaults.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import t, { type Test } from "tap";
-import { runCli, startServer, waitForExit, type CliResult, type ServerProcess } from "./serverProcess.js";
+import {
+  logLines, metricValue, postJson, request, runCli, scrapeMetrics, sleep, sseEvents, startServer, waitForExit,
+  type Answer, type CliResult, type ServerProcess,
+} from "../../../harness/index.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A server with the default flags, started by the first subtest that needs it. */
 let shared: Promise<ServerProcess> | undefined;
@@ -24,27 +26,6 @@ async function serverFor(t: Test, args: string[], env?: Record<string, string>):
   return server;
 }
 
-interface Answer {
-  status: number;
-  headers: Headers;
-  text: string;
-  body: any;
-  ms: number;
-}
-
-async function request(base: string, path: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Answer> {
-  const started = performance.now();
-  const res = await fetch(`${base}${path}`, {
-    method: init.method ?? (init.body === undefined ? "GET" : "POST"),
-    headers: { ...(init.body === undefined ? {} : { "content-type": "application/json" }), ...init.headers },
-    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-  });
-  const text = await res.text();
-  let body: unknown;
-  try { body = JSON.parse(text); } catch { body = undefined; }
-  return { status: res.status, headers: res.headers, text, body, ms: performance.now() - started };
-}
-
 /** Asserts the status; the body goes to the diagnostics only when it is wrong. */
 function status(t: Test, answer: Answer, expected: number, message = `status ${expected}`) {
   return t.equal(answer.status, expected, message, answer.status === expected ? {} : { body: answer.text });
@@ -52,21 +33,9 @@ function status(t: Test, answer: Answer, expected: number, message = `status ${e
 
 const generate = (base: string, body: object, headers?: Record<string, string>) => request(base, "/v1/generate", { body, headers });
 
-/** Server-sent events: `event:` (if any) and `data:` of each block. */
-function sseEvents(text: string): Array<{ event?: string; data: string }> {
-  return text.split("\n\n").filter((block) => block.trim() !== "").map((block) => {
-    const lines = block.split("\n");
-    const event = lines.find((l) => l.startsWith("event: "))?.slice("event: ".length);
-    const data = lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice("data: ".length)).join("\n");
-    return event === undefined ? { data } : { event, data };
-  });
-}
-
 /** Opens a streaming generation and waits for its first chunk. */
 async function openStream(base: string, body: object, controller = new AbortController()) {
-  const res = await fetch(`${base}/v1/generate`, {
-    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...body, stream: true }), signal: controller.signal,
-  });
+  const res = await postJson(`${base}/v1/generate`, { ...body, stream: true }, { signal: controller.signal });
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
   const first = await reader.read();
@@ -80,34 +49,6 @@ async function openStream(base: string, body: object, controller = new AbortCont
     }
   };
   return { res, firstChunk: text, rest, abort: () => controller.abort() };
-}
-
-/** Samples of a Prometheus text exposition: name, labels, value. */
-function samples(exposition: string) {
-  const out: Array<{ name: string; labels: Record<string, string>; value: number }> = [];
-  for (const line of exposition.split("\n")) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** Sum of a metric's samples whose labels include `labels`; undefined when it has none. */
-function metric(exposition: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const matching = samples(exposition).filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  return matching.length === 0 ? undefined : matching.reduce((sum, s) => sum + s.value, 0);
-}
-
-const metricsText = async (base: string) => (await request(base, "/metrics")).text;
-
-/** The child's pino JSON lines. */
-function logLines(log: string): Array<Record<string, any>> {
-  return log.split("\n").flatMap((line) => {
-    try { return [JSON.parse(line)]; } catch { return []; }
-  });
 }
 
 /** The first log line matching, waiting up to `ms` for it (the child's output arrives asynchronously). */
@@ -149,9 +90,9 @@ t.test("a client that disconnects mid-stream frees its sequence at once", async 
   t.ok(secondDoneMs < longAtLeastMs / 4 && secondDoneMs < 2000,
     `the next request got the only sequence at once: done ${secondDoneMs.toFixed(0)} ms after the abort; the aborted ${LONG}-token generation needed >= ${longAtLeastMs.toFixed(0)} ms (200 tokens: ${t200.toFixed(0)} ms)`);
 
-  const exposition = await metricsText(server.base);
-  t.equal(metric(exposition, "pasta_active_sequences"), 0, "no sequence is active afterwards");
-  t.equal(metric(exposition, "pasta_queue_depth"), 0, "nothing is queued");
+  const exposition = await scrapeMetrics(server.base);
+  t.equal(metricValue(exposition, "pasta_active_sequences"), 0, "no sequence is active afterwards");
+  t.equal(metricValue(exposition, "pasta_queue_depth"), 0, "nothing is queued");
 
   const stopped = await logLine(server, (l) => l.stopped === "client_disconnected");
   t.ok(stopped, "the log records the generation stopped for the disconnect");
@@ -177,9 +118,9 @@ t.test("a full wait queue answers 429 with Retry-After", async (t) => {
     t.equal(a.body.error.code, "queue_full");
     t.type(a.body.error.message, "string");
   }
-  const exposition = await metricsText(server.base);
-  t.equal(metric(exposition, "pasta_http_requests_total", { route: "/v1/generate", status: "429" }), rejected.length, "429s are counted");
-  t.equal(metric(exposition, "pasta_queue_depth"), 0, "the queue is empty afterwards");
+  const exposition = await scrapeMetrics(server.base);
+  t.equal(metricValue(exposition, "pasta_http_requests_total", { route: "/v1/generate", status: "429" }), rejected.length, "429s are counted");
+  t.equal(metricValue(exposition, "pasta_queue_depth"), 0, "the queue is empty afterwards");
 });
 
 t.test("SIGTERM drains: probes and new requests get 503, the open stream ends cleanly, exit 0", async (t) => {
@@ -322,10 +263,10 @@ t.test("CORS is opt-in", async (t) => {
 
 t.test("/metrics", async (t) => {
   const { base } = await defaultServer();
-  const before = await metricsText(base);
+  const before = await scrapeMetrics(base);
   status(t, await generate(base, { prompt: "Once upon a time", max_tokens: 8, temperature: 0 }), 200);
-  const unsteered = await metricsText(base);
-  t.equal(metric(unsteered, "pasta_steered_requests_total", { endpoint: "generate" }) ?? 0, metric(before, "pasta_steered_requests_total", { endpoint: "generate" }) ?? 0, "an unsteered request is not counted as steered");
+  const unsteered = await scrapeMetrics(base);
+  t.equal(metricValue(unsteered, "pasta_steered_requests_total", { endpoint: "generate" }) ?? 0, metricValue(before, "pasta_steered_requests_total", { endpoint: "generate" }) ?? 0, "an unsteered request is not counted as steered");
   const steered = await generate(base, { prompt: "Tom went to the park with his dog.", max_tokens: 8, temperature: 0, steering: { emphasis: ["Tom"], heads: [0] } });
   status(t, steered, 200);
   t.ok(steered.body.steering?.spans?.length >= 1, "the request was steered");
@@ -335,10 +276,10 @@ t.test("/metrics", async (t) => {
   t.match(res.headers.get("content-type"), /^text\/plain/, "Prometheus text format");
   const text = res.text;
   t.match(text, /# TYPE pasta_http_requests_total counter/);
-  const delta = (name: string, labels: Record<string, string> = {}) => (metric(text, name, labels) ?? 0) - (metric(before, name, labels) ?? 0);
+  const delta = (name: string, labels: Record<string, string> = {}) => (metricValue(text, name, labels) ?? 0) - (metricValue(before, name, labels) ?? 0);
   t.equal(delta("pasta_http_requests_total", { route: "/v1/generate", method: "POST", status: "200" }), 2, "requests by route and status");
   t.equal(delta("pasta_time_to_first_token_seconds_count", { endpoint: "generate" }), 2, "time to first token observed per generation");
-  t.ok(metric(text, "pasta_time_to_first_token_seconds_sum", { endpoint: "generate" })! > 0);
+  t.ok(metricValue(text, "pasta_time_to_first_token_seconds_sum", { endpoint: "generate" })! > 0);
   t.equal(delta("pasta_steered_requests_total", { endpoint: "generate" }), 1, "the steered request is counted");
   t.equal(delta("pasta_generations_total", { endpoint: "generate", steered: "true" }), 1);
   t.equal(delta("pasta_generations_total", { endpoint: "generate", steered: "false" }), 1);
@@ -346,10 +287,10 @@ t.test("/metrics", async (t) => {
   t.equal(delta("pasta_generation_tokens_per_second_count", { endpoint: "generate" }), 2, "decode speed observed");
   t.equal(delta("pasta_completion_tokens_total"), 16);
   t.match(text, /# TYPE pasta_queue_depth gauge/);
-  t.equal(metric(text, "pasta_queue_depth"), 0);
+  t.equal(metricValue(text, "pasta_queue_depth"), 0);
   t.match(text, /# TYPE pasta_active_sequences gauge/);
-  t.equal(metric(text, "pasta_active_sequences"), 0);
-  t.ok(metric(text, "pasta_process_cpu_seconds_total") !== undefined, "process metrics, prefixed");
+  t.equal(metricValue(text, "pasta_active_sequences"), 0);
+  t.ok(metricValue(text, "pasta_process_cpu_seconds_total") !== undefined, "process metrics, prefixed");
 });
 
 t.test("/openapi.json", async (t) => {

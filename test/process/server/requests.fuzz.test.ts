@@ -18,10 +18,10 @@
 // (FUZZ_BUDGET_MS, default 30 s; FUZZ_RUNS per worker, default 700).
 import fc from "fast-check";
 import t from "tap";
-import { parseMarkup, resolveEmphasis, unionSpans, type CharSpan, type MarkupKind } from "../src/emphasis/markup.js";
-import { ChatTemplate, CHATML_TEMPLATE } from "../src/prompt/chatTemplate.js";
-import { chatPrompt, plainPrompt } from "../src/prompt/prompts.js";
-import { startServer, type ServerProcess } from "./serverProcess.js";
+import { parseMarkup, resolveEmphasis, unionSpans, type CharSpan, type MarkupKind } from "../../../src/emphasis/markup.js";
+import { ChatTemplate, CHATML_TEMPLATE } from "../../../src/prompt/chatTemplate.js";
+import { chatPrompt, plainPrompt } from "../../../src/prompt/prompts.js";
+import { errorLogLines, request as httpRequest, sseEvents, startServer, type ServerProcess } from "../../../harness/index.js";
 
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : 424242;
 const WORKERS = 8;
@@ -361,20 +361,22 @@ async function exchange(sent: Sent): Promise<string | null> {
     tally("200 stream");
     let promptTokens: number | undefined;
     const spans: Span[][] = [];
-    const events = raw.split("\n\n").filter((e) => e.length > 0);
-    if (events.at(-1) !== "data: [DONE]" && !events.at(-1)?.startsWith("event: error\n")) return `the stream does not end with [DONE] or an error: ${raw.slice(-300)}`;
+    // the wire format itself: every event exactly as the server writes it (harness/sse.ts's wellFormed)
+    const events = sseEvents(raw);
+    const last = events.at(-1);
+    if (!(last?.wellFormed && (last.event === undefined ? last.data === "[DONE]" : last.event === "error"))) return `the stream does not end with [DONE] or an error: ${raw.slice(-300)}`;
     for (const event of events) {
-      if (event === "data: [DONE]") continue;
-      if (event.startsWith("event: error\ndata: ")) {
-        const body = JSON.parse(event.slice("event: error\ndata: ".length));
+      if (!event.wellFormed || (event.event !== undefined && event.event !== "error")) return `not an SSE data event: ${JSON.stringify(event).slice(0, 200)}`;
+      if (event.event === undefined && event.data === "[DONE]") continue;
+      if (event.event === "error") {
+        const body = JSON.parse(event.data);
         const why = checkErrorShape(body);
-        if (why) return `stream error event, not OpenAI's error shape (${why}): ${event}`;
-        if (body.error.type === "server_error") return `server error mid-stream: ${event}`;
+        if (why) return `stream error event, not OpenAI's error shape (${why}): ${event.data}`;
+        if (body.error.type === "server_error") return `server error mid-stream: ${event.data}`;
         tally("200 stream error event");
         continue;
       }
-      if (!event.startsWith("data: ")) return `not an SSE data event: ${JSON.stringify(event.slice(0, 200))}`;
-      const chunk = JSON.parse(event.slice(6));
+      const chunk = JSON.parse(event.data);
       if (chunk.steering?.spans) spans.push(chunk.steering.spans);
       if (chunk.usage?.prompt_tokens !== undefined) promptTokens = chunk.usage.prompt_tokens;
     }
@@ -397,10 +399,7 @@ async function exchange(sent: Sent): Promise<string | null> {
   return null;
 }
 
-async function post(path: string, body: object): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${server.base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  return { status: res.status, body: await res.json() };
-}
+const post = (path: string, body: object) => httpRequest(server.base, path, { body });
 
 // ---------------------------------------------------------------------------------------------
 
@@ -437,7 +436,7 @@ t.test("thousands of generated requests: never 5xx, OpenAI error shapes, spans i
   t.ok((statuses.get("200") ?? 0) > requests / 20 && (statuses.get("200 steered") ?? 0) > 0 && (statuses.get("400") ?? 0) > requests / 10, "valid, steered and refused requests are all reached");
 
   // the server logged no internal error, and answers exactly as before
-  const errors = server.log().split("\n").filter((line) => /"level":(50|60)/.test(line));
+  const errors = errorLogLines(server.log());
   t.same(errors.slice(0, 5), [], "no error was logged");
   const after = [];
   for (const [path, body] of KNOWN) after.push(known(await post(path, body), path));

@@ -1,5 +1,5 @@
 import t, { type Test } from "tap";
-import { DEFAULT_THRESHOLD, matchSentences, splitAnswer, splitSentences } from "../src/autopasta/sentences.js";
+import { DEFAULT_THRESHOLD, matchSentences, splitAnswer, splitSentences } from "../../../src/autopasta/sentences.js";
 
 // A biography with a counterfactual fact (Lisbon, not Paris), a product description, a story.
 const BIO = [

@@ -1,19 +1,15 @@
 // docker/Dockerfile (and Dockerfile.cuda) held to what CI runs outside Docker: every project command
-// of the build is one .ci/run runs; the ENTRYPOINT's command is run here (and behind the gateway in
-// test/gateway.test.ts) against the built dist/, with the image's environment; the HEALTHCHECK's
-// command is run against it. Plus what the image must be: slim, non-root, an init process, the engine
-// build found at run time, a build context without node_modules.
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { createServer } from "node:http";
-import { tmpdir } from "node:os";
+// of the build is one .ci/run runs; the ENTRYPOINT's command is the built CLI (it is run in
+// test/process/deploy/entrypoint.test.ts, and behind the gateway in test/process/deploy/gateway.test.ts).
+// Plus what the image must be: slim, non-root, an init process, the engine build found at run time,
+// a build context without node_modules.
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import t from "tap";
-import { STORIES_MODEL } from "./helpers.js";
 import {
-  ciCommands, distState, DOCKERFILE, DOCKERFILE_CUDA, entrypointCommand, execForm, freePort, globalArgs, healthcheckCommand, isProjectCommand, parseDockerfile,
-  ROOT, runCommands, runFlags, stageBase, stageEnv, startEntrypoint, type Instruction,
-} from "./deployment.js";
+  ciCommands, DOCKERFILE, DOCKERFILE_CUDA, entrypointCommand, execForm, globalArgs, isProjectCommand, lastStage, parseDockerfile,
+  ROOT, runCommands, runFlags, stageBase, stageEnv, type Instruction,
+} from "../../support/deployment.js";
 
 /** Project commands of the image's build that CI does not run, and why that is fine. */
 const NOT_RUN_BY_CI: Record<string, string> = {
@@ -30,7 +26,6 @@ const BUILD_HALVES = ["npm run build:native", "npm run build:ts"];
 
 const cpu = parseDockerfile(DOCKERFILE);
 const cuda = parseDockerfile(DOCKERFILE_CUDA);
-const lastStage = (ins: Instruction[]) => Math.max(...ins.map((i) => i.stage));
 const stageNamed = (ins: Instruction[], name: string) => ins.find((i) => i.keyword === "FROM" && new RegExp(`\\bAS ${name}$`, "i").test(i.args))!.stage;
 const inStage = (ins: Instruction[], stage: number, keyword: string) => ins.filter((i) => i.stage === stage && i.keyword === keyword);
 const projectCommands = (ins: Instruction[]) => ins.filter((i) => i.keyword === "RUN").flatMap((i) => runCommands(i.args)).filter(isProjectCommand);
@@ -139,35 +134,6 @@ t.test("the ENTRYPOINT's command is the built CLI", async (t) => {
   const tsconfig = JSON.parse(readFileSync(join(ROOT, "tsconfig.json"), "utf8"));
   t.same([tsconfig.compilerOptions.rootDir, tsconfig.compilerOptions.outDir], ["src", "dist"], "tsc (npm run build) compiles src/ into dist/");
   t.ok(existsSync(join(ROOT, "src", "cli", "main.ts")), "from src/cli/main.ts");
-});
-
-t.test("the ENTRYPOINT serves with the image's environment, and the HEALTHCHECK passes against it", async (t) => {
-  const dist = distState();
-  if (dist.missing) throw new Error(dist.missing);
-  if (dist.stale) t.comment(dist.stale);
-  const env = Object.fromEntries(Object.entries(stageEnv(cpu, lastStage(cpu))).filter(([k]) => !k.startsWith("NODE_LLAMA_CPP_CMAKE_OPTION_")));
-  const server = await startEntrypoint(entrypointCommand(cpu), {
-    ...env, PASTA_MODEL: STORIES_MODEL, PASTA_HOST: "127.0.0.1", PASTA_PORT: "0", PASTA_MODELS_DIR: mkdtempSync(join(tmpdir(), "pasta-models-")),
-  });
-  t.teardown(() => server.stop());
-  const res = await fetch(`${server.base}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 4 }) });
-  t.equal(res.status, 200, "it serves");
-
-  const healthcheck = healthcheckCommand(cpu);
-  t.equal(healthcheck[0], "node", "the slim image has node, not curl");
-  const run = (port: number) => new Promise<number | null>((resolve) => {
-    // as Docker runs it in the container: the image's environment, PASTA_PORT the port listened on
-    const child = spawn(process.execPath, healthcheck.slice(1), { env: { PATH: process.env.PATH, PASTA_PORT: String(port) }, stdio: "ignore" });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000); // HEALTHCHECK --timeout=5s
-    child.once("exit", (code) => { clearTimeout(timer); resolve(code); });
-  });
-  t.equal(await run(server.port), 0, "healthy once /ready is 200");
-
-  const loading = createServer((req, res) => { res.statusCode = req.url === "/ready" ? 503 : 200; res.end('{"status":"loading"}'); });
-  await new Promise<void>((r) => loading.listen(0, "127.0.0.1", r));
-  t.teardown(() => new Promise<void>((r) => loading.close(() => r())));
-  t.equal(await run((loading.address() as { port: number }).port), 1, "unhealthy while /ready is 503 (loading, draining)");
-  t.equal(await run(await freePort()), 1, "unhealthy when nothing listens");
 });
 
 t.test(".dockerignore: the build context has what the build copies, and not node_modules, dist or models", async (t) => {

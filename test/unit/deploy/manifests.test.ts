@@ -5,10 +5,10 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import t from "tap";
 import YAML from "yaml";
-import { parseServeConfig, SERVE_USAGE } from "../src/cli/config.js";
+import { parseServeConfig, SERVE_USAGE } from "../../../src/cli/config.js";
 import {
   DOCKER_DIR, DOCKERFILE, GATEWAY_TEMPLATE, healthcheckCommand, parseDockerfile, readEnvFile, REPLICA_ENV_FILE, ROOT, stageEnv, templatePlaceholders,
-} from "./deployment.js";
+} from "../../support/deployment.js";
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const yamlFile = (...path: string[]): any => YAML.parse(readFileSync(join(ROOT, ...path), "utf8"), { merge: true });

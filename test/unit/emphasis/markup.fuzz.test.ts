@@ -5,9 +5,9 @@
 import fc from "fast-check";
 import tap from "tap";
 const t = tap;
-import { EmphasisError, parseMarkup, resolveEmphasis, unionSpans, type CharSpan, type EmphasisItem, type MarkupKind } from "../src/emphasis/markup.js";
-import { ChatTemplate, ChatTemplateError, CHATML_TEMPLATE, type ChatMessage } from "../src/prompt/chatTemplate.js";
-import { chatPrompt, plainPrompt, type EmphasisRequest } from "../src/prompt/prompts.js";
+import { EmphasisError, parseMarkup, resolveEmphasis, unionSpans, type CharSpan, type EmphasisItem, type MarkupKind } from "../../../src/emphasis/markup.js";
+import { ChatTemplate, ChatTemplateError, CHATML_TEMPLATE, type ChatMessage } from "../../../src/prompt/chatTemplate.js";
+import { chatPrompt, plainPrompt, type EmphasisRequest } from "../../../src/prompt/prompts.js";
 
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : 20240611;
 const RUNS = Number(process.env.FUZZ_RUNS ?? 20_000);

@@ -1,5 +1,5 @@
 import t from "tap";
-import { EmphasisError, parseMarkup, resolveEmphasis, unionSpans } from "../src/emphasis/markup.js";
+import { EmphasisError, parseMarkup, resolveEmphasis, unionSpans } from "../../../src/emphasis/markup.js";
 
 t.test("html markup: tags removed, spans point at the plain text", async (t) => {
   const source = "Lily had a ball. <em>Tom had a kite.</em> And <b>a dog</b>, <STRONG>ok</STRONG>.";

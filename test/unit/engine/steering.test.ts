@@ -1,7 +1,7 @@
 import t from "tap";
-import { SteeringError } from "../src/engine/errors.js";
-import { biasedPositions, resolveHeads, steeringFreePrefix, toNativeSteering, validateAlpha, type SteeringSpec } from "../src/engine/steering.js";
-import { spansToTokenRanges } from "../src/engine/tokenSpans.js";
+import { SteeringError } from "../../../src/engine/errors.js";
+import { biasedPositions, resolveHeads, steeringFreePrefix, toNativeSteering, validateAlpha, type SteeringSpec } from "../../../src/engine/steering.js";
+import { spansToTokenRanges } from "../../../src/engine/tokenSpans.js";
 
 const heads = [4, 4, 4];
 

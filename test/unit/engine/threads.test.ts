@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
-import { cgroupCpuLimit, defaultThreads, physicalCores } from "../src/engine/threads.js";
+import { cgroupCpuLimit, defaultThreads, physicalCores } from "../../../src/engine/threads.js";
 
 /** A sysfs tree with one CPU per [package, core] entry; `offline` CPUs are listed but offline. */
 function sysfs(cpus: Array<[number, number]>, offline: number[] = []): string {

@@ -2,8 +2,10 @@
 // profiling tasks, so that the eval measures heads on text they were not chosen on.
 import t from "tap";
 import { readFileSync } from "node:fs";
-import { FAMILIES, loadItems } from "../src/eval/families.js";
-import { loadBuiltinTasks } from "../src/profiles/tasks.js";
+import { join } from "node:path";
+import { PROJECT_ROOT } from "../../../harness/index.js";
+import { FAMILIES, loadItems } from "../../../src/eval/families.js";
+import { loadBuiltinTasks } from "../../../src/profiles/tasks.js";
 
 /** At least this many items per family (issue #12). */
 const MIN_ITEMS = 40;
@@ -42,7 +44,7 @@ t.test("no sentence of an eval item comes from the profiling tasks", async (t) =
 
 t.test("the knowledge-conflict facts are not the profiling tasks' facts", async (t) => {
   const profilingText = loadBuiltinTasks().flatMap((task) => task.examples.map((e) => `${e.context} ${e.target}`)).join("\n").toLowerCase();
-  for (const line of readFileSync(new URL("../prompts/eval/knowledge_conflict.jsonl", import.meta.url), "utf8").trim().split("\n")) {
+  for (const line of readFileSync(join(PROJECT_ROOT, "prompts", "eval", "knowledge_conflict.jsonl"), "utf8").trim().split("\n")) {
     const { answer_prefix: prefix } = JSON.parse(line) as { answer_prefix: string };
     t.notOk(profilingText.includes(prefix.toLowerCase()), `"${prefix}" is not asked in profiling`);
   }

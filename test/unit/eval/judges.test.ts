@@ -1,11 +1,11 @@
 // The eval's checks and bookkeeping, without a model: how answers are judged, which heads the
 // baselines steer, and how outcomes become the table.
 import t from "tap";
-import { buildArms, headCount, randomHeads } from "../src/eval/arms.js";
-import { familyNamed } from "../src/eval/families.js";
-import { firstJsonObject, hasWord, mentions } from "../src/eval/judges.js";
-import { markdownTable, summarize } from "../src/eval/report.js";
-import type { ItemOutcome } from "../src/eval/runner.js";
+import { buildArms, headCount, randomHeads } from "../../../src/eval/arms.js";
+import { familyNamed } from "../../../src/eval/families.js";
+import { firstJsonObject, hasWord, mentions } from "../../../src/eval/judges.js";
+import { markdownTable, summarize } from "../../../src/eval/report.js";
+import type { ItemOutcome } from "../../../src/eval/runner.js";
 
 t.test("firstJsonObject finds the answer's JSON object", async (t) => {
   t.same(firstJsonObject('```json\n{ "name": "Ana", "occupation": "nurse" }\n```'), { name: "Ana", occupation: "nurse" }, "inside a fence");

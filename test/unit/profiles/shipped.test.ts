@@ -3,9 +3,9 @@
 import t from "tap";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { findShippedProfile, SHIPPED_PROFILES_DIR } from "../src/profiles/shipped.js";
-import { sha256File } from "../src/util/fileHash.js";
-import { SMOLLM2_MODEL, STORIES_MODEL, unprofiledStoriesModel } from "./helpers.js";
+import { findShippedProfile, SHIPPED_PROFILES_DIR } from "../../../src/profiles/shipped.js";
+import { sha256File } from "../../../src/util/fileHash.js";
+import { SMOLLM2_MODEL, STORIES_MODEL, unprofiledStoriesModel } from "../../support/models.js";
 
 for (const [model, file] of [[SMOLLM2_MODEL, "SmolLM2-135M-Instruct.Q4_1.json"], [STORIES_MODEL, "stories260K.json"]] as const) {
   t.test(file, async (t) => {

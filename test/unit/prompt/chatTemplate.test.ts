@@ -1,9 +1,9 @@
 // Chat emphasis lands exactly on the message text inside the rendered template, also when the
 // template trims contents; a template that rewrites contents refuses emphasis instead of guessing.
 import t from "tap";
-import { EmphasisError } from "../src/emphasis/markup.js";
-import { ChatTemplate, CHATML_TEMPLATE } from "../src/prompt/chatTemplate.js";
-import { chatPrompt } from "../src/prompt/prompts.js";
+import { EmphasisError } from "../../../src/emphasis/markup.js";
+import { ChatTemplate, CHATML_TEMPLATE } from "../../../src/prompt/chatTemplate.js";
+import { chatPrompt } from "../../../src/prompt/prompts.js";
 
 const specials = { bos_token: "<s>", eos_token: "</s>" };
 // the shape of Llama 3's template: BOS from the template, contents trimmed

@@ -1,9 +1,9 @@
 // The scheduler's admission rules with plain jobs: concurrency, the bounded queue, cancellation in
 // the queue, time limits, and draining.
 import t from "tap";
-import { JobStopped, QueueFullError, QueueTimeoutError, Scheduler, ShuttingDownError } from "../src/scheduler/scheduler.js";
+import { sleep } from "../../../harness/index.js";
+import { JobStopped, QueueFullError, QueueTimeoutError, Scheduler, ShuttingDownError } from "../../../src/scheduler/scheduler.js";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** a job that runs until released or stopped */
 function controllable() {
   let release!: () => void;

@@ -1,7 +1,7 @@
 // The OpenAI schema helper must be able to fail as well as pass, or every endpoint check built on
 // it proves nothing.
 import t from "tap";
-import { assertOpenAI, validateOpenAI } from "./openaiSchema.js";
+import { assertOpenAI, validateOpenAI } from "../../support/openaiSchema.js";
 
 const chatCompletion = () => ({
   id: "chatcmpl-1",
