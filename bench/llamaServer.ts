@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import { dirname, join } from "node:path";
+import { freePort, killOnExit, sleep } from "../harness/index.js";
 
 const packageDir = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..");
 
@@ -28,16 +29,16 @@ export function llamaServerBinary(): string {
   return binary;
 }
 
-/** Starts llama-server on a free port; resolves once /health answers 200. */
+/** Starts llama-server on a free port; resolves once /health answers 200. (pasta-server's own: harness/process.ts) */
 export async function startLlamaServer(options: { model: string; threads: number; slots: number; contextPerSlot: number }): Promise<{ proc: ChildProcess; url: string }> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   const proc = spawn(llamaServerBinary(), [
     "-m", options.model, "--host", "127.0.0.1", "--port", String(port), "-t", String(options.threads), "-tb", String(options.threads),
     "-np", String(options.slots), "-c", String(options.slots * options.contextPerSlot), "-fa", "on", "--no-webui", "--log-disable",
   ], { stdio: ["ignore", "ignore", "inherit"] });
-  process.once("exit", () => proc.kill("SIGKILL"));
+  killOnExit(proc);
   const url = `http://127.0.0.1:${port}`;
-  for (const deadline = Date.now() + 120_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+  for (const deadline = Date.now() + 120_000; Date.now() < deadline; await sleep(200)) {
     if (proc.exitCode !== null) throw new Error(`llama-server exited (${proc.exitCode}) before it was ready`);
     const health = await fetch(`${url}/health`).catch(() => undefined);
     if (health?.status === 200) return { proc, url };

@@ -12,13 +12,10 @@
 // shared machine only ever slows a round down), and the median of adjacent-round ratios is printed too.
 // BENCH_ROUNDS (default 10), BENCH_THREADS (default: every CPU) and BENCH_STREAM_INTERVAL_MS (pasta-server's
 // --stream-interval-ms; default: the server's default) override.
-import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream } from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { SteeringEngine } from "../src/engine/engine.js";
+import { postEvents, startServer, type ServerProcess } from "../harness/index.js";
 import { benchModel } from "./benchModel.js";
 import { startLlamaServer } from "./llamaServer.js";
 
@@ -36,28 +33,21 @@ const LONG_PROMPT = (round: number) => `${round} ` + Array.from({ length: 60 }, 
 
 const modelPath = () => benchModel("llama-512x8-f16.gguf", SHAPE);
 
-/** Starts `pasta-server serve` on a free port; resolves with its URL once /ready answers 200. */
-async function startServer(model: string): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--model", model, "--port", "0",
-    "--parallel", String(SETTINGS.parallel), "--ctx-size", String(SETTINGS.contextSize), "--threads", String(THREADS),
-    ...(process.env.BENCH_STREAM_INTERVAL_MS ? ["--stream-interval-ms", process.env.BENCH_STREAM_INTERVAL_MS] : [])],
-  { env: { ...process.env, NODE_OPTIONS: "" }, stdio: ["ignore", "pipe", "inherit"] });
-  process.once("exit", () => proc.kill("SIGKILL")); // never leave it behind, whatever happens here
-  // read every log line (a full pipe would stall the server), keep them for a post-mortem, and catch the listening address
-  const log = createWriteStream(join(os.tmpdir(), "pasta-server-bench", "server.log"));
-  const url = await new Promise<string>((resolve, reject) => {
-    proc.once("exit", (code) => reject(new Error(`the server exited (${code}) before listening`)));
-    createInterface({ input: proc.stdout! }).on("line", (line) => {
-      log.write(line + "\n");
-      const m = /Server listening at (http:\/\/[^\s"]+)/.exec(line);
-      if (m) resolve(m[1]!);
-      if (/"level":(50|60)/.test(line)) console.error(`server: ${line}`);
-    });
+/** Starts `pasta-server serve` on a free port (harness/process.ts) once /ready answers 200; its log in the OS temp folder. */
+function startPastaServer(model: string): Promise<ServerProcess> {
+  return startServer([
+    "--model", model, "--parallel", String(SETTINGS.parallel), "--ctx-size", String(SETTINGS.contextSize), "--threads", String(THREADS),
+    ...(process.env.BENCH_STREAM_INTERVAL_MS ? ["--stream-interval-ms", process.env.BENCH_STREAM_INTERVAL_MS] : []),
+  ], {}, {
+    noModel: true, // the --model above, not the tests' stories260K
+    readyTimeoutMs: 120_000,
+    // every line kept for a post-mortem; errors and the server's stderr shown as they come
+    logFile: join(os.tmpdir(), "pasta-server-bench", "server.log"),
+    onLine: (line, stream) => {
+      if (stream === "stderr") console.error(line);
+      else if (/"level":(50|60)/.test(line)) console.error(`server: ${line}`);
+    },
   });
-  for (const deadline = Date.now() + 120_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
-    if ((await fetch(`${url}/ready`)).status === 200) return { proc, url };
-  }
-  throw new Error("the server was not ready within 120 s");
 }
 
 /** One decoded stream: when its first and last text arrived, and how many tokens it had. */
@@ -76,49 +66,13 @@ interface Target {
   prefill(prompt: string): Promise<{ tokens: number; ms: number }>;
 }
 
-/**
- * One POST with a JSON body; SSE events (or the whole body) go to onEvent. node:http with 'data'
- * events, not fetch: this client shares the cores with the servers' math threads, and every CPU cycle
- * it spends per SSE chunk slows their decoding (fetch's web streams cost 4-10% of decode speed here,
- * node:http, like curl, 2-3%).
- */
-function post(url: string, body: unknown, onEvent: (data: string, now: number) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    // a new connection per request, like curl: the servers close idle keep-alive sockets (5 s), which races a reuse
-    const req = http.request(url, { method: "POST", agent: false, headers: { "content-type": "application/json" } }, (res) => {
-      res.setEncoding("utf8");
-      let buffer = "";
-      res.on("data", (text: string) => {
-        const now = performance.now();
-        buffer += text;
-        if (res.statusCode !== 200) return;
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const event = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          if (event.startsWith("event: error")) return req.destroy(new Error(`POST ${url}: ${event}`));
-          if (event.startsWith("data: ") && event !== "data: [DONE]") onEvent(event.slice("data: ".length), now);
-        }
-      });
-      res.on("end", () => {
-        if (res.statusCode !== 200) return reject(new Error(`POST ${url}: ${res.statusCode} ${buffer}`));
-        if (buffer.trim()) onEvent(buffer, performance.now()); // a non-streamed response
-        resolve();
-      });
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end(JSON.stringify(body));
-  });
-}
-
 /** pasta-server's native endpoint, POST /v1/generate */
 function pastaTarget(url: string): Target {
   return {
     name: "pasta-server",
     async stream(prompt, steered = false) {
       let firstText = 0, lastText = 0, tokens = -1;
-      await post(`${url}/v1/generate`, { prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true, ...(steered ? { steering: STEERING } : {}) }, (data, now) => {
+      await postEvents(`${url}/v1/generate`, { prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true, ...(steered ? { steering: STEERING } : {}) }, (data, now) => {
         const chunk = JSON.parse(data) as { text: string; usage?: { completion_tokens: number } };
         if (chunk.text) { firstText ||= now; lastText = now; }
         if (chunk.usage) tokens = chunk.usage.completion_tokens;
@@ -129,7 +83,7 @@ function pastaTarget(url: string): Target {
     async prefill(prompt) {
       let tokens = -1;
       const t0 = performance.now();
-      await post(`${url}/v1/generate`, { prompt, max_tokens: 1, temperature: 0 }, (data) => {
+      await postEvents(`${url}/v1/generate`, { prompt, max_tokens: 1, temperature: 0 }, (data) => {
         const body = JSON.parse(data) as { usage: { prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } } };
         tokens = body.usage.prompt_tokens - body.usage.prompt_tokens_details.cached_tokens;
       });
@@ -144,7 +98,7 @@ function llamaTarget(url: string): Target {
     name: "llama-server",
     async stream(prompt) {
       let firstText = 0, lastText = 0, tokens = -1;
-      await post(`${url}/completion`, { prompt, n_predict: MAX_TOKENS, temperature: 0, stream: true }, (data, now) => {
+      await postEvents(`${url}/completion`, { prompt, n_predict: MAX_TOKENS, temperature: 0, stream: true }, (data, now) => {
         const chunk = JSON.parse(data) as { content: string; stop: boolean; tokens_predicted?: number };
         if (chunk.content) { firstText ||= now; lastText = now; }
         if (chunk.stop) tokens = chunk.tokens_predicted ?? -1;
@@ -155,7 +109,7 @@ function llamaTarget(url: string): Target {
     async prefill(prompt) {
       let tokens = -1;
       const t0 = performance.now();
-      await post(`${url}/completion`, { prompt, n_predict: 1, temperature: 0, cache_prompt: false }, (data) => {
+      await postEvents(`${url}/completion`, { prompt, n_predict: 1, temperature: 0, cache_prompt: false }, (data) => {
         tokens = (JSON.parse(data) as { timings: { prompt_n: number } }).timings.prompt_n;
       });
       return { tokens, ms: performance.now() - t0 };
@@ -185,11 +139,11 @@ const best = (xs: number[]) => Math.max(...xs);
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2; };
 
 const path = modelPath();
-const ours = await startServer(path);
+const ours = await startPastaServer(path);
 const theirs = await startLlamaServer({ model: path, threads: THREADS, slots: LLAMA_SLOTS, contextPerSlot: SETTINGS.contextSize });
 const exited = new Promise<number | null>((resolve) => ours.proc.once("exit", resolve));
 try {
-  const pasta = pastaTarget(ours.url);
+  const pasta = pastaTarget(ours.base);
   const llama = llamaTarget(theirs.url);
   const engine = await SteeringEngine.load({ modelPath: path, ...SETTINGS, threads: THREADS, flashAttention: true });
 

@@ -18,7 +18,7 @@ import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
 import t, { type Test } from "tap";
-import { DOCKERFILE, DOCKERFILE_CUDA, freePort, globalArgs, parseDockerfile, ROOT, stageBase } from "../deployment.js";
+import { DOCKERFILE, DOCKERFILE_CUDA, freePort, globalArgs, parseDockerfile, ROOT, stageBase } from "../support/deployment.js";
 
 function env(name: string): string {
   const value = process.env[`PASTA_TEST_DOCKER_${name}`];

@@ -1,0 +1,37 @@
+// Steering quality on a real instruct model, the gate CI keeps: on SmolLM2-135M-Instruct with the
+// head profile that ships for it, emphasizing the new fact of a knowledge conflict must make the
+// model prefer it far more often than unsteered (docs/quality.md has the whole eval).
+import t from "tap";
+import { SteeringEngine } from "../../../src/engine/engine.js";
+import { buildArms } from "../../../src/eval/arms.js";
+import { familyNamed, loadItems } from "../../../src/eval/families.js";
+import { summarize } from "../../../src/eval/report.js";
+import { runEval } from "../../../src/eval/runner.js";
+import { loadHeadProfileWithModel } from "../../../src/profiles/headProfile.js";
+import { findShippedProfile } from "../../../src/profiles/shipped.js";
+import { modelChatTemplate } from "../../../src/prompt/modelTemplate.js";
+import { sha256File } from "../../../src/util/fileHash.js";
+import { SMOLLM2_MODEL } from "../../support/models.js";
+
+/** Issue #12: the shipped profile must beat unsteered by at least this many points on knowledge conflict. */
+const MIN_GAIN_POINTS = 15;
+
+t.test("the shipped SmolLM2 profile wins knowledge conflicts", async (t) => {
+  const file = findShippedProfile(await sha256File(SMOLLM2_MODEL));
+  if (!file) throw new Error(`no profile in profiles/ is for ${SMOLLM2_MODEL}`);
+  const profile = loadHeadProfileWithModel(file);
+  const engine = await SteeringEngine.load({ modelPath: SMOLLM2_MODEL, contextSize: 1024 });
+  t.teardown(() => engine.dispose());
+  const template = modelChatTemplate(engine);
+  t.ok(template, "SmolLM2 has its own chat template");
+
+  const items = loadItems(familyNamed("knowledge_conflict"));
+  const arms = buildArms(["unsteered", "profile"], profile.heads, engine.headsPerLayer, 0);
+  const rows = summarize(await runEval(engine, template, items, arms, { alpha: profile.alpha ?? 0.01 }), arms);
+  const efficacy = rows.find((r) => r.metric === "efficacy")!.byArm;
+  const gain = 100 * (efficacy.profile! - efficacy.unsteered!);
+  t.comment(`efficacy on ${items.length} items: unsteered ${(100 * efficacy.unsteered!).toFixed(1)}%, profile ${(100 * efficacy.profile!).toFixed(1)}%`);
+  t.ok(gain >= MIN_GAIN_POINTS, `steering gains ${gain.toFixed(1)} points (at least ${MIN_GAIN_POINTS})`);
+  const states = rows.find((r) => r.metric === "states_new")!.byArm;
+  t.ok(states.profile! > states.unsteered!, `greedy answers state the new fact more often: ${(100 * states.unsteered!).toFixed(1)}% -> ${(100 * states.profile!).toFixed(1)}%`);
+});

@@ -1,0 +1,51 @@
+// The eval's public items (prompts/eval/): enough per family, well-formed, and none taken from the
+// profiling tasks, so that the eval measures heads on text they were not chosen on.
+import t from "tap";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PROJECT_ROOT } from "../../../harness/index.js";
+import { FAMILIES, loadItems } from "../../../src/eval/families.js";
+import { loadBuiltinTasks } from "../../../src/profiles/tasks.js";
+
+/** At least this many items per family (issue #12). */
+const MIN_ITEMS = 40;
+
+const sentences = (text: string) => text.split(/(?<=[.!?])\s+|\n+/).map((s) => s.trim()).filter((s) => s.length > 20);
+
+t.test("every family has enough well-formed items", async (t) => {
+  for (const family of FAMILIES) {
+    const items = loadItems(family);
+    t.ok(items.length >= MIN_ITEMS, `${family.name}: ${items.length} items`);
+    t.equal(new Set(items.map((i) => i.message)).size, items.length, `${family.name}: no item twice`);
+    for (const item of items) {
+      if (item.contrast) {
+        // the wrong answer must not be given away by the message, and the right one must not contain it
+        t.notOk(item.contrast.right.toLowerCase().includes(item.contrast.wrong.toLowerCase()), `${item.source}: answers differ`);
+        if (family.name === "knowledge_conflict") t.notOk(item.message.toLowerCase().includes(item.contrast.wrong.toLowerCase()), `${item.source}: the old answer is not in the prompt`);
+      }
+      if (item.passage) t.ok(item.passage.indexOf(item.emphasis) > 0, `${item.source}: the deciding sentence is not the passage's first`);
+    }
+  }
+});
+
+t.test("no sentence of an eval item comes from the profiling tasks", async (t) => {
+  const profiling = new Set(loadBuiltinTasks().flatMap((task) => task.examples.flatMap((e) => sentences(e.context))));
+  let checked = 0;
+  for (const family of FAMILIES) {
+    for (const item of loadItems(family)) {
+      for (const sentence of sentences(item.message)) {
+        checked++;
+        if (profiling.has(sentence)) t.fail(`${item.source}: "${sentence}" is a profiling sentence`);
+      }
+    }
+  }
+  t.ok(checked > 4 * MIN_ITEMS, `${checked} sentences checked`);
+});
+
+t.test("the knowledge-conflict facts are not the profiling tasks' facts", async (t) => {
+  const profilingText = loadBuiltinTasks().flatMap((task) => task.examples.map((e) => `${e.context} ${e.target}`)).join("\n").toLowerCase();
+  for (const line of readFileSync(join(PROJECT_ROOT, "prompts", "eval", "knowledge_conflict.jsonl"), "utf8").trim().split("\n")) {
+    const { answer_prefix: prefix } = JSON.parse(line) as { answer_prefix: string };
+    t.notOk(profilingText.includes(prefix.toLowerCase()), `"${prefix}" is not asked in profiling`);
+  }
+});
