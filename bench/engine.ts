@@ -15,7 +15,16 @@ import { plainSelectionPrompt, runAutoPasta } from "../src/autopasta/autopasta.j
 import { SteeringEngine } from "../src/engine/engine.js";
 import { benchModel } from "./benchModel.js";
 
-const SHAPE = { architecture: "llama" as const, embedding: 768, layers: 12, heads: 12, kvHeads: 4, feedForward: 2048, weightType: "f16" as const, seed: 42 };
+const SHAPE = {
+  architecture: "llama" as const,
+  embedding: 768,
+  layers: 12,
+  heads: 12,
+  kvHeads: 4,
+  feedForward: 2048,
+  weightType: "f16" as const,
+  seed: 42,
+};
 const HEADS = { "2": [0, 5], "5": [1, 7, 9], "9": [3, 11] };
 const PROMPT_WORDS = 200; // ~260 tokens, as in issue #6's table
 const DECODE_TOKENS = 64;
@@ -23,7 +32,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 const best = (xs: number[]) => Math.max(...xs);
 const words = "the quick brown fox jumps over a lazy dog while the sun sets behind quiet hills and rivers".split(" ");
-const prompt = (round: number) => `Story ${round}: ` + Array.from({ length: PROMPT_WORDS }, (_, i) => words[(i * 7 + round) % words.length]).join(" ");
+const prompt = (round: number) =>
+  `Story ${round}: ${Array.from({ length: PROMPT_WORDS }, (_, i) => words[(i * 7 + round) % words.length]).join(" ")}`;
 
 const modelPath = () => benchModel("llama-125m-f16.gguf", SHAPE);
 
@@ -36,12 +46,15 @@ async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
 /** Steered vs unsteered through our engine. */
 async function steeringCost(path: string) {
   const engine = await SteeringEngine.load({ modelPath: path, contextSize: 1024 });
-  const rates = { prefill: { steered: [] as number[], unsteered: [] as number[] }, decode: { steered: [] as number[], unsteered: [] as number[] } };
+  const rates = {
+    prefill: { steered: [] as number[], unsteered: [] as number[] },
+    decode: { steered: [] as number[], unsteered: [] as number[] },
+  };
   await engine.generate({ prompt: prompt(99), maxTokens: 4 }); // warm-up
   for (let round = 0; round < ROUNDS; round++) {
-    for (const variant of round % 2 ? ["steered", "unsteered"] as const : ["unsteered", "steered"] as const) {
+    for (const variant of round % 2 ? (["steered", "unsteered"] as const) : (["unsteered", "steered"] as const)) {
       const text = prompt(round * 2 + (variant === "steered" ? 1 : 0));
-      const steering = variant === "steered" ? { emphasis: [text.slice(40, 120)], heads: HEADS, alpha: 0.01 } : undefined;
+      const steering = variant === "steered" ? { emphasis: [{ start: 40, end: 120 }], heads: HEADS, alpha: 0.01 } : undefined;
       // distinct prompts: no prefix-cache reuse between runs
       const result = await engine.generate({ prompt: text, maxTokens: DECODE_TOKENS + 1, temperature: 0, steering });
       rates.prefill[variant].push(result.evaluatedPromptTokens / (result.timings.promptMs / 1000));
@@ -55,13 +68,16 @@ async function steeringCost(path: string) {
 /** AutoPASTA end to end (selection pass + steered answer) / one unsteered answer, same prompt. */
 async function autoPastaCost(path: string) {
   const engine = await SteeringEngine.load({ modelPath: path, contextSize: 1024 });
-  const auto: number[] = [], plain: number[] = [];
+  const auto: number[] = [],
+    plain: number[] = [];
   let selectionTokens = 0;
   for (let round = 0; round < ROUNDS; round++) {
     const text = prompt(100 + round);
     const answer = { prompt: text, maxTokens: DECODE_TOKENS, temperature: 0 };
     const plan = { selectionPrompt: plainSelectionPrompt(text), context: { start: 0, end: text.length }, steering: { heads: HEADS } };
-    const [tAuto] = await timed(() => runAutoPasta(engine, plan, answer, new AbortController().signal, (r) => { selectionTokens = r.selection.completion_tokens; }));
+    const [tAuto] = await timed(async () => {
+      selectionTokens = (await runAutoPasta(engine, plan, answer)).report.selection.completionTokens;
+    });
     await engine.generate({ prompt: `Unrelated ${round}`, maxTokens: 1 }); // evict: the plain answer starts cold too
     const [tPlain] = await timed(() => engine.generate(answer));
     auto.push(tAuto);
@@ -73,16 +89,25 @@ async function autoPastaCost(path: string) {
 
 /** Worker: node-llama-cpp's own evaluation loop, on our build or on the unpatched prebuilt binary. */
 async function plainLoop(path: string, binary: "ours" | "unpatched") {
-  const llama = binary === "ours"
-    ? await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: false, logLevel: LlamaLogLevel.error, progressLogs: false })
-    // a custom cmake option names a build folder that does not exist: node-llama-cpp takes its prebuilt binary
-    : await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, cmakeOptions: { PASTA_BENCH_BASELINE: "1" }, logLevel: LlamaLogLevel.error, progressLogs: false });
+  const llama =
+    binary === "ours"
+      ? await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: false, logLevel: LlamaLogLevel.error, progressLogs: false })
+      : // a custom cmake option names a build folder that does not exist: node-llama-cpp takes its prebuilt binary
+        await getLlama({
+          gpu: false,
+          build: "never",
+          usePrebuiltBinaries: true,
+          cmakeOptions: { PASTA_BENCH_BASELINE: "1" },
+          logLevel: LlamaLogLevel.error,
+          progressLogs: false,
+        });
   const expected = binary === "ours" ? "localBuild" : "prebuilt";
   if (llama.buildType !== expected) throw new Error(`expected a ${expected} binary, got ${llama.buildType}`);
   const model = await llama.loadModel({ modelPath: path });
   const context = await model.createContext({ contextSize: 1024, threads: os.availableParallelism(), flashAttention: true });
   const sequence = context.getSequence();
-  const prefill: number[] = [], decode: number[] = [];
+  const prefill: number[] = [],
+    decode: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     await sequence.clearHistory();
     const tokens = model.tokenize(prompt(round));
@@ -104,26 +129,43 @@ if (process.argv[2] === "--worker") {
 } else {
   const path = modelPath();
   console.log(`machine: ${os.cpus()[0]?.model}, ${os.availableParallelism()} CPUs, Node ${process.version}`);
-  console.log(`model: ${SHAPE.embedding} x ${SHAPE.layers} layers, ${SHAPE.heads}/${SHAPE.kvHeads} heads, F16 (~125M parameters); steered heads ${JSON.stringify(HEADS)}`);
+  console.log(
+    `model: ${SHAPE.embedding} x ${SHAPE.layers} layers, ${SHAPE.heads}/${SHAPE.kvHeads} heads, F16 (~125M parameters); steered heads ${JSON.stringify(HEADS)}`,
+  );
 
   const rates = await steeringCost(path);
   const row = (label: string, s: number[], u: number[]) =>
-    console.log(`${label.padEnd(8)} steered ${best(s).toFixed(1).padStart(7)} t/s   unsteered ${best(u).toFixed(1).padStart(7)} t/s   ratio ${(best(s) / best(u)).toFixed(3)}`);
+    console.log(
+      `${label.padEnd(8)} steered ${best(s).toFixed(1).padStart(7)} t/s   unsteered ${best(u).toFixed(1).padStart(7)} t/s   ratio ${(best(s) / best(u)).toFixed(3)}`,
+    );
   console.log("\nsteered / unsteered (our engine, flash attention on):");
   row("prefill", rates.prefill.steered, rates.prefill.unsteered);
   row("decode", rates.decode.steered, rates.decode.unsteered);
 
   const latency = await autoPastaCost(path);
-  console.log(`\nAutoPASTA end to end / one unsteered answer (${DECODE_TOKENS} answer tokens; pass 1 generated ${latency.selectionTokens} tokens):`);
-  console.log(`latency  auto ${latency.auto.toFixed(2)} s   plain ${latency.plain.toFixed(2)} s   ratio ${(latency.auto / latency.plain).toFixed(2)}`);
+  console.log(
+    `\nAutoPASTA end to end / one unsteered answer (${DECODE_TOKENS} answer tokens; pass 1 generated ${latency.selectionTokens} tokens):`,
+  );
+  console.log(
+    `latency  auto ${latency.auto.toFixed(2)} s   plain ${latency.plain.toFixed(2)} s   ratio ${(latency.auto / latency.plain).toFixed(2)}`,
+  );
 
   const self = fileURLToPath(import.meta.url);
-  const runWorker = (binary: string) => JSON.parse(execFileSync(process.execPath, ["--import", "tsx", self, "--worker", path, binary], { encoding: "utf8" }).trim().split("\n").at(-1)!);
-  const ours: { prefill: number; decode: number }[] = [], base: { prefill: number; decode: number }[] = [];
-  for (let i = 0; i < 2; i++) { ours.push(runWorker("ours")); base.push(runWorker("unpatched")); }
+  const runWorker = (binary: string) =>
+    JSON.parse(
+      execFileSync(process.execPath, ["--import", "tsx", self, "--worker", path, binary], { encoding: "utf8" }).trim().split("\n").at(-1)!,
+    );
+  const ours: { prefill: number; decode: number }[] = [],
+    base: { prefill: number; decode: number }[] = [];
+  for (let i = 0; i < 2; i++) {
+    ours.push(runWorker("ours"));
+    base.push(runWorker("unpatched"));
+  }
   const bestOf = (xs: { prefill: number; decode: number }[], k: "prefill" | "decode") => best(xs.map((x) => x[k]));
   console.log("\nsteering off, node-llama-cpp's evaluation loop: ours / unpatched prebuilt node-llama-cpp 3.21.1:");
   for (const k of ["prefill", "decode"] as const) {
-    console.log(`${k.padEnd(8)} ours ${bestOf(ours, k).toFixed(1).padStart(7)} t/s   unpatched ${bestOf(base, k).toFixed(1).padStart(7)} t/s   ratio ${(bestOf(ours, k) / bestOf(base, k)).toFixed(3)}`);
+    console.log(
+      `${k.padEnd(8)} ours ${bestOf(ours, k).toFixed(1).padStart(7)} t/s   unpatched ${bestOf(base, k).toFixed(1).padStart(7)} t/s   ratio ${(bestOf(ours, k) / bestOf(base, k)).toFixed(3)}`,
+    );
   }
 }

@@ -23,19 +23,55 @@ export function llamaServerBinary(): string {
   mkdirSync(dirname(dir), { recursive: true });
   const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ["ignore", "ignore", "inherit"] });
   run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", join(packageDir, "llama", "gitRelease.bundle"), dir]);
-  run("cmake", ["-S", dir, "-B", join(dir, "build"), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
-    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DBUILD_SHARED_LIBS=ON"]);
+  run("cmake", [
+    "-S",
+    dir,
+    "-B",
+    join(dir, "build"),
+    "-G",
+    "Ninja",
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DLLAMA_CURL=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DBUILD_SHARED_LIBS=ON",
+  ]);
   run("ninja", ["-C", join(dir, "build"), "llama-server"]);
   return binary;
 }
 
 /** Starts llama-server on a free port; resolves once /health answers 200. (pasta-server's own: harness/process.ts) */
-export async function startLlamaServer(options: { model: string; threads: number; slots: number; contextPerSlot: number }): Promise<{ proc: ChildProcess; url: string }> {
+export async function startLlamaServer(options: {
+  model: string;
+  threads: number;
+  slots: number;
+  contextPerSlot: number;
+}): Promise<{ proc: ChildProcess; url: string }> {
   const port = await freePort();
-  const proc = spawn(llamaServerBinary(), [
-    "-m", options.model, "--host", "127.0.0.1", "--port", String(port), "-t", String(options.threads), "-tb", String(options.threads),
-    "-np", String(options.slots), "-c", String(options.slots * options.contextPerSlot), "-fa", "on", "--no-webui", "--log-disable",
-  ], { stdio: ["ignore", "ignore", "inherit"] });
+  const proc = spawn(
+    llamaServerBinary(),
+    [
+      "-m",
+      options.model,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "-t",
+      String(options.threads),
+      "-tb",
+      String(options.threads),
+      "-np",
+      String(options.slots),
+      "-c",
+      String(options.slots * options.contextPerSlot),
+      "-fa",
+      "on",
+      "--no-webui",
+      "--log-disable",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
   killOnExit(proc);
   const url = `http://127.0.0.1:${port}`;
   for (const deadline = Date.now() + 120_000; Date.now() < deadline; await sleep(200)) {

@@ -9,8 +9,12 @@
 import { parseArgs } from "node:util";
 import { formatSummary, runLoad } from "../harness/index.js";
 
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "30" }, clients: { type: "string", default: "16" }, base: { type: "string" } }, strict: true });
-const seconds = Number(values.seconds), clients = Number(values.clients);
+const { values } = parseArgs({
+  options: { seconds: { type: "string", default: "30" }, clients: { type: "string", default: "16" }, base: { type: "string" } },
+  strict: true,
+});
+const seconds = Number(values.seconds),
+  clients = Number(values.clients);
 if (!(seconds > 0) || !Number.isInteger(clients) || clients < 1) {
   console.error("usage: npm run load -- [--seconds 30] [--clients 16] [--base http://127.0.0.1:8080]");
   process.exit(2);

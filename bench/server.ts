@@ -19,7 +19,16 @@ import { postEvents, startServer, type ServerProcess } from "../harness/index.js
 import { benchModel } from "./benchModel.js";
 import { startLlamaServer } from "./llamaServer.js";
 
-const SHAPE = { architecture: "llama" as const, embedding: 512, layers: 8, heads: 8, kvHeads: 4, feedForward: 1408, weightType: "f16" as const, seed: 42 };
+const SHAPE = {
+  architecture: "llama" as const,
+  embedding: 512,
+  layers: 8,
+  heads: 8,
+  kvHeads: 4,
+  feedForward: 1408,
+  weightType: "f16" as const,
+  seed: 42,
+};
 const MAX_TOKENS = 128;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const THREADS = Number(process.env.BENCH_THREADS ?? os.availableParallelism()); // every side gets the same
@@ -29,34 +38,51 @@ const PROMPT = "Once upon a time, in a quiet village by the sea, there lived";
 /** 5 of 64 heads in 2 of 8 layers, on the prompt's second half */
 const STEERING = { emphasis: ["a quiet village by the sea"], heads: { "2": [0, 3, 5], "5": [1, 6] } };
 /** a distinct first word per round: nothing for pasta-server's prefix cache to reuse */
-const LONG_PROMPT = (round: number) => `${round} ` + Array.from({ length: 60 }, (_, i) => `Sentence ${i} tells of the sea and the village.`).join(" ");
+const LONG_PROMPT = (round: number) =>
+  `${round} ${Array.from({ length: 60 }, (_, i) => `Sentence ${i} tells of the sea and the village.`).join(" ")}`;
 
 const modelPath = () => benchModel("llama-512x8-f16.gguf", SHAPE);
 
 /** Starts `pasta-server serve` on a free port (harness/process.ts) once /ready answers 200; its log in the OS temp folder. */
 function startPastaServer(model: string): Promise<ServerProcess> {
-  return startServer([
-    "--model", model, "--parallel", String(SETTINGS.parallel), "--ctx-size", String(SETTINGS.contextSize), "--threads", String(THREADS),
-    ...(process.env.BENCH_STREAM_INTERVAL_MS ? ["--stream-interval-ms", process.env.BENCH_STREAM_INTERVAL_MS] : []),
-  ], {}, {
-    noModel: true, // the --model above, not the tests' stories260K
-    readyTimeoutMs: 120_000,
-    // every line kept for a post-mortem; errors and the server's stderr shown as they come
-    logFile: join(os.tmpdir(), "pasta-server-bench", "server.log"),
-    onLine: (line, stream) => {
-      if (stream === "stderr") console.error(line);
-      else if (/"level":(50|60)/.test(line)) console.error(`server: ${line}`);
+  return startServer(
+    [
+      "--model",
+      model,
+      "--parallel",
+      String(SETTINGS.parallel),
+      "--ctx-size",
+      String(SETTINGS.contextSize),
+      "--threads",
+      String(THREADS),
+      ...(process.env.BENCH_STREAM_INTERVAL_MS ? ["--stream-interval-ms", process.env.BENCH_STREAM_INTERVAL_MS] : []),
+    ],
+    {},
+    {
+      noModel: true, // the --model above, not the tests' stories260K
+      readyTimeoutMs: 120_000,
+      // every line kept for a post-mortem; errors and the server's stderr shown as they come
+      logFile: join(os.tmpdir(), "pasta-server-bench", "server.log"),
+      onLine: (line, stream) => {
+        if (stream === "stderr") console.error(line);
+        else if (/"level":(50|60)/.test(line)) console.error(`server: ${line}`);
+      },
     },
-  });
+  );
 }
 
 /** One decoded stream: when its first and last text arrived, and how many tokens it had. */
-interface Stream { tokens: number; firstText: number; lastText: number }
+interface Stream {
+  tokens: number;
+  firstText: number;
+  lastText: number;
+}
 // the first text comes with the first token, so tokens - 1 were decoded between first and last text
 const decodeRate = (s: Stream) => (s.tokens - 1) / ((s.lastText - s.firstText) / 1000);
 
 // a random-weight model could sample EOS early; the rates assume every stream runs MAX_TOKENS
-const lengthError = (tokens: number, where: string) => new Error(`${where}: ${tokens} completion tokens, expected ${MAX_TOKENS} (EOS? try another prompt)`);
+const lengthError = (tokens: number, where: string) =>
+  new Error(`${where}: ${tokens} completion tokens, expected ${MAX_TOKENS} (EOS? try another prompt)`);
 
 /** A server under test: its streaming and one-shot requests, in its own API. */
 interface Target {
@@ -71,12 +97,21 @@ function pastaTarget(url: string): Target {
   return {
     name: "pasta-server",
     async stream(prompt, steered = false) {
-      let firstText = 0, lastText = 0, tokens = -1;
-      await postEvents(`${url}/v1/generate`, { prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true, ...(steered ? { steering: STEERING } : {}) }, (data, now) => {
-        const chunk = JSON.parse(data) as { text: string; usage?: { completion_tokens: number } };
-        if (chunk.text) { firstText ||= now; lastText = now; }
-        if (chunk.usage) tokens = chunk.usage.completion_tokens;
-      });
+      let firstText = 0,
+        lastText = 0,
+        tokens = -1;
+      await postEvents(
+        `${url}/v1/generate`,
+        { prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true, ...(steered ? { steering: STEERING } : {}) },
+        (data, now) => {
+          const chunk = JSON.parse(data) as { text: string; usage?: { completion_tokens: number } };
+          if (chunk.text) {
+            firstText ||= now;
+            lastText = now;
+          }
+          if (chunk.usage) tokens = chunk.usage.completion_tokens;
+        },
+      );
       if (tokens !== MAX_TOKENS) throw lengthError(tokens, "pasta-server");
       return { tokens, firstText, lastText };
     },
@@ -97,10 +132,15 @@ function llamaTarget(url: string): Target {
   return {
     name: "llama-server",
     async stream(prompt) {
-      let firstText = 0, lastText = 0, tokens = -1;
+      let firstText = 0,
+        lastText = 0,
+        tokens = -1;
       await postEvents(`${url}/completion`, { prompt, n_predict: MAX_TOKENS, temperature: 0, stream: true }, (data, now) => {
         const chunk = JSON.parse(data) as { content: string; stop: boolean; tokens_predicted?: number };
-        if (chunk.content) { firstText ||= now; lastText = now; }
+        if (chunk.content) {
+          firstText ||= now;
+          lastText = now;
+        }
         if (chunk.stop) tokens = chunk.tokens_predicted ?? -1;
       });
       if (tokens !== MAX_TOKENS) throw lengthError(tokens, "llama-server");
@@ -118,10 +158,17 @@ function llamaTarget(url: string): Target {
 }
 
 async function engineStream(engine: SteeringEngine, prompt: string): Promise<Stream> {
-  let firstText = 0, lastText = 0;
+  let firstText = 0,
+    lastText = 0;
   const result = await engine.generate({
-    prompt, maxTokens: MAX_TOKENS, temperature: 0,
-    onText: () => { const now = performance.now(); firstText ||= now; lastText = now; },
+    prompt,
+    maxTokens: MAX_TOKENS,
+    temperature: 0,
+    onText: () => {
+      const now = performance.now();
+      firstText ||= now;
+      lastText = now;
+    },
   });
   if (result.tokens.length !== MAX_TOKENS) throw lengthError(result.tokens.length, "engine");
   return { tokens: result.tokens.length, firstText, lastText };
@@ -136,7 +183,10 @@ async function aggregate(target: Target, n: number): Promise<number> {
 }
 
 const best = (xs: number[]) => Math.max(...xs);
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2; };
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
+};
 
 const path = modelPath();
 const ours = await startPastaServer(path);
@@ -169,8 +219,17 @@ try {
   // 2. prefill, alternating; a distinct first word per round leaves nothing for pasta-server's prefix cache
   const prefill = { pasta: [] as number[], llama: [] as number[] };
   let prefillTokens = 0;
-  for (let round = 0; round < 3 * ROUNDS; round++) { // a round is ~0.3 s: more of them, for a steadier median
-    for (const [name, target] of round % 2 ? [["llama", llama], ["pasta", pasta]] as const : [["pasta", pasta], ["llama", llama]] as const) {
+  for (let round = 0; round < 3 * ROUNDS; round++) {
+    // a round is ~0.3 s: more of them, for a steadier median
+    for (const [name, target] of round % 2
+      ? ([
+          ["llama", llama],
+          ["pasta", pasta],
+        ] as const)
+      : ([
+          ["pasta", pasta],
+          ["llama", llama],
+        ] as const)) {
       const { tokens, ms } = await target.prefill(LONG_PROMPT(round));
       prefillTokens = tokens;
       prefill[name].push(tokens / (ms / 1000));
@@ -182,35 +241,54 @@ try {
   const agg = { pasta: new Map<number, number[]>(), llama: new Map<number, number[]>() };
   for (let round = 0; round < ROUNDS; round++) {
     for (const n of [1, LLAMA_SLOTS, SETTINGS.parallel]) {
-      const sides = [["pasta", pasta], ["llama", llama]] as const;
+      const sides = [
+        ["pasta", pasta],
+        ["llama", llama],
+      ] as const;
       for (const [name, target] of round % 2 ? [...sides].reverse() : sides) {
         if (name === "llama" && n > LLAMA_SLOTS) continue;
-        agg[name].set(n, [...agg[name].get(n) ?? [], await aggregate(target, n)]);
+        agg[name].set(n, [...(agg[name].get(n) ?? []), await aggregate(target, n)]);
       }
     }
   }
 
   const ratioRow = (label: string, a: number[], b: number[], target: string, unit = "t/s") => {
     const pairs = a.map((x, i) => x / b[i]!);
-    console.log(`| ${label} | ${best(a).toFixed(1)} ${unit} | ${best(b).toFixed(1)} ${unit} | ${(best(a) / best(b)).toFixed(3)} | ${median(pairs).toFixed(3)} | ${target} |`);
+    console.log(
+      `| ${label} | ${best(a).toFixed(1)} ${unit} | ${best(b).toFixed(1)} ${unit} | ${(best(a) / best(b)).toFixed(3)} | ${median(pairs).toFixed(3)} | ${target} |`,
+    );
   };
-  console.log(`\n### ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} CPUs, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
-  console.log(`\nmodel: generated llama ${SHAPE.embedding} x ${SHAPE.layers} layers, ${SHAPE.heads}/${SHAPE.kvHeads} heads, 32k vocab, F16; threads ${THREADS}; ` +
-    `pasta-server --parallel ${SETTINGS.parallel} --ctx-size ${SETTINGS.contextSize}, llama-server -np ${LLAMA_SLOTS} -c ${LLAMA_SLOTS * SETTINGS.contextSize} -fa on; ` +
-    `${MAX_TOKENS} greedy tokens per stream; best of ${ROUNDS} rounds (prefill: ${3 * ROUNDS}); steered: ${JSON.stringify(STEERING.heads)}\n`);
+  console.log(
+    `\n### ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} CPUs, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+  );
+  console.log(
+    `\nmodel: generated llama ${SHAPE.embedding} x ${SHAPE.layers} layers, ${SHAPE.heads}/${SHAPE.kvHeads} heads, 32k vocab, F16; threads ${THREADS}; ` +
+      `pasta-server --parallel ${SETTINGS.parallel} --ctx-size ${SETTINGS.contextSize}, llama-server -np ${LLAMA_SLOTS} -c ${LLAMA_SLOTS * SETTINGS.contextSize} -fa on; ` +
+      `${MAX_TOKENS} greedy tokens per stream; best of ${ROUNDS} rounds (prefill: ${3 * ROUNDS}); steered: ${JSON.stringify(STEERING.heads)}\n`,
+  );
   console.log("| measurement | A | B | A / B, best rounds | A / B, median of round pairs | target |\n|---|---|---|---|---|---|");
   ratioRow("single-stream decode, HTTP: pasta-server (A) / llama-server (B)", rates.pasta, rates.llama, ">= 0.90");
   ratioRow("single-stream decode, HTTP: pasta-server steered (A) / llama-server (B)", rates.steered, rates.llama, ">= 0.85");
   ratioRow(`prefill, ${prefillTokens}-token prompt, HTTP: pasta-server (A) / llama-server (B)`, prefill.pasta, prefill.llama, ">= 0.95");
   for (const n of [1, LLAMA_SLOTS]) {
-    ratioRow(`aggregate decode, ${n} concurrent stream${n > 1 ? "s" : ""}: pasta-server (A) / llama-server (B)`, agg.pasta.get(n)!, agg.llama.get(n)!, n > 1 ? ">= 1.00" : "");
+    ratioRow(
+      `aggregate decode, ${n} concurrent stream${n > 1 ? "s" : ""}: pasta-server (A) / llama-server (B)`,
+      agg.pasta.get(n)!,
+      agg.llama.get(n)!,
+      n > 1 ? ">= 1.00" : "",
+    );
   }
   const [one, eight] = [best(agg.pasta.get(1)!), best(agg.pasta.get(SETTINGS.parallel)!)];
-  console.log(`| aggregate decode, ${SETTINGS.parallel} concurrent streams: pasta-server (A) / pasta-server, 1 stream (B) | ${eight.toFixed(1)} t/s | ${one.toFixed(1)} t/s | ${(eight / one).toFixed(3)} | | |`);
+  console.log(
+    `| aggregate decode, ${SETTINGS.parallel} concurrent streams: pasta-server (A) / pasta-server, 1 stream (B) | ${eight.toFixed(1)} t/s | ${one.toFixed(1)} t/s | ${(eight / one).toFixed(3)} | | |`,
+  );
   ratioRow("single-stream decode: pasta-server HTTP (A) / its engine in-process (B)", rates.pasta, rates.engine, ">= 0.95");
 } finally {
   theirs.proc.kill("SIGTERM");
   ours.proc.kill("SIGTERM"); // the server drains (nothing is in flight) and exits 0
   const code = await exited;
-  if (code !== 0) { console.error(`the server exited with ${code}`); process.exitCode = 1; }
+  if (code !== 0) {
+    console.error(`the server exited with ${code}`);
+    process.exitCode = 1;
+  }
 }

@@ -37,14 +37,24 @@ export async function request(base: string, path: string, init: RequestInit = {}
   });
   const text = await res.text();
   let body: unknown;
-  try { body = JSON.parse(text); } catch { body = undefined; }
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
   return { status: res.status, headers: res.headers, text, body, ms: performance.now() - started };
 }
 
 /** POST `body` as JSON; the Response itself, unread (for streams, or to read it as it arrives). */
-export function postJson(url: string, body: unknown, init: { headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+export function postJson(
+  url: string,
+  body: unknown,
+  init: { headers?: Record<string, string>; signal?: AbortSignal } = {},
+): Promise<Response> {
   return fetch(url, {
-    method: "POST", headers: { "content-type": "application/json", ...init.headers }, body: jsonText(body),
+    method: "POST",
+    headers: { "content-type": "application/json", ...init.headers },
+    body: jsonText(body),
     ...(init.signal ? { signal: init.signal } : {}),
   });
 }
@@ -67,10 +77,14 @@ export function postRaw(url: string, headers: Record<string, string>, body: stri
       answered = true;
       let data = "";
       res.setEncoding("utf8");
-      res.on("data", (chunk: string) => { data += chunk; });
+      res.on("data", (chunk: string) => {
+        data += chunk;
+      });
       res.on("end", () => resolve({ status: res.statusCode!, json: JSON.parse(data) }));
     });
-    req.on("error", (err) => { if (!answered) reject(err); });
+    req.on("error", (err) => {
+      if (!answered) reject(err);
+    });
     req.end(body);
   });
 }
@@ -91,7 +105,10 @@ export function postEvents(url: string, body: unknown, onEvent: (data: string, n
       let text = "";
       res.on("data", (chunk: string) => {
         const now = performance.now();
-        if (res.statusCode !== 200 || !sse) { text += chunk; return; }
+        if (res.statusCode !== 200 || !sse) {
+          text += chunk;
+          return;
+        }
         for (const e of sse.push(chunk)) {
           if (e.event === "error") return void req.destroy(new Error(`POST ${url}: event: error ${e.data}`));
           if (e.event === undefined && e.data !== "" && e.data !== "[DONE]") onEvent(e.data, now);

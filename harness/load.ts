@@ -39,15 +39,23 @@ const MAX_TOKENS = 64;
 /** Prompts with a sentence to emphasize in them. */
 const PROMPTS: Array<{ prompt: string; emphasis: string }> = [
   { prompt: "Lily had a red ball. Tom had a blue kite. Lily wanted to play with the", emphasis: "Tom had a blue kite." },
-  { prompt: "Once upon a time there was a little dog named Max. Max liked to run in the park. One day", emphasis: "Max liked to run in the park." },
+  {
+    prompt: "Once upon a time there was a little dog named Max. Max liked to run in the park. One day",
+    emphasis: "Max liked to run in the park.",
+  },
   { prompt: "Tom went to the park with his mom. The sun was hot and the sky was blue. Tom saw a", emphasis: "The sun was hot" },
-  { prompt: "Sue had a big box of toys. She gave her friend Ben a car. Ben was very happy and said", emphasis: "She gave her friend Ben a car." },
+  {
+    prompt: "Sue had a big box of toys. She gave her friend Ben a car. Ben was very happy and said",
+    emphasis: "She gave her friend Ben a car.",
+  },
 ];
 
 export type Endpoint = "generate" | "chat" | "completions";
 const ENDPOINTS: readonly Endpoint[] = ["generate", "chat", "completions"];
 /** every combination of endpoint x streaming x steering; a client walks through them in turn */
-const KINDS = ENDPOINTS.flatMap((endpoint) => [false, true].flatMap((stream) => [false, true].map((steered) => ({ endpoint, stream, steered }))));
+const KINDS = ENDPOINTS.flatMap((endpoint) =>
+  [false, true].flatMap((stream) => [false, true].map((steered) => ({ endpoint, stream, steered }))),
+);
 
 export interface LoadOptions {
   seconds: number;
@@ -60,9 +68,18 @@ export interface LoadOptions {
   log?: (line: string) => void;
 }
 
-export interface Percentiles { count: number; p50: number; p90: number; p99: number; max: number }
+export interface Percentiles {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
 
-export interface KindCount { requests: number; ok: number }
+export interface KindCount {
+  requests: number;
+  ok: number;
+}
 
 export interface MemoryCheck {
   samples: number;
@@ -124,63 +141,106 @@ export function percentiles(values: number[]): Percentiles {
 }
 
 /** What a documented refusal must look like; undefined when it does. */
-export function refusalProblem(status: number, retryAfter: string | null | undefined, error: { type?: unknown; message?: unknown } | undefined): string | undefined {
+export function refusalProblem(
+  status: number,
+  retryAfter: string | null | undefined,
+  error: { type?: unknown; message?: unknown } | undefined,
+): string | undefined {
   if (status !== 429 && status !== 503) return `status ${status} is neither a success nor a documented refusal (429/503)`;
   if (!/^\d+$/.test(retryAfter ?? "")) return `${status} without a whole-seconds Retry-After (${JSON.stringify(retryAfter)})`;
   const type = status === 429 ? "rate_limit_error" : "server_error";
-  if (error?.type !== type || typeof error.message !== "string") return `${status} without OpenAI's error body of type ${type}: ${JSON.stringify(error)}`;
+  if (error?.type !== type || typeof error.message !== "string")
+    return `${status} without OpenAI's error body of type ${type}: ${JSON.stringify(error)}`;
   return undefined;
 }
 
-interface Usage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
 
 function usageProblem(usage: Usage | undefined, maxTokens: number): string | undefined {
-  if (!usage || !Number.isInteger(usage.completion_tokens) || !Number.isInteger(usage.prompt_tokens)) return `malformed usage ${JSON.stringify(usage)}`;
-  if (usage.completion_tokens < 0 || usage.completion_tokens > maxTokens) return `completion_tokens ${usage.completion_tokens} outside [0, ${maxTokens}]`;
-  if (usage.total_tokens !== usage.prompt_tokens + usage.completion_tokens) return `total_tokens ${usage.total_tokens} != prompt + completion`;
+  if (!usage || !Number.isInteger(usage.completion_tokens) || !Number.isInteger(usage.prompt_tokens))
+    return `malformed usage ${JSON.stringify(usage)}`;
+  if (usage.completion_tokens < 0 || usage.completion_tokens > maxTokens)
+    return `completion_tokens ${usage.completion_tokens} outside [0, ${maxTokens}]`;
+  if (usage.total_tokens !== usage.prompt_tokens + usage.completion_tokens)
+    return `total_tokens ${usage.total_tokens} != prompt + completion`;
   return undefined;
 }
 
 /** A finished answer's own consistency (streamed or not). */
-function answerProblem(a: { text: string; finishReason: unknown; usage?: Usage; maxTokens: number; steered: boolean; spans: unknown; cutShort?: boolean }): string | undefined {
+function answerProblem(a: {
+  text: string;
+  finishReason: unknown;
+  usage?: Usage;
+  maxTokens: number;
+  steered: boolean;
+  spans: unknown;
+  cutShort?: boolean;
+}): string | undefined {
   if (a.finishReason !== "stop" && a.finishReason !== "length") return `finish_reason ${JSON.stringify(a.finishReason)}`;
   if (a.usage) {
     const bad = usageProblem(a.usage, a.maxTokens);
     if (bad) return bad;
     // unless a time limit or shutdown may stop a request (cutShort), "length" means max_tokens were generated
-    if (!a.cutShort && a.finishReason === "length" && a.usage.completion_tokens !== a.maxTokens) return `finish_reason length after ${a.usage.completion_tokens} of ${a.maxTokens} tokens`;
+    if (!a.cutShort && a.finishReason === "length" && a.usage.completion_tokens !== a.maxTokens)
+      return `finish_reason length after ${a.usage.completion_tokens} of ${a.maxTokens} tokens`;
     if (a.usage.completion_tokens > 0 && a.text === "") return `empty text for ${a.usage.completion_tokens} completion tokens`;
   } else if (a.finishReason === "length" && a.text === "") {
     return `empty text for ${a.maxTokens} completion tokens (finish_reason length)`;
   }
   const spans = a.spans as Array<{ text?: unknown }> | undefined;
-  if (a.steered && !(Array.isArray(spans) && spans.length >= 1 && spans.every((s) => typeof s.text === "string"))) return `steered, but steering.spans is ${JSON.stringify(spans)}`;
+  if (a.steered && !(Array.isArray(spans) && spans.length >= 1 && spans.every((s) => typeof s.text === "string")))
+    return `steered, but steering.spans is ${JSON.stringify(spans)}`;
   if (!a.steered && spans !== undefined) return "unsteered, but the answer carries steering";
   return undefined;
 }
 
 /** A non-streamed success body's consistency; undefined when it is well-formed. */
-export function bodyProblem(b: any, endpoint: Endpoint, o: { maxTokens: number; steered: boolean; cutShort?: boolean }): string | undefined {
+export function bodyProblem(
+  b: any,
+  endpoint: Endpoint,
+  o: { maxTokens: number; steered: boolean; cutShort?: boolean },
+): string | undefined {
   const choice = b?.choices?.[0];
   const text = endpoint === "generate" ? b?.text : endpoint === "chat" ? choice?.message?.content : choice?.text;
   if (typeof text !== "string") return `no text in ${JSON.stringify(b).slice(0, 200)}`;
   const finishReason = endpoint === "generate" ? b.finish_reason : choice?.finish_reason;
-  return answerProblem({ text, finishReason, usage: b.usage, maxTokens: o.maxTokens, steered: o.steered, spans: b.steering?.spans, cutShort: o.cutShort ?? false });
+  return answerProblem({
+    text,
+    finishReason,
+    usage: b.usage,
+    maxTokens: o.maxTokens,
+    steered: o.steered,
+    spans: b.steering?.spans,
+    cutShort: o.cutShort ?? false,
+  });
 }
 
 /**
  * A complete SSE body's shape: JSON chunks, no error event, exactly one finish chunk, usage as asked
  * (last before [DONE]), `data: [DONE]` once and last; then the answer's own consistency.
  */
-export function streamProblem(raw: string, endpoint: Endpoint, o: { includeUsage: boolean; maxTokens: number; steered: boolean; cutShort?: boolean }): string | undefined {
+export function streamProblem(
+  raw: string,
+  endpoint: Endpoint,
+  o: { includeUsage: boolean; maxTokens: number; steered: boolean; cutShort?: boolean },
+): string | undefined {
   const events = sseEvents(raw);
   const errorEvent = events.find((e) => e.event !== undefined);
   if (errorEvent) return `stream carries an "${errorEvent.event}" event: ${errorEvent.data.slice(0, 200)}`;
-  if (events.at(-1)?.data !== "[DONE]") return `stream does not end with data: [DONE] (last: ${JSON.stringify(events.at(-1)?.data?.slice(0, 200))})`;
+  if (events.at(-1)?.data !== "[DONE]")
+    return `stream does not end with data: [DONE] (last: ${JSON.stringify(events.at(-1)?.data?.slice(0, 200))})`;
   const chunks: any[] = [];
   for (const e of events.slice(0, -1)) {
     if (e.data === "[DONE]") return "data: [DONE] before the end of the stream";
-    try { chunks.push(JSON.parse(e.data)); } catch { return `a chunk is not JSON: ${e.data.slice(0, 200)}`; }
+    try {
+      chunks.push(JSON.parse(e.data));
+    } catch {
+      return `a chunk is not JSON: ${e.data.slice(0, 200)}`;
+    }
   }
   if (chunks.length < 2) return `only ${chunks.length} chunks before [DONE]`;
   const finishOf = (c: any) => (endpoint === "generate" ? c.finish_reason : c.choices?.[0]?.finish_reason) ?? null;
@@ -195,10 +255,12 @@ export function streamProblem(raw: string, endpoint: Endpoint, o: { includeUsage
     if (usageChunks.length !== 1 || !usage) return "/v1/generate's finish chunk carries no usage";
   } else {
     const usageLast = o.includeUsage ? 1 : 0;
-    if (finishIndex !== chunks.length - 1 - usageLast) return `the finish chunk is at ${finishIndex} of ${chunks.length} chunks (include_usage ${o.includeUsage})`;
+    if (finishIndex !== chunks.length - 1 - usageLast)
+      return `the finish chunk is at ${finishIndex} of ${chunks.length} chunks (include_usage ${o.includeUsage})`;
     if (o.includeUsage) {
       const last = chunks.at(-1);
-      if (usageChunks.length !== 1 || !last.usage || !Array.isArray(last.choices) || last.choices.length !== 0) return "include_usage, but no usage chunk (choices: []) last before [DONE]";
+      if (usageChunks.length !== 1 || !last.usage || !Array.isArray(last.choices) || last.choices.length !== 0)
+        return "include_usage, but no usage chunk (choices: []) last before [DONE]";
       usage = last.usage;
     } else if (usageChunks.length > 0) {
       return "usage arrived without stream_options.include_usage";
@@ -207,11 +269,21 @@ export function streamProblem(raw: string, endpoint: Endpoint, o: { includeUsage
     if (ids.size !== 1) return `chunks carry ${ids.size} different ids`;
     const object = endpoint === "chat" ? "chat.completion.chunk" : "text_completion";
     if (!chunks.every((c) => c.object === object)) return `a chunk's object is not ${object}`;
-    if (endpoint === "chat" && chunks[0].choices?.[0]?.delta?.role !== "assistant") return "the first chat chunk has no delta.role assistant";
+    if (endpoint === "chat" && chunks[0].choices?.[0]?.delta?.role !== "assistant")
+      return "the first chat chunk has no delta.role assistant";
   }
-  const pieceOf = (c: any): string => (endpoint === "generate" ? c.text : endpoint === "chat" ? c.choices?.[0]?.delta?.content : c.choices?.[0]?.text) ?? "";
+  const pieceOf = (c: any): string =>
+    (endpoint === "generate" ? c.text : endpoint === "chat" ? c.choices?.[0]?.delta?.content : c.choices?.[0]?.text) ?? "";
   const text = chunks.map(pieceOf).join("");
-  return answerProblem({ text, finishReason, usage, maxTokens: o.maxTokens, steered: o.steered, spans: chunks[0].steering?.spans, cutShort: o.cutShort ?? false });
+  return answerProblem({
+    text,
+    finishReason,
+    usage,
+    maxTokens: o.maxTokens,
+    steered: o.steered,
+    spans: chunks[0].steering?.spans,
+    cutShort: o.cutShort ?? false,
+  });
 }
 
 const isLoopback = (base: string) => ["127.0.0.1", "localhost", "[::1]", "::1"].includes(new URL(base).hostname);
@@ -224,7 +296,12 @@ class Client {
   private readonly random: () => number;
   private turn: number;
 
-  constructor(private readonly base: string, private readonly apiKey: string | undefined, private readonly model: string, readonly index: number) {
+  constructor(
+    private readonly base: string,
+    private readonly apiKey: string | undefined,
+    private readonly model: string,
+    readonly index: number,
+  ) {
     this.random = seededRandom(0x9e3779b1 ^ (index * 7919));
     this.turn = index; // clients start on different kinds
     const tap: typeof fetch = async (input, init) => {
@@ -257,30 +334,74 @@ class Client {
     const steering = kind.steered ? { steering: { emphasis: [emphasis], heads: HEADS } } : {};
     const started = performance.now();
     const outcome = (status: number | "error", extra: { ttftMs?: number; retryAfterS?: number; violation?: string } = {}): Outcome => ({
-      kind, status, ms: performance.now() - started, ...extra,
-      ...(extra.violation ? { violation: `${kind.endpoint} ${kind.stream ? "stream" : "plain"} ${kind.steered ? "steered" : "unsteered"} max_tokens ${maxTokens}: ${extra.violation}` } : {}),
+      kind,
+      status,
+      ms: performance.now() - started,
+      ...extra,
+      ...(extra.violation
+        ? {
+            violation: `${kind.endpoint} ${kind.stream ? "stream" : "plain"} ${kind.steered ? "steered" : "unsteered"} max_tokens ${maxTokens}: ${extra.violation}`,
+          }
+        : {}),
     });
     try {
-      if (kind.endpoint === "generate") return await this.generate({ prompt, max_tokens: maxTokens, ...sampling, ...steering }, kind.stream, kind.steered, maxTokens, started, outcome);
-      return await this.openaiRequest(kind.endpoint, prompt, { max_tokens: maxTokens, ...sampling, ...steering }, kind.stream, includeUsage, kind.steered, maxTokens, started, outcome);
+      if (kind.endpoint === "generate")
+        return await this.generate(
+          { prompt, max_tokens: maxTokens, ...sampling, ...steering },
+          kind.stream,
+          kind.steered,
+          maxTokens,
+          started,
+          outcome,
+        );
+      return await this.openaiRequest(
+        kind.endpoint,
+        prompt,
+        { max_tokens: maxTokens, ...sampling, ...steering },
+        kind.stream,
+        includeUsage,
+        kind.steered,
+        maxTokens,
+        started,
+        outcome,
+      );
     } catch (err) {
       if (err instanceof OpenAI.APIError && err.status !== undefined) {
         const retryAfter = err.headers?.get("retry-after");
         const violation = refusalProblem(err.status, retryAfter, err.error as any);
-        return outcome(err.status, { ...(retryAfter ? { retryAfterS: Number(retryAfter) || 0 } : {}), ...(violation ? { violation } : {}) });
+        return outcome(err.status, {
+          ...(retryAfter ? { retryAfterS: Number(retryAfter) || 0 } : {}),
+          ...(violation ? { violation } : {}),
+        });
       }
       return outcome("error", { violation: `request failed: ${(err as Error).name}: ${(err as Error).message}` });
     }
   }
 
-  private async generate(body: object, stream: boolean, steered: boolean, maxTokens: number, started: number, outcome: OutcomeOf): Promise<Outcome> {
-    const res = await postJson(`${this.base}/v1/generate`, { ...body, stream }, {
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), headers: this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {},
-    });
+  private async generate(
+    body: object,
+    stream: boolean,
+    steered: boolean,
+    maxTokens: number,
+    started: number,
+    outcome: OutcomeOf,
+  ): Promise<Outcome> {
+    const res = await postJson(
+      `${this.base}/v1/generate`,
+      { ...body, stream },
+      {
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        headers: this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {},
+      },
+    );
     if (res.status !== 200) {
       const text = await res.text();
       let error: any;
-      try { error = JSON.parse(text).error; } catch { error = undefined; }
+      try {
+        error = JSON.parse(text).error;
+      } catch {
+        error = undefined;
+      }
       const retryAfter = res.headers.get("retry-after");
       const violation = refusalProblem(res.status, retryAfter, error);
       return outcome(res.status, { ...(retryAfter ? { retryAfterS: Number(retryAfter) || 0 } : {}), ...(violation ? { violation } : {}) });
@@ -289,12 +410,14 @@ class Client {
       const violation = bodyProblem(await res.json(), "generate", { maxTokens, steered });
       return outcome(200, violation ? { violation } : {});
     }
-    if (!(res.headers.get("content-type") ?? "").startsWith("text/event-stream")) return outcome(200, { violation: `stream with content-type ${res.headers.get("content-type")}` });
+    if (!(res.headers.get("content-type") ?? "").startsWith("text/event-stream"))
+      return outcome(200, { violation: `stream with content-type ${res.headers.get("content-type")}` });
     // read as it arrives, for the time to the first text
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
     const sse = new SseParser();
-    let raw = "", ttftMs: number | undefined;
+    let raw = "",
+      ttftMs: number | undefined;
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
@@ -303,7 +426,14 @@ class Client {
       if (ttftMs === undefined) {
         for (const e of sse.push(text)) {
           if (e.event !== undefined) continue; // judged below
-          try { if (JSON.parse(e.data).text) { ttftMs = performance.now() - started; break; } } catch { /* judged below */ }
+          try {
+            if (JSON.parse(e.data).text) {
+              ttftMs = performance.now() - started;
+              break;
+            }
+          } catch {
+            /* judged below */
+          }
         }
       }
     }
@@ -312,13 +442,25 @@ class Client {
     return outcome(200, { ...(ttftMs !== undefined ? { ttftMs } : {}), ...(violation ? { violation } : {}) });
   }
 
-  private async openaiRequest(endpoint: "chat" | "completions", prompt: string, body: Record<string, unknown>, stream: boolean, includeUsage: boolean, steered: boolean, maxTokens: number, started: number, outcome: OutcomeOf): Promise<Outcome> {
-    const request = endpoint === "chat"
-      ? { model: this.model, messages: [{ role: "user" as const, content: prompt }], ...body }
-      : { model: this.model, prompt, ...body };
-    const create = (extra: object): Promise<any> => endpoint === "chat"
-      ? this.openai.chat.completions.create({ ...request, ...extra } as any)
-      : this.openai.completions.create({ ...request, ...extra } as any);
+  private async openaiRequest(
+    endpoint: "chat" | "completions",
+    prompt: string,
+    body: Record<string, unknown>,
+    stream: boolean,
+    includeUsage: boolean,
+    steered: boolean,
+    maxTokens: number,
+    started: number,
+    outcome: OutcomeOf,
+  ): Promise<Outcome> {
+    const request =
+      endpoint === "chat"
+        ? { model: this.model, messages: [{ role: "user" as const, content: prompt }], ...body }
+        : { model: this.model, prompt, ...body };
+    const create = (extra: object): Promise<any> =>
+      endpoint === "chat"
+        ? this.openai.chat.completions.create({ ...request, ...extra } as any)
+        : this.openai.completions.create({ ...request, ...extra } as any);
     if (!stream) {
       const violation = bodyProblem(await create({}), endpoint, { maxTokens, steered });
       return outcome(200, violation ? { violation } : {});
@@ -343,7 +485,10 @@ async function sampleMemory(base: string, t0: number, until: number, into: Array
     await sleep(Math.max(0, next - performance.now()));
     try {
       const rss = metricValue(await scrapeMetrics(base), "pasta_process_resident_memory_bytes");
-      if (rss === undefined) { problems.push("/metrics has no pasta_process_resident_memory_bytes"); return; }
+      if (rss === undefined) {
+        problems.push("/metrics has no pasta_process_resident_memory_bytes");
+        return;
+      }
       into.push({ t: (performance.now() - t0) / 1000, rss });
     } catch (err) {
       problems.push(`/metrics failed during the run: ${(err as Error).message}`);
@@ -356,19 +501,36 @@ export function memoryCheck(samples: Array<{ t: number; rss: number }>, seconds:
   const middle = samples.filter((s) => s.t >= seconds / 3 && s.t < (2 * seconds) / 3).map((s) => s.rss);
   const last = samples.filter((s) => s.t >= (2 * seconds) / 3).map((s) => s.rss);
   if (middle.length < 2 || last.length < 2) {
-    return { samples: samples.length, middleMeanBytes: NaN, lastMeanBytes: NaN, growth: NaN, ok: false, why: `too few RSS samples (${middle.length} in the middle third, ${last.length} in the last): run at least 6 s` };
+    return {
+      samples: samples.length,
+      middleMeanBytes: NaN,
+      lastMeanBytes: NaN,
+      growth: NaN,
+      ok: false,
+      why: `too few RSS samples (${middle.length} in the middle third, ${last.length} in the last): run at least 6 s`,
+    };
   }
-  const middleMeanBytes = mean(middle), lastMeanBytes = mean(last);
+  const middleMeanBytes = mean(middle),
+    lastMeanBytes = mean(last);
   const growth = lastMeanBytes / middleMeanBytes - 1;
   const ok = growth <= MEMORY_TOLERANCE;
-  return { samples: samples.length, middleMeanBytes, lastMeanBytes, growth, ok, ...(ok ? {} : { why: `RSS grew ${(growth * 100).toFixed(1)}% from the middle third to the last (allowed ${MEMORY_TOLERANCE * 100}%)` }) };
+  return {
+    samples: samples.length,
+    middleMeanBytes,
+    lastMeanBytes,
+    growth,
+    ok,
+    ...(ok ? {} : { why: `RSS grew ${(growth * 100).toFixed(1)}% from the middle third to the last (allowed ${MEMORY_TOLERANCE * 100}%)` }),
+  };
 }
 
 export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
   const { seconds, clients } = options;
   const log = options.log ?? (() => {});
-  if (!(seconds > 0) || !Number.isInteger(clients) || clients < 1) throw new Error(`seconds must be > 0 and clients a positive integer (got ${seconds}, ${clients})`);
-  if (options.base !== undefined && !isLoopback(options.base)) throw new Error(`loopback only: ${options.base} is not 127.0.0.1, localhost or [::1]`);
+  if (!(seconds > 0) || !Number.isInteger(clients) || clients < 1)
+    throw new Error(`seconds must be > 0 and clients a positive integer (got ${seconds}, ${clients})`);
+  if (options.base !== undefined && !isLoopback(options.base))
+    throw new Error(`loopback only: ${options.base} is not 127.0.0.1, localhost or [::1]`);
 
   let server: ServerProcess | undefined;
   if (options.base === undefined) {
@@ -388,15 +550,19 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
     const t0 = performance.now();
     const until = t0 + seconds * 1000;
     const sampler = sampleMemory(base, t0, until, rss, violations);
-    await Promise.all(Array.from({ length: clients }, (_, i) => new Client(base, options.apiKey, model, i).loop(until, (o) => outcomes.push(o))));
+    await Promise.all(
+      Array.from({ length: clients }, (_, i) => new Client(base, options.apiKey, model, i).loop(until, (o) => outcomes.push(o))),
+    );
     const elapsedSeconds = (performance.now() - t0) / 1000;
     await sampler;
 
     // afterwards: idle, and the server's own count of generated tokens
     const after = await scrapeMetrics(base);
     const completionTokens = (metricValue(after, "pasta_completion_tokens_total") ?? 0) - tokensBefore;
-    const active = metricValue(after, "pasta_active_sequences"), queued = metricValue(after, "pasta_queue_depth");
-    if (active !== 0 || queued !== 0) violations.push(`after the run: pasta_active_sequences ${active}, pasta_queue_depth ${queued} (expected 0, 0)`);
+    const active = metricValue(after, "pasta_active_sequences"),
+      queued = metricValue(after, "pasta_queue_depth");
+    if (active !== 0 || queued !== 0)
+      violations.push(`after the run: pasta_active_sequences ${active}, pasta_queue_depth ${queued} (expected 0, 0)`);
 
     for (const o of outcomes) if (o.violation) violations.push(o.violation);
     const statuses: Record<string, number> = {};
@@ -405,7 +571,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
     for (const o of outcomes) {
       statuses[String(o.status)] = (statuses[String(o.status)] ?? 0) + 1;
       const ok = o.status === 200 && !o.violation ? 1 : 0;
-      for (const [table, key] of [[kinds, `${o.kind.steered ? "steered" : "unsteered"}/${o.kind.stream ? "stream" : "plain"}`], [endpoints, `${o.kind.endpoint}/${o.kind.stream ? "stream" : "plain"}`]] as const) {
+      for (const [table, key] of [
+        [kinds, `${o.kind.steered ? "steered" : "unsteered"}/${o.kind.stream ? "stream" : "plain"}`],
+        [endpoints, `${o.kind.endpoint}/${o.kind.stream ? "stream" : "plain"}`],
+      ] as const) {
         const entry = (table[key] ??= { requests: 0, ok: 0 });
         entry.requests++;
         entry.ok += ok;
@@ -424,11 +593,22 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
       server = undefined;
     }
     return {
-      seconds, clients, base, elapsedSeconds, requests: outcomes.length, ok: succeeded.length, statuses, kinds, endpoints,
-      requestsPerSecond: succeeded.length / elapsedSeconds, completionTokens, completionTokensPerSecond: completionTokens / elapsedSeconds,
+      seconds,
+      clients,
+      base,
+      elapsedSeconds,
+      requests: outcomes.length,
+      ok: succeeded.length,
+      statuses,
+      kinds,
+      endpoints,
+      requestsPerSecond: succeeded.length / elapsedSeconds,
+      completionTokens,
+      completionTokensPerSecond: completionTokens / elapsedSeconds,
       latencyMs: percentiles(succeeded.map((o) => o.ms)),
       ttftMs: percentiles(succeeded.filter((o) => o.ttftMs !== undefined).map((o) => o.ttftMs!)),
-      memory, violations,
+      memory,
+      violations,
     };
   } finally {
     await server?.stop("SIGKILL");
@@ -436,19 +616,31 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
 }
 
 export function formatSummary(s: LoadSummary): string {
-  const ms = (p: Percentiles) => `p50 ${p.p50.toFixed(0)} ms  p90 ${p.p90.toFixed(0)} ms  p99 ${p.p99.toFixed(0)} ms  max ${p.max.toFixed(0)} ms  (n=${p.count})`;
+  const ms = (p: Percentiles) =>
+    `p50 ${p.p50.toFixed(0)} ms  p90 ${p.p90.toFixed(0)} ms  p99 ${p.p99.toFixed(0)} ms  max ${p.max.toFixed(0)} ms  (n=${p.count})`;
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-  const table = (t: Record<string, KindCount>) => Object.entries(t).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `    ${k.padEnd(20)} ${String(v.ok).padStart(6)} ok of ${v.requests}`).join("\n");
+  const table = (t: Record<string, KindCount>) =>
+    Object.entries(t)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `    ${k.padEnd(20)} ${String(v.ok).padStart(6)} ok of ${v.requests}`)
+      .join("\n");
   const lines = [
     `load: ${s.clients} clients, ${s.seconds} s against ${s.base}; ${s.elapsedSeconds.toFixed(1)} s until the last answer`,
-    `  requests     ${s.requests} answered, ${s.ok} ok; by status: ${Object.entries(s.statuses).map(([k, v]) => `${k}: ${v}`).join(", ")}`,
+    `  requests     ${s.requests} answered, ${s.ok} ok; by status: ${Object.entries(s.statuses)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(", ")}`,
     `  throughput   ${s.requestsPerSecond.toFixed(1)} requests/s, ${s.completionTokensPerSecond.toFixed(0)} completion tokens/s (${s.completionTokens} tokens)`,
     `  latency      ${ms(s.latencyMs)}`,
     `  first token  ${ms(s.ttftMs)}  (streams)`,
     `  memory       RSS middle third ${mib(s.memory.middleMeanBytes)}, last third ${mib(s.memory.lastMeanBytes)}: ${(s.memory.growth * 100).toFixed(1)}% (allowed +${MEMORY_TOLERANCE * 100}%; ${s.memory.samples} samples) ${s.memory.ok ? "ok" : "FAIL"}`,
     `  by kind\n${table(s.kinds)}`,
     `  by endpoint\n${table(s.endpoints)}`,
-    s.violations.length === 0 ? "  violations   none" : `  violations   ${s.violations.length}:\n${s.violations.slice(0, 20).map((v) => `    - ${v}`).join("\n")}${s.violations.length > 20 ? `\n    ... and ${s.violations.length - 20} more` : ""}`,
+    s.violations.length === 0
+      ? "  violations   none"
+      : `  violations   ${s.violations.length}:\n${s.violations
+          .slice(0, 20)
+          .map((v) => `    - ${v}`)
+          .join("\n")}${s.violations.length > 20 ? `\n    ... and ${s.violations.length - 20} more` : ""}`,
   ];
   return lines.join("\n");
 }

@@ -1,6 +1,10 @@
 // Prometheus text exposition (GET /metrics), as the tests and the load driver read it.
 
-export interface MetricSample { name: string; labels: Record<string, string>; value: number }
+export interface MetricSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
 
 /** Samples of a Prometheus text exposition: name, labels, value (comments and blank lines skipped). */
 export function metricSamples(exposition: string): MetricSample[] {

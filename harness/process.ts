@@ -62,7 +62,9 @@ export interface ServerOptions {
 
 // children still running when this process exits (a failed assertion, a crash) are killed
 const live = new Map<ChildProcess, NodeJS.Signals>();
-process.once("exit", () => { for (const [child, signal] of live) child.kill(signal); });
+process.once("exit", () => {
+  for (const [child, signal] of live) child.kill(signal);
+});
 
 /** Kills `proc` with `signal` (SIGKILL by default) if it is still running when this process exits. */
 export function killOnExit(proc: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): void {
@@ -77,7 +79,11 @@ export function waitForExit(proc: ChildProcess): Promise<number | null> {
 }
 
 /** Sends `signal` unless `proc` has exited; SIGKILL after `timeoutMs`; resolves with the exit code (null: a signal). */
-export async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = "SIGTERM", timeoutMs = STOP_TIMEOUT_MS): Promise<number | null> {
+export async function stopProcess(
+  proc: ChildProcess,
+  signal: NodeJS.Signals = "SIGTERM",
+  timeoutMs = STOP_TIMEOUT_MS,
+): Promise<number | null> {
   if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
   proc.kill(signal);
   const killer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
@@ -102,24 +108,39 @@ export function freePort(): Promise<number> {
 
 function childEnv(env: Record<string, string>, logLevel: string | null): NodeJS.ProcessEnv {
   // PASTA_* settings of the shell running the tests (an API key, a port) must not change what a test starts
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("PASTA_") && (logLevel !== null || name !== "LOG_LEVEL")));
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith("PASTA_") && (logLevel !== null || name !== "LOG_LEVEL")),
+  );
   // NODE_OPTIONS empty: the test runner's own loader hooks must not leak into the child
   return { ...inherited, NODE_OPTIONS: "", ...(logLevel === null ? {} : { LOG_LEVEL: logLevel }), ...env };
 }
 
-interface Spawned { proc: ChildProcess; log: () => string; stdout: () => string; stderr: () => string }
+interface Spawned {
+  proc: ChildProcess;
+  log: () => string;
+  stdout: () => string;
+  stderr: () => string;
+}
 
-function spawnChild(command: string[], env: Record<string, string>, options: Pick<ServerOptions, "logLevel" | "logFile" | "onLine"> = {}): Spawned {
+function spawnChild(
+  command: string[],
+  env: Record<string, string>,
+  options: Pick<ServerOptions, "logLevel" | "logFile" | "onLine"> = {},
+): Spawned {
   const [program, ...args] = command;
   const proc = spawn(program === "node" ? process.execPath : program!, args, {
-    cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env: childEnv(env, options.logLevel === undefined ? "info" : options.logLevel),
+    cwd: PROJECT_ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: childEnv(env, options.logLevel === undefined ? "info" : options.logLevel),
   });
   killOnExit(proc);
   if (options.logFile) {
     mkdirSync(dirname(options.logFile), { recursive: true });
     writeFileSync(options.logFile, ""); // this child's lines only
   }
-  let all = "", out = "", err = "";
+  let all = "",
+    out = "",
+    err = "";
   // whole lines for logFile and onLine, per stream
   const liner = (stream: "stdout" | "stderr") => {
     let partial = "";
@@ -128,29 +149,45 @@ function spawnChild(command: string[], env: Record<string, string>, options: Pic
       const lines = (partial + chunk).split("\n");
       partial = lines.pop()!;
       for (const line of lines) {
-        if (options.logFile) appendFileSync(options.logFile, line + "\n");
+        if (options.logFile) appendFileSync(options.logFile, `${line}\n`);
         options.onLine?.(line, stream);
       }
     };
   };
-  const outLines = liner("stdout"), errLines = liner("stderr");
-  proc.stdout!.setEncoding("utf8").on("data", (chunk: string) => { all += chunk; out += chunk; outLines(chunk); });
-  proc.stderr!.setEncoding("utf8").on("data", (chunk: string) => { all += chunk; err += chunk; errLines(chunk); });
+  const outLines = liner("stdout"),
+    errLines = liner("stderr");
+  proc.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    all += chunk;
+    out += chunk;
+    outLines(chunk);
+  });
+  proc.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    all += chunk;
+    err += chunk;
+    errLines(chunk);
+  });
   return { proc, log: () => all, stdout: () => out, stderr: () => err };
 }
 
 const cliCommand = (args: string[]) => ["node", "--import", "tsx", CLI, ...args];
 
 /** Starts `pasta-server serve` (see the top of this file) and resolves once it listens and /ready is 200. */
-export async function startServer(args: string[] = [], env: Record<string, string> = {}, options: ServerOptions = {}): Promise<ServerProcess> {
+export async function startServer(
+  args: string[] = [],
+  env: Record<string, string> = {},
+  options: ServerOptions = {},
+): Promise<ServerProcess> {
   const STARTUP_TIMEOUT_MS = options.readyTimeoutMs ?? DEFAULT_STARTUP_TIMEOUT_MS;
   const defaults = options.noModel ? DEFAULT_SERVE_ARGS.slice(2) : DEFAULT_SERVE_ARGS;
   const command = options.command ? [...options.command, ...args] : cliCommand(["serve", ...defaults, ...args]);
   const { proc, log } = spawnChild(command, env, options);
   const stop = (signal: NodeJS.Signals = "SIGTERM") => stopProcess(proc, signal);
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-  const failure = (why: string) => new Error(`${options.command ? options.command.join(" ") : "pasta-server"} ${why}; args ${JSON.stringify(args)}; log:\n${log()}`);
-  const exited = waitForExit(proc).then((code) => { throw failure(`exited early with code ${code} (signal ${proc.signalCode})`); });
+  const failure = (why: string) =>
+    new Error(`${options.command ? options.command.join(" ") : "pasta-server"} ${why}; args ${JSON.stringify(args)}; log:\n${log()}`);
+  const exited = waitForExit(proc).then((code) => {
+    throw failure(`exited early with code ${code} (signal ${proc.signalCode})`);
+  });
   exited.catch(() => {}); // raced below; unobserved once startup succeeds
 
   try {
@@ -189,6 +226,14 @@ export async function startServer(args: string[] = [], env: Record<string, strin
       }
     })();
     await Promise.race([ready, exited]);
+    // 3. the log has caught up: /ready's answer can overtake log lines still in the stdout pipe, and
+    // the server logs "model loaded; ready" once the lines before it are written
+    if (!options.command) {
+      while (!log().includes('"msg":"model loaded; ready"')) {
+        if (Date.now() > deadline) throw failure(`never logged "model loaded; ready" within ${STARTUP_TIMEOUT_MS} ms`);
+        await sleep(20);
+      }
+    }
     return { base, port: Number(new URL(base).port), proc, log, stop };
   } catch (err) {
     await stop("SIGKILL");
@@ -215,7 +260,10 @@ export async function runCli(args: string[], env: Record<string, string> = {}, t
   const started = performance.now();
   const { proc, stdout, stderr } = spawnChild(cliCommand(args), env);
   let timedOut = false;
-  const timer = setTimeout(() => { timedOut = true; proc.kill("SIGKILL"); }, timeoutMs);
+  const timer = setTimeout(() => {
+    timedOut = true;
+    proc.kill("SIGKILL");
+  }, timeoutMs);
   // "close": the pipes are drained too, so stdout/stderr are complete
   const code = await new Promise<number | null>((resolve) => proc.once("close", (c) => resolve(c)));
   clearTimeout(timer);

@@ -28,15 +28,19 @@ export function parseSseBlock(block: string): SseEvent {
     if (m[1] === "event") event = value;
     else data.push(value);
   }
-  const wellFormed = lines.length === (event === undefined ? 1 : 2)
-    && (event === undefined || (lines[0]!.startsWith("event: ") && event !== ""))
-    && lines.at(-1)!.startsWith("data: ");
+  const wellFormed =
+    lines.length === (event === undefined ? 1 : 2) &&
+    (event === undefined || (lines[0]!.startsWith("event: ") && event !== "")) &&
+    lines.at(-1)!.startsWith("data: ");
   return { ...(event === undefined ? {} : { event }), data: data.join("\n"), wellFormed };
 }
 
 /** Every event of a complete SSE body, in order. */
 export function sseEvents(text: string): SseEvent[] {
-  return text.split("\n\n").filter((block) => block !== "").map(parseSseBlock);
+  return text
+    .split("\n\n")
+    .filter((block) => block !== "")
+    .map(parseSseBlock);
 }
 
 /**
@@ -58,7 +62,7 @@ export class SseParser {
   push(text: string): SseEvent[] {
     this.buffer += text;
     const events: SseEvent[] = [];
-    let end;
+    let end: number;
     while ((end = this.buffer.indexOf("\n\n")) >= 0) {
       const block = this.buffer.slice(0, end);
       this.buffer = this.buffer.slice(end + 2);

@@ -30,7 +30,10 @@ const addonDir = join(llamaDir, "addon");
 const stampPath = join(llamaDir, "localBuilds", `pasta-steering-${gpu === "cuda" ? "cuda" : "cpu"}.json`);
 
 const log = (msg) => console.log(`[pasta-server build] ${msg}`);
-const fail = (msg) => { console.error(`[pasta-server build] error: ${msg}`); process.exit(1); };
+const fail = (msg) => {
+  console.error(`[pasta-server build] error: ${msg}`);
+  process.exit(1);
+};
 const run = (cmd, cmdArgs, options = {}) => execFileSync(cmd, cmdArgs, { stdio: "inherit", ...options });
 
 const version = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8")).version;
@@ -52,7 +55,14 @@ if (!existsSync(join(llamaCppDir, "CMakeLists.txt"))) {
 // 2. patches
 const patchPath = join(here, "llama.cpp.patch");
 const git = (gitArgs) => execFileSync("git", ["-C", llamaCppDir, ...gitArgs], { stdio: "pipe" });
-const applies = (gitArgs) => { try { git(gitArgs); return true; } catch { return false; } };
+const applies = (gitArgs) => {
+  try {
+    git(gitArgs);
+    return true;
+  } catch {
+    return false;
+  }
+};
 if (applies(["apply", "--reverse", "--check", patchPath])) {
   log("llama.cpp steering patch already applied");
 } else if (applies(["apply", "--check", patchPath])) {
@@ -67,18 +77,31 @@ if (applies(["apply", "--reverse", "--check", patchPath])) {
 const addonFiles = readdirSync(join(here, "addon"));
 for (const file of addonFiles) copyFileSync(join(here, "addon", file), join(addonDir, file));
 const methods = [
-  ["steeringInfo", "SteeringInfo"], ["steeringSet", "SteeringSet"], ["steeringClear", "SteeringClear"],
-  ["generationStart", "GenerationStart"], ["generationSubmit", "GenerationSubmit"], ["generationCancel", "GenerationCancel"],
+  ["steeringInfo", "SteeringInfo"],
+  ["steeringSet", "SteeringSet"],
+  ["steeringClear", "SteeringClear"],
+  ["generationStart", "GenerationStart"],
+  ["generationSubmit", "GenerationSubmit"],
+  ["generationCancel", "GenerationCancel"],
 ];
 const addonEdits = [
-  ["AddonContext.h", "        bool memoryDisposed = false;\n",
+  [
+    "AddonContext.h",
+    "        bool memoryDisposed = false;\n",
     "        std::shared_ptr<class PastaGenerationLoop> pastaGenerationLoop; // AddonGenerationLoop.cpp\n" +
-    methods.map(([, cpp]) => `        Napi::Value ${cpp}(const Napi::CallbackInfo& info);\n`).join("")],
+      methods.map(([, cpp]) => `        Napi::Value ${cpp}(const Napi::CallbackInfo& info);\n`).join(""),
+  ],
   ["AddonContext.cpp", '#include "AddonContext.h"\n', '#include "PastaNative.h"\n'],
-  ["AddonContext.cpp", "void AddonContext::disposeMemory() {\n",
-    "    pastaStopGenerationLoop(this); // no decode may be running when llama.cpp frees the context\n"],
-  ["AddonContext.cpp", `                InstanceMethod("restoreCheckpoint", &AddonContext::RestoreCheckpoint),\n`,
-    methods.map(([js, cpp]) => `                InstanceMethod("${js}", &AddonContext::${cpp}),\n`).join("")],
+  [
+    "AddonContext.cpp",
+    "void AddonContext::disposeMemory() {\n",
+    "    pastaStopGenerationLoop(this); // no decode may be running when llama.cpp frees the context\n",
+  ],
+  [
+    "AddonContext.cpp",
+    `                InstanceMethod("restoreCheckpoint", &AddonContext::RestoreCheckpoint),\n`,
+    methods.map(([js, cpp]) => `                InstanceMethod("${js}", &AddonContext::${cpp}),\n`).join(""),
+  ],
 ];
 const BEGIN = "// pasta-server begin\n";
 const END = "// pasta-server end\n";
@@ -98,8 +121,11 @@ for (const file of new Set(addonEdits.map(([f]) => f))) {
 
 // 3. build
 const stamp = createHash("sha256")
-  .update(readFileSync(patchPath)).update(addonFiles.map((file) => readFileSync(join(here, "addon", file), "utf8")).join("\0"))
-  .update(readFileSync(fileURLToPath(import.meta.url))).update(gpu).digest("hex");
+  .update(readFileSync(patchPath))
+  .update(addonFiles.map((file) => readFileSync(join(here, "addon", file), "utf8")).join("\0"))
+  .update(readFileSync(fileURLToPath(import.meta.url)))
+  .update(gpu)
+  .digest("hex");
 
 if (args.has("--incremental")) {
   const buildDir = join(llamaDir, "localBuilds", gpu === "cuda" ? "linux-x64-cuda" : "linux-x64");
@@ -120,5 +146,5 @@ if (!args.has("--force") && existsSync(stampPath) && readFileSync(stampPath, "ut
 }
 log(`building the patched engine for ${gpu === "cuda" ? "CUDA" : "CPU"} (a few minutes)`);
 run("npx", ["--no", "node-llama-cpp", "source", "build", "--gpu", gpu, "--noUsageExample"], { env });
-writeFileSync(stampPath, stamp + "\n");
+writeFileSync(stampPath, `${stamp}\n`);
 log("done");

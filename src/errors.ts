@@ -8,7 +8,13 @@ export class UserError extends Error {
   override name = "UserError";
 }
 
-export type ErrorType = "invalid_request_error" | "authentication_error" | "not_found_error" | "rate_limit_error" | "server_error" | "timeout_error";
+export type ErrorType =
+  | "invalid_request_error"
+  | "authentication_error"
+  | "not_found_error"
+  | "rate_limit_error"
+  | "server_error"
+  | "timeout_error";
 
 export interface RequestErrorFields {
   status: number;

@@ -63,7 +63,11 @@ export function prepareAnswer(engine: SteeringEngine, plan: AutoPastaPlan, answe
  * between the passes (a stream announces the sentences before the answer's first token).
  */
 export async function answerWithAutoPasta(
-  engine: SteeringEngine, session: EngineSession, plan: AutoPastaPlan, prepared: PreparedPrompt, answer: GenerateRequest,
+  engine: SteeringEngine,
+  session: EngineSession,
+  plan: AutoPastaPlan,
+  prepared: PreparedPrompt,
+  answer: GenerateRequest,
   onSelected?: (report: AutoPastaReport, answering: PreparedPrompt) => void,
 ): Promise<{ result: GenerateResult; report: AutoPastaReport }> {
   const report = await selectSentences(session, plan, prepared.prompt);
@@ -73,7 +77,11 @@ export async function answerWithAutoPasta(
 }
 
 /** AutoPASTA in process (eval, bench): one job, both passes. */
-export function runAutoPasta(engine: SteeringEngine, plan: AutoPastaPlan, answer: GenerateRequest): Promise<{ result: GenerateResult; report: AutoPastaReport }> {
+export function runAutoPasta(
+  engine: SteeringEngine,
+  plan: AutoPastaPlan,
+  answer: GenerateRequest,
+): Promise<{ result: GenerateResult; report: AutoPastaReport }> {
   const prepared = prepareAnswer(engine, plan, answer);
   return engine.withSequence((session) => answerWithAutoPasta(engine, session, plan, prepared, answer), { signal: answer.signal });
 }

@@ -21,7 +21,8 @@ export interface MatchedSentence extends Sentence {
 // line's list marker ("-", "*", "•", "1.", "2)") is not part of its sentence. "etc." and "U.S." often
 // do end sentences, so a capital after them is left as a break.
 const segmenter = new Intl.Segmenter("en", { granularity: "sentence" });
-const ABBREVIATION = /(?:^|[^\p{L}.])(?:mr|mrs|ms|dr|prof|st|mt|vs|gen|sen|rep|gov|capt|lt|col|sgt|rev|fr|jan|feb|aug|sept|oct|nov|dec|cf|e\.g|i\.e)\.$/iu;
+const ABBREVIATION =
+  /(?:^|[^\p{L}.])(?:mr|mrs|ms|dr|prof|st|mt|vs|gen|sen|rep|gov|capt|lt|col|sgt|rev|fr|jan|feb|aug|sept|oct|nov|dec|cf|e\.g|i\.e)\.$/iu;
 const INITIAL = /(?:^|[^\p{L}.])\p{Lu}\.$/u;
 const LIST_MARKER = /^(?:[-*•◦‣]|\(?\d{1,3}[.)])\s+/u;
 
@@ -37,11 +38,17 @@ export function splitSentences(text: string): Sentence[] {
       if (start < 0) start = piece.index;
       const next = pieces[i + 1]?.segment.trimStart();
       const head = piece.segment.trimEnd();
-      if (next !== undefined && (ABBREVIATION.test(head) || /^\p{Ll}/u.test(next) ||
-          (INITIAL.test(head) && !STOP_WORDS.has(next.split(/[^\p{L}]/u)[0]!.toLowerCase())))) return;
+      if (
+        next !== undefined &&
+        (ABBREVIATION.test(head) ||
+          /^\p{Ll}/u.test(next) ||
+          (INITIAL.test(head) && !STOP_WORDS.has(next.split(/[^\p{L}]/u)[0]!.toLowerCase())))
+      )
+        return;
       const raw = body.slice(start, piece.index + piece.segment.length);
       const lead = raw.length - raw.trimStart().length;
-      const s = offset + start + lead, e = s + raw.trim().length;
+      const s = offset + start + lead,
+        e = s + raw.trim().length;
       if (e > s) out.push({ text: text.slice(s, e), start: s, end: e });
       start = -1;
     });
@@ -56,17 +63,27 @@ const QUOTES = /^["'“”‘’«»„`]+|["'“”‘’«»„`]+$/gu;
 
 export function splitAnswer(answer: string): string[] {
   return splitSentences(answer)
-    .map((s) => s.text.replace(/^(?:sentence|quote)\s*\d*\s*:|^\.{3}|…|\.{3}$/giu, "").trim().replace(QUOTES, "").trim())
+    .map((s) =>
+      s.text
+        .replace(/^(?:sentence|quote)\s*\d*\s*:|^\.{3}|…|\.{3}$/giu, "")
+        .trim()
+        .replace(QUOTES, "")
+        .trim(),
+    )
     .filter((s) => s.length > 0 && !s.endsWith(":"));
 }
 
 // Content words: lowercased word tokens (keeping "3.14", "1,000", "don't" whole), minus a small
 // stop-word list (which includes the model's ways of saying "nothing"), lightly stemmed so that
 // "moved"/"moves"/"moving" and "prizes"/"prize" meet.
-const STOP_WORDS = new Set(("a an the and or but nor of to in on at by for with from as into onto about than then " +
-  "is are was were be been being am has have had do does did it its this that these those there here " +
-  "he she they we you i me him her them us his hers their our your my who whom which what when where " +
-  "not no so if also very just all any some none n/a nothing").split(" "));
+const STOP_WORDS = new Set(
+  (
+    "a an the and or but nor of to in on at by for with from as into onto about than then " +
+    "is are was were be been being am has have had do does did it its this that these those there here " +
+    "he she they we you i me him her them us his hers their our your my who whom which what when where " +
+    "not no so if also very just all any some none n/a nothing"
+  ).split(" "),
+);
 
 function stem(word: string): string {
   const w = word.replace(/['’]s$/u, "");
@@ -87,7 +104,9 @@ function lcs(a: string[], b: string[]): number {
   let prev = new Array<number>(b.length + 1).fill(0);
   for (const x of a) {
     const row = [0];
-    b.forEach((y, j) => { row.push(x === y ? prev[j]! + 1 : Math.max(prev[j + 1]!, row[j]!)); });
+    b.forEach((y, j) => {
+      row.push(x === y ? prev[j]! + 1 : Math.max(prev[j + 1]!, row[j]!));
+    });
     prev = row;
   }
   return prev[b.length]!;
@@ -100,10 +119,12 @@ function lcs(a: string[], b: string[]): number {
 // Also returns how much of the sentence the quote covers in order (LCS recall).
 function similarity(quote: string[], sentence: string[]): { score: number; recall: number } {
   if (quote.length === 0 || sentence.length === 0) return { score: 0, recall: 0 };
-  const distinct = new Set(quote), inSentence = new Set(sentence);
+  const distinct = new Set(quote),
+    inSentence = new Set(sentence);
   const containment = [...distinct].filter((w) => inSentence.has(w)).length / distinct.size;
   const common = lcs(quote, sentence);
-  const p = common / quote.length, r = common / sentence.length;
+  const p = common / quote.length,
+    r = common / sentence.length;
   const f = common === 0 ? 0 : (2 * p * r) / (p + r);
   return { score: 0.6 * containment + 0.4 * f, recall: r };
 }
@@ -115,9 +136,14 @@ function similarity(quote: string[], sentence: string[]): { score: number; recal
 export const DEFAULT_THRESHOLD = 0.5;
 // A sentence quoted whole inside a longer quote (one line running two sentences together) is matched
 // too, if it has enough content words for that to be meaningful.
-const COVERED = 0.8, COVERED_MIN_WORDS = 3;
+const COVERED = 0.8,
+  COVERED_MIN_WORDS = 3;
 
-export function matchSentences(context: string, answer: string, options: { threshold?: number } = {}): { matched: boolean; sentences: MatchedSentence[] } {
+export function matchSentences(
+  context: string,
+  answer: string,
+  options: { threshold?: number } = {},
+): { matched: boolean; sentences: MatchedSentence[] } {
   const threshold = options.threshold ?? DEFAULT_THRESHOLD;
   const sentences = splitSentences(context).map((s) => ({ ...s, words: contentWords(s.text) }));
   const best = new Map<number, number>(); // sentence index -> best score
@@ -125,7 +151,8 @@ export function matchSentences(context: string, answer: string, options: { thres
   for (const candidate of splitAnswer(answer)) {
     const quote = contentWords(candidate);
     if (quote.length === 0) continue;
-    let top = -1, topScore = 0;
+    let top = -1,
+      topScore = 0;
     sentences.forEach((s, i) => {
       const { score, recall } = similarity(quote, s.words);
       if (score > topScore) [top, topScore] = [i, score]; // ties: the earlier sentence
@@ -135,9 +162,11 @@ export function matchSentences(context: string, answer: string, options: { thres
     });
     if (top >= 0 && topScore >= threshold) keep(top, topScore);
   }
-  const out = [...best].sort(([a], [b]) => a - b).map(([i, score]) => {
-    const { text, start, end } = sentences[i]!;
-    return { text, start, end, score: Math.round(Math.min(1, score) * 1000) / 1000 };
-  });
+  const out = [...best]
+    .sort(([a], [b]) => a - b)
+    .map(([i, score]) => {
+      const { text, start, end } = sentences[i]!;
+      return { text, start, end, score: Math.round(Math.min(1, score) * 1000) / 1000 };
+    });
   return { matched: out.length > 0, sentences: out };
 }

@@ -4,46 +4,67 @@ import { UserError } from "../errors.js";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import {
-  DEFAULT_BODY_LIMIT_BYTES, DEFAULT_CONTEXT_SIZE, DEFAULT_MAX_QUEUE, DEFAULT_PARALLEL, DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, DEFAULT_STREAM_INTERVAL_MS,
+  DEFAULT_BODY_LIMIT_BYTES,
+  DEFAULT_CONTEXT_SIZE,
+  DEFAULT_MAX_QUEUE,
+  DEFAULT_PARALLEL,
+  DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+  DEFAULT_STREAM_INTERVAL_MS,
   DEFAULT_TIMEOUT_SECONDS,
 } from "../defaults.js";
 
 /** flag -> environment variable */
 const ENV: Record<string, string> = {
-  model: "PASTA_MODEL", "model-alias": "PASTA_MODEL_ALIAS", host: "PASTA_HOST", port: "PASTA_PORT",
-  parallel: "PASTA_PARALLEL", "max-queue": "PASTA_MAX_QUEUE", "ctx-size": "PASTA_CTX_SIZE", threads: "PASTA_THREADS",
+  model: "PASTA_MODEL",
+  "model-alias": "PASTA_MODEL_ALIAS",
+  host: "PASTA_HOST",
+  port: "PASTA_PORT",
+  parallel: "PASTA_PARALLEL",
+  "max-queue": "PASTA_MAX_QUEUE",
+  "ctx-size": "PASTA_CTX_SIZE",
+  threads: "PASTA_THREADS",
   "stream-interval-ms": "PASTA_STREAM_INTERVAL_MS",
-  gpu: "PASTA_GPU", profile: "PASTA_PROFILE", "api-key": "PASTA_API_KEYS", "cors-origin": "PASTA_CORS_ORIGINS",
-  timeout: "PASTA_TIMEOUT", "shutdown-timeout": "PASTA_SHUTDOWN_TIMEOUT", "body-limit": "PASTA_BODY_LIMIT",
-  "log-level": "LOG_LEVEL", "log-prompts": "PASTA_LOG_PROMPTS", "no-flash-attn": "PASTA_NO_FLASH_ATTN",
+  gpu: "PASTA_GPU",
+  profile: "PASTA_PROFILE",
+  "api-key": "PASTA_API_KEYS",
+  "cors-origin": "PASTA_CORS_ORIGINS",
+  timeout: "PASTA_TIMEOUT",
+  "shutdown-timeout": "PASTA_SHUTDOWN_TIMEOUT",
+  "body-limit": "PASTA_BODY_LIMIT",
+  "log-level": "LOG_LEVEL",
+  "log-prompts": "PASTA_LOG_PROMPTS",
+  "no-flash-attn": "PASTA_NO_FLASH_ATTN",
 };
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const flag = z.union([z.boolean(), z.enum(["1", "true", "0", "false", ""]).transform((v) => v === "1" || v === "true")]);
-const list = z.union([z.array(z.string()), z.string().transform((v) => v.split(","))])
+const list = z
+  .union([z.array(z.string()), z.string().transform((v) => v.split(","))])
   .transform((items) => items.map((s) => s.trim()).filter((s) => s.length > 0));
 
-export const serveConfigSchema = z.object({
-  model: z.string().min(1).optional(),
-  "model-alias": z.string().min(1).max(256).optional(),
-  host: z.string().min(1).default("127.0.0.1"),
-  port: int(0, 65535).default(8080),
-  parallel: int(1, 256).default(DEFAULT_PARALLEL),
-  "max-queue": int(0, 100_000).default(DEFAULT_MAX_QUEUE),
-  "ctx-size": int(64, 1 << 20).default(DEFAULT_CONTEXT_SIZE),
-  threads: int(1, 1024).optional(),
-  "stream-interval-ms": int(0, 1000).default(DEFAULT_STREAM_INTERVAL_MS),
-  gpu: z.enum(["none", "cuda"]).default("none"),
-  profile: z.string().min(1).optional(),
-  "api-key": list.default([]),
-  "cors-origin": list.optional(),
-  timeout: z.coerce.number().positive().max(86_400).default(DEFAULT_TIMEOUT_SECONDS),
-  "shutdown-timeout": z.coerce.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
-  "body-limit": int(1024, 1 << 30).default(DEFAULT_BODY_LIMIT_BYTES),
-  "log-level": z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  "log-prompts": flag.default(false),
-  "no-flash-attn": flag.default(false),
-}).strict();
+export const serveConfigSchema = z
+  .object({
+    model: z.string().min(1).optional(),
+    "model-alias": z.string().min(1).max(256).optional(),
+    host: z.string().min(1).default("127.0.0.1"),
+    port: int(0, 65535).default(8080),
+    parallel: int(1, 256).default(DEFAULT_PARALLEL),
+    "max-queue": int(0, 100_000).default(DEFAULT_MAX_QUEUE),
+    "ctx-size": int(64, 1 << 20).default(DEFAULT_CONTEXT_SIZE),
+    threads: int(1, 1024).optional(),
+    "stream-interval-ms": int(0, 1000).default(DEFAULT_STREAM_INTERVAL_MS),
+    gpu: z.enum(["none", "cuda"]).default("none"),
+    profile: z.string().min(1).optional(),
+    "api-key": list.default([]),
+    "cors-origin": list.optional(),
+    timeout: z.coerce.number().positive().max(86_400).default(DEFAULT_TIMEOUT_SECONDS),
+    "shutdown-timeout": z.coerce.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+    "body-limit": int(1024, 1 << 30).default(DEFAULT_BODY_LIMIT_BYTES),
+    "log-level": z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    "log-prompts": flag.default(false),
+    "no-flash-attn": flag.default(false),
+  })
+  .strict();
 export type ServeConfig = z.infer<typeof serveConfigSchema>;
 
 export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo/file.gguf|https://...>] [options]
@@ -75,11 +96,18 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   let values: Record<string, unknown>;
   try {
     ({ values } = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
-      options: Object.fromEntries(Object.keys(ENV).map((name) => [name, {
-        type: name === "log-prompts" || name === "no-flash-attn" ? "boolean" as const : "string" as const,
-        multiple: name === "api-key" || name === "cors-origin",
-      }])),
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: Object.fromEntries(
+        Object.keys(ENV).map((name) => [
+          name,
+          {
+            type: name === "log-prompts" || name === "no-flash-attn" ? ("boolean" as const) : ("string" as const),
+            multiple: name === "api-key" || name === "cors-origin",
+          },
+        ]),
+      ),
     }));
   } catch (err) {
     throw new ConfigError((err as Error).message);
@@ -92,10 +120,14 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   }
   const parsed = serveConfigSchema.safeParse(merged);
   if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => {
-      const name = String(i.path[0]);
-      return `--${name} (or ${ENV[name]}): ${i.message}`;
-    }).join("\n"));
+    throw new ConfigError(
+      parsed.error.issues
+        .map((i) => {
+          const name = String(i.path[0]);
+          return `--${name} (or ${ENV[name]}): ${i.message}`;
+        })
+        .join("\n"),
+    );
   }
   return parsed.data;
 }

@@ -32,7 +32,13 @@ function positive(value: string | undefined, name: string, fallback: number, min
 
 /** `--tasks`: family names (their public items) or JSONL files named after a family. */
 function loadEvalItems(spec: string, limit: number | undefined): EvalItem[] {
-  const entries = spec === "all" ? FAMILIES.map((f) => f.name) : spec.split(",").map((s) => s.trim()).filter(Boolean);
+  const entries =
+    spec === "all"
+      ? FAMILIES.map((f) => f.name)
+      : spec
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean);
   return entries.flatMap((entry) => {
     const items = entry.endsWith(".jsonl") ? loadItems(familyNamed(basename(entry, ".jsonl")), entry) : loadItems(familyNamed(entry));
     return items.slice(0, limit ?? items.length);
@@ -41,19 +47,38 @@ function loadEvalItems(spec: string, limit: number | undefined): EvalItem[] {
 
 function armNames(spec: string | undefined): ArmName[] {
   if (spec === undefined) return [...ARM_NAMES];
-  const names = spec.split(",").map((s) => s.trim()).filter(Boolean);
+  const names = spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = names.find((n) => !(ARM_NAMES as readonly string[]).includes(n));
-  if (unknown !== undefined || names.length === 0) throw new ConfigError(`--arms must name some of ${ARM_NAMES.join(", ")}, got ${JSON.stringify(spec)}`);
+  if (unknown !== undefined || names.length === 0)
+    throw new ConfigError(`--arms must name some of ${ARM_NAMES.join(", ")}, got ${JSON.stringify(spec)}`);
   return names as ArmName[];
 }
 
 export async function evalCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, strict: true, options: {
-    model: { type: "string" }, profile: { type: "string" }, tasks: { type: "string", default: "all" }, limit: { type: "string" },
-    arms: { type: "string" }, alpha: { type: "string" }, seed: { type: "string" }, json: { type: "string" }, record: { type: "boolean" },
-    parallel: { type: "string" }, "ctx-size": { type: "string" }, threads: { type: "string" }, gpu: { type: "string", default: "none" },
-  } });
-  if (values.gpu !== "none" && values.gpu !== "cuda") throw new ConfigError(`--gpu must be none or cuda, got ${JSON.stringify(values.gpu)}`);
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      model: { type: "string" },
+      profile: { type: "string" },
+      tasks: { type: "string", default: "all" },
+      limit: { type: "string" },
+      arms: { type: "string" },
+      alpha: { type: "string" },
+      seed: { type: "string" },
+      json: { type: "string" },
+      record: { type: "boolean" },
+      parallel: { type: "string" },
+      "ctx-size": { type: "string" },
+      threads: { type: "string" },
+      gpu: { type: "string", default: "none" },
+    },
+  });
+  if (values.gpu !== "none" && values.gpu !== "cuda")
+    throw new ConfigError(`--gpu must be none or cuda, got ${JSON.stringify(values.gpu)}`);
   const items = loadEvalItems(values.tasks, values.limit === undefined ? undefined : positive(values.limit, "limit", 0));
   const arms = armNames(values.arms);
   const seed = positive(values.seed, "seed", 0, 0);
@@ -65,24 +90,35 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const modelPath = await resolveModel(values.model, { cacheDir: modelCacheDir(), progress: true });
   const modelSha256 = await sha256File(modelPath);
   const profileFile = values.profile ?? findShippedProfile(modelSha256);
-  if (!profileFile) throw new ConfigError(`no head profile ships for ${modelPath} (sha256 ${modelSha256}): pass --profile <file> (made by "pasta-server profile")`);
+  if (!profileFile)
+    throw new ConfigError(
+      `no head profile ships for ${modelPath} (sha256 ${modelSha256}): pass --profile <file> (made by "pasta-server profile")`,
+    );
   const profile = loadHeadProfileWithModel(profileFile);
-  const alpha = values.alpha === undefined ? profile.alpha ?? DEFAULT_ALPHA : Number(values.alpha);
+  const alpha = values.alpha === undefined ? (profile.alpha ?? DEFAULT_ALPHA) : Number(values.alpha);
   if (!(alpha > 0 && alpha <= 1)) throw new ConfigError(`--alpha must be in (0, 1], got ${JSON.stringify(values.alpha)}`);
 
   // loaded after the flags are checked: node-llama-cpp takes a second or two to import
   const { SteeringEngine } = await import("../engine/engine.js");
   const { modelChatTemplate } = await import("../prompt/modelTemplate.js");
   const { runEval } = await import("../eval/runner.js");
-  const engine = await SteeringEngine.load({ modelPath, contextSize, parallel, gpu: values.gpu === "cuda" ? "cuda" : false, ...(threads ? { threads } : {}) });
+  const engine = await SteeringEngine.load({
+    modelPath,
+    contextSize,
+    parallel,
+    gpu: values.gpu === "cuda" ? "cuda" : false,
+    ...(threads ? { threads } : {}),
+  });
   const built = buildArms(arms, profile.heads, engine.headsPerLayer, seed);
   const template = modelChatTemplate(engine);
   const line = progressLine(`eval ${basename(modelPath)}`);
   let outcomes: Awaited<ReturnType<typeof runEval>>;
   try {
     outcomes = await runEval(engine, template, items, built, {
-      alpha, parallel,
-      onProgress: (done, total) => line.update(total > 0 ? done / total : 0, `${done}/${total} item-arm runs ${((performance.now() - started) / 1000).toFixed(0)}s`),
+      alpha,
+      parallel,
+      onProgress: (done, total) =>
+        line.update(total > 0 ? done / total : 0, `${done}/${total} item-arm runs ${((performance.now() - started) / 1000).toFixed(0)}s`),
     });
   } finally {
     line.end();
@@ -92,32 +128,44 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const command = ["pasta-server eval", ...argv].join(" ");
   const seconds = (performance.now() - started) / 1000;
   const meta = {
-    command, date: new Date().toISOString(), seconds: Math.round(seconds),
+    command,
+    date: new Date().toISOString(),
+    seconds: Math.round(seconds),
     machine: `${cpus().length} x ${cpus()[0]?.model ?? "unknown CPU"}, ${platform()}-${arch()}`,
-    model: { file: basename(modelPath), sha256: modelSha256 }, chat_template: template !== null,
-    profile: { file: profileFile, heads: profile.heads }, alpha, seed,
+    model: { file: basename(modelPath), sha256: modelSha256 },
+    chat_template: template !== null,
+    profile: { file: profileFile, heads: profile.heads },
+    alpha,
+    seed,
     arms: built.map((a) => ({ name: a.name, heads: a.heads })),
   };
   if (values.json) writeFileSync(values.json, `${JSON.stringify(evalDocument(meta, rows, outcomes), null, 2)}\n`);
   if (values.record) recordInProfile(profileFile, meta, rows);
 
   const random = built.find((a) => a.name === "random_heads");
-  console.log([
-    `# ${basename(modelPath)}: steering with ${profileFile}`,
-    "",
-    `command: ${command}`,
-    `heads: ${JSON.stringify(profile.heads)}, alpha ${alpha}${random ? `; random heads (seed ${seed}): ${JSON.stringify(random.heads)}` : ""}`,
-    `prompts: ${template ? "the model's chat template, one user message" : "raw text (the model has no chat template)"}; greedy answers`,
-    "",
-    markdownTable(rows, built),
-    "",
-    `${outcomes.length} item-arm runs in ${seconds.toFixed(0)} s on ${meta.machine}`,
-  ].join("\n"));
+  console.log(
+    [
+      `# ${basename(modelPath)}: steering with ${profileFile}`,
+      "",
+      `command: ${command}`,
+      `heads: ${JSON.stringify(profile.heads)}, alpha ${alpha}${random ? `; random heads (seed ${seed}): ${JSON.stringify(random.heads)}` : ""}`,
+      `prompts: ${template ? "the model's chat template, one user message" : "raw text (the model has no chat template)"}; greedy answers`,
+      "",
+      markdownTable(rows, built),
+      "",
+      `${outcomes.length} item-arm runs in ${seconds.toFixed(0)} s on ${meta.machine}`,
+    ].join("\n"),
+  );
 }
 
 /** Writes the summary into the profile file: a profile carries its own eval numbers. */
 function recordInProfile(file: string, meta: Record<string, unknown>, rows: ReturnType<typeof summarize>): void {
   const document = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
-  document.eval = { command: meta.command, date: meta.date, machine: meta.machine, summary: rows.map((r) => ({ task: r.family, metric: r.metric, items: r.items, by_arm: r.byArm })) };
+  document.eval = {
+    command: meta.command,
+    date: meta.date,
+    machine: meta.machine,
+    summary: rows.map((r) => ({ task: r.family, metric: r.metric, items: r.items, by_arm: r.byArm })),
+  };
   writeFileSync(file, formatProfile(document));
 }

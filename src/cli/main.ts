@@ -28,17 +28,33 @@ function int(value: string | undefined, name: string, fallback: number, min = 1,
 }
 
 function genModel(argv: string[]) {
-  const { values } = parseArgs({ args: argv, strict: true, options: {
-    out: { type: "string" }, arch: { type: "string", default: "llama" }, embd: { type: "string" }, layers: { type: "string" },
-    heads: { type: "string" }, "kv-heads": { type: "string" }, ff: { type: "string" }, f16: { type: "boolean" }, seed: { type: "string" },
-  } });
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      out: { type: "string" },
+      arch: { type: "string", default: "llama" },
+      embd: { type: "string" },
+      layers: { type: "string" },
+      heads: { type: "string" },
+      "kv-heads": { type: "string" },
+      ff: { type: "string" },
+      f16: { type: "boolean" },
+      seed: { type: "string" },
+    },
+  });
   if (!values.out) fail("--out <file.gguf> is required");
   const arch = values.arch as TestArchitecture;
   if (!["llama", "qwen2", "gemma2", "mamba"].includes(arch)) fail(`--arch must be llama, qwen2, gemma2 or mamba`);
   generateTestModel(values.out, {
-    architecture: arch, embedding: int(values.embd, "embd", 256), layers: int(values.layers, "layers", 4),
-    heads: int(values.heads, "heads", 8), kvHeads: int(values["kv-heads"], "kv-heads", 2), feedForward: int(values.ff, "ff", 512),
-    weightType: values.f16 ? "f16" : "f32", seed: int(values.seed, "seed", 1234, 0),
+    architecture: arch,
+    embedding: int(values.embd, "embd", 256),
+    layers: int(values.layers, "layers", 4),
+    heads: int(values.heads, "heads", 8),
+    kvHeads: int(values["kv-heads"], "kv-heads", 2),
+    feedForward: int(values.ff, "ff", 512),
+    weightType: values.f16 ? "f16" : "f32",
+    seed: int(values.seed, "seed", 1234, 0),
   });
   console.log(`wrote ${values.out}`);
 }
@@ -54,8 +70,7 @@ try {
     // loaded after the flags are checked: node-llama-cpp takes a second or two to import
     const { serve } = await import("./serve.js");
     await serve(config);
-  }
-  else if (command === "profile") await profileCommand(rest);
+  } else if (command === "profile") await profileCommand(rest);
   else if (command === "eval") await evalCommand(rest);
   else if (command === "gen-model") genModel(rest);
   else fail(command ? `unknown command ${JSON.stringify(command)}` : "a command is required");

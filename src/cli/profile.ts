@@ -32,21 +32,38 @@ function summary(result: ProfileResult, out: string, seconds: number): string {
   if (result.fallback) lines.push(`note: ${result.fallback}`);
   if (result.keptLayers) lines.push(`layers searched head by head: ${result.keptLayers.join(", ")}`);
   const { used, fullSearch } = result.forwardPasses;
-  lines.push(`forward passes: ${used}${result.method === "pasta" ? "" : ` (the full per-head search takes ${fullSearch}: ${(100 * used / fullSearch).toFixed(0)}%)`}`);
+  lines.push(
+    `forward passes: ${used}${result.method === "pasta" ? "" : ` (the full per-head search takes ${fullSearch}: ${((100 * used) / fullSearch).toFixed(0)}%)`}`,
+  );
   for (const h of result.heldOut ?? []) {
-    lines.push(`held-out ${h.task} (${h.examples} example${h.examples === 1 ? "" : "s"}): mean target log-likelihood ${h.unsteered.toFixed(3)} unsteered, ${h.steered.toFixed(3)} steered (${h.steered >= h.unsteered ? "+" : ""}${(h.steered - h.unsteered).toFixed(3)})`);
+    lines.push(
+      `held-out ${h.task} (${h.examples} example${h.examples === 1 ? "" : "s"}): mean target log-likelihood ${h.unsteered.toFixed(3)} unsteered, ${h.steered.toFixed(3)} steered (${h.steered >= h.unsteered ? "+" : ""}${(h.steered - h.unsteered).toFixed(3)})`,
+    );
   }
   lines.push(`wrote ${out} in ${seconds.toFixed(1)}s`);
   return lines.join("\n");
 }
 
 export async function profileCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, strict: true, options: {
-    model: { type: "string" }, out: { type: "string" }, tasks: { type: "string", default: "builtin" },
-    method: { type: "string", default: PROFILE_DEFAULTS.method }, "top-k": { type: "string" }, combine: { type: "string", default: PROFILE_DEFAULTS.combine },
-    "keep-layers": { type: "string" }, seed: { type: "string" }, examples: { type: "string" }, alpha: { type: "string" },
-    "ctx-size": { type: "string" }, threads: { type: "string" }, gpu: { type: "string", default: "none" },
-  } });
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      model: { type: "string" },
+      out: { type: "string" },
+      tasks: { type: "string", default: "builtin" },
+      method: { type: "string", default: PROFILE_DEFAULTS.method },
+      "top-k": { type: "string" },
+      combine: { type: "string", default: PROFILE_DEFAULTS.combine },
+      "keep-layers": { type: "string" },
+      seed: { type: "string" },
+      examples: { type: "string" },
+      alpha: { type: "string" },
+      "ctx-size": { type: "string" },
+      threads: { type: "string" },
+      gpu: { type: "string", default: "none" },
+    },
+  });
   if (!values.out) throw new ConfigError("--out <profile.json> is required");
   const method = choice<ProfileMethod>(values.method, "method", ["pasta", "coarse-to-fine"]);
   const combine = choice<CombineMode>(values.combine, "combine", ["intersection", "union"]);
@@ -66,18 +83,27 @@ export async function profileCommand(argv: string[]): Promise<void> {
   // loaded after the flags are checked: node-llama-cpp takes a second or two to import
   const { SteeringEngine } = await import("../engine/engine.js");
   const engine = await SteeringEngine.load({
-    modelPath, contextSize, gpu: gpu === "cuda" ? "cuda" : false,
+    modelPath,
+    contextSize,
+    gpu: gpu === "cuda" ? "cuda" : false,
     ...(threads ? { threads } : {}),
   });
   const line = progressLine(`profiling ${tasks.map((t) => t.name).join(", ")}`);
   const bar = {
-    update: (done: number, total: number) => line.update(total > 0 ? done / total : 0, `${done}/${total} forward passes ${((performance.now() - started) / 1000).toFixed(1)}s`),
+    update: (done: number, total: number) =>
+      line.update(total > 0 ? done / total : 0, `${done}/${total} forward passes ${((performance.now() - started) / 1000).toFixed(1)}s`),
     end: line.end,
   };
   let result: ProfileResult;
   try {
     result = await profileHeads(engine, {
-      tasks, method, combine, alpha, topK, keepLayers, seed,
+      tasks,
+      method,
+      combine,
+      alpha,
+      topK,
+      keepLayers,
+      seed,
       ...(examples ? { examples } : {}),
       onProgress: bar.update,
     });

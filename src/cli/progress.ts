@@ -11,7 +11,8 @@ export function progressLine(label: string): { update: (fraction: number, detail
       const step = tty ? pct : pct - (pct % 10);
       if (step === lastStep) return;
       lastStep = step;
-      const width = 30, filled = Math.round((pct / 100) * width);
+      const width = 30,
+        filled = Math.round((pct / 100) * width);
       const line = `${label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${pct}% ${detail}`;
       process.stderr.write(tty ? `\r${line}` : `${line}\n`);
     },

@@ -30,7 +30,6 @@ const AUTO_PROFILE_EXAMPLES = 6;
 /** After draining, how long open connections get before they are closed. */
 const CLOSE_GRACE_MS = 1000;
 
-
 /**
  * `--profile`: a file's heads now; "auto" or, without the flag, "shipped" (decided once the model
  * file is known); or none.
@@ -45,7 +44,12 @@ function profileOption(profile: string | undefined): HeadSelection | null | "aut
  * The heads steered when a request names none: the file given, else the profile that ships for
  * this exact model file (profiles/), else with `--profile auto` one made now, else none.
  */
-async function defaultHeads(option: ReturnType<typeof profileOption>, engine: SteeringEngine, modelPath: string, log: Logger): Promise<HeadSelection | null> {
+async function defaultHeads(
+  option: ReturnType<typeof profileOption>,
+  engine: SteeringEngine,
+  modelPath: string,
+  log: Logger,
+): Promise<HeadSelection | null> {
   if (option !== "auto" && option !== "shipped") return option;
   const shipped = findShippedProfile(await sha256File(modelPath));
   if (shipped) {
@@ -74,10 +78,16 @@ async function autoProfile(engine: SteeringEngine, modelPath: string, log: Logge
   log.info("head profile: none cached for this model file; profiling with the built-in tasks (/ready stays 503 until done)");
   let reported = -1;
   const result = await profileHeads(engine, {
-    tasks: loadBuiltinTasks(), method: "coarse-to-fine", examples: AUTO_PROFILE_EXAMPLES, evaluate: false,
+    tasks: loadBuiltinTasks(),
+    method: "coarse-to-fine",
+    examples: AUTO_PROFILE_EXAMPLES,
+    evaluate: false,
     onProgress: (done, total) => {
       const tenth = Math.floor((10 * done) / Math.max(total, 1));
-      if (tenth > reported) { reported = tenth; log.info({ done, total }, `head profiling: ${tenth * 10}%`); }
+      if (tenth > reported) {
+        reported = tenth;
+        log.info({ done, total }, `head profiling: ${tenth * 10}%`);
+      }
     },
   });
   mkdirSync(dirname(cached), { recursive: true });
@@ -91,10 +101,21 @@ interface Logger {
   warn(msg: string): void;
 }
 
-async function loadService(config: ServeConfig, modelPath: string, profile: ReturnType<typeof profileOption>, scheduler: Scheduler, metrics: ServerMetrics, log: Logger) {
+async function loadService(
+  config: ServeConfig,
+  modelPath: string,
+  profile: ReturnType<typeof profileOption>,
+  scheduler: Scheduler,
+  metrics: ServerMetrics,
+  log: Logger,
+) {
   const engine = await SteeringEngine.load({
-    modelPath, scheduler, contextSize: config["ctx-size"], flashAttention: !config["no-flash-attn"],
-    gpu: config.gpu === "cuda" ? "cuda" : false, ...(config.threads ? { threads: config.threads } : {}),
+    modelPath,
+    scheduler,
+    contextSize: config["ctx-size"],
+    flashAttention: !config["no-flash-attn"],
+    gpu: config.gpu === "cuda" ? "cuda" : false,
+    ...(config.threads ? { threads: config.threads } : {}),
     deliveryIntervalMs: config["stream-interval-ms"],
   });
   let chatTemplate = modelChatTemplate(engine);
@@ -103,9 +124,13 @@ async function loadService(config: ServeConfig, modelPath: string, profile: Retu
     chatTemplate = modelChatTemplate(engine, CHATML_TEMPLATE)!;
   }
   return new GenerationService({
-    engine, metrics, chatTemplate, defaultHeads: await defaultHeads(profile, engine, modelPath, log),
+    engine,
+    metrics,
+    chatTemplate,
+    defaultHeads: await defaultHeads(profile, engine, modelPath, log),
     modelId: config["model-alias"] ?? basename(modelPath).replace(/\.gguf$/i, ""),
-    timeoutMs: config.timeout * 1000, logPrompts: config["log-prompts"],
+    timeoutMs: config.timeout * 1000,
+    logPrompts: config["log-prompts"],
   });
 }
 
@@ -121,13 +146,22 @@ export async function serve(config: ServeConfig): Promise<void> {
   const log: Logger = { info: (obj, msg) => app?.log.info(obj, msg), warn: (msg) => app?.log.warn(msg) };
   const service = loadService(config, modelPath, profile, scheduler, metrics, log);
   const server = await buildApp({
-    service, scheduler, metrics, apiKeys: config["api-key"], corsOrigins: config["cors-origin"], bodyLimit: config["body-limit"],
+    service,
+    scheduler,
+    metrics,
+    apiKeys: config["api-key"],
+    corsOrigins: config["cors-origin"],
+    bodyLimit: config["body-limit"],
     logger: { level: config["log-level"], redact: ["req.headers.authorization"] },
   });
   app = server;
   await server.listen({ host: config.host, port: config.port });
   service.then(
-    (s) => server.log.info({ model: modelPath, modelId: s.modelId, parallel: config.parallel, contextSize: s.engine.contextSize }, "model loaded; ready"),
+    (s) =>
+      server.log.info(
+        { model: modelPath, modelId: s.modelId, parallel: config.parallel, contextSize: s.engine.contextSize },
+        "model loaded; ready",
+      ),
     (err: Error) => {
       const message = `cannot load the model ${modelPath}: ${err.message} (is it a complete GGUF file that this llama.cpp supports?)`;
       server.log.fatal(message);

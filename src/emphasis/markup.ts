@@ -39,13 +39,21 @@ export function parseMarkup(source: string, markup: MarkupKind): ParsedMarkup {
     const tag = markup === "html" ? match[2]!.toLowerCase() : "**";
     const closing = markup === "html" ? match[1] === "/" : open !== null;
     if (!closing) {
-      if (open) throw new EmphasisError(`nested emphasis markup: <${tag}> at character ${match.index} opens inside <${open.tag}> opened at character ${open.at}`, "steering.markup");
+      if (open)
+        throw new EmphasisError(
+          `nested emphasis markup: <${tag}> at character ${match.index} opens inside <${open.tag}> opened at character ${open.at}`,
+          "steering.markup",
+        );
       open = { tag, start: text.length, at: match.index };
       continue;
     }
-    if (!open) throw new EmphasisError(`unbalanced emphasis markup: ${match[0]} at character ${match.index} closes nothing`, "steering.markup");
+    if (!open)
+      throw new EmphasisError(`unbalanced emphasis markup: ${match[0]} at character ${match.index} closes nothing`, "steering.markup");
     if (markup === "html" && open.tag !== tag) {
-      throw new EmphasisError(`unbalanced emphasis markup: </${tag}> at character ${match.index} closes <${open.tag}> opened at character ${open.at}`, "steering.markup");
+      throw new EmphasisError(
+        `unbalanced emphasis markup: </${tag}> at character ${match.index} closes <${open.tag}> opened at character ${open.at}`,
+        "steering.markup",
+      );
     }
     if (text.length === open.start) throw new EmphasisError(`empty emphasis at character ${open.at}`, "steering.markup");
     spans.push({ start: open.start, end: text.length });
@@ -73,7 +81,10 @@ export function resolveEmphasis(text: string, items: readonly EmphasisItem[], pa
     }
     const { start, end } = item;
     if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > text.length || start >= end) {
-      throw new EmphasisError(`${param}[${i}] {start: ${start}, end: ${end}} must satisfy 0 <= start < end <= ${text.length} (the prompt's length after markup removal)`, param);
+      throw new EmphasisError(
+        `${param}[${i}] {start: ${start}, end: ${end}} must satisfy 0 <= start < end <= ${text.length} (the prompt's length after markup removal)`,
+        param,
+      );
     }
     return { start, end };
   });

@@ -1,7 +1,15 @@
 // The one file that reaches into node-llama-cpp internals (`_ctx`, `_sequenceId`, `_bindings`) and
 // calls the methods our native code (native/addon) adds to its addon. Everything else in the project
 // goes through the small surface exported here.
-import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import {
+  getLlama,
+  LlamaLogLevel,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
 import { EngineNotBuiltError } from "./errors.js";
 
 /** Methods our addon files (native/addon) add to node-llama-cpp's AddonContext. */
@@ -10,9 +18,17 @@ interface SteeringAddonContext {
   steeringSet(sequenceId: number, bias: number, ranges: Int32Array, headMask: Uint8Array): number;
   steeringClear(sequenceId: number): void;
   generationStart(onEvents: (events: LoopEvent[]) => void, deliveryIntervalUs: number): void;
-  generationSubmit(jobs: Array<{
-    id: number; sequenceId: number; keep: number; tokens: Uint32Array; sampler?: AddonSampler; maxTokens: number; topLogprobs: number;
-  }>): void;
+  generationSubmit(
+    jobs: Array<{
+      id: number;
+      sequenceId: number;
+      keep: number;
+      tokens: Uint32Array;
+      sampler?: AddonSampler;
+      maxTokens: number;
+      topLogprobs: number;
+    }>,
+  ): void;
   generationCancel(id: number): void;
 }
 
@@ -49,7 +65,9 @@ export async function loadPatchedLlama(options: { gpu: false | "cuda"; logLevel?
       logLevel: options.logLevel ?? LlamaLogLevel.error,
     });
   } catch (err) {
-    throw new EngineNotBuiltError(`The patched llama.cpp engine (${options.gpu || "cpu"}) is not built: ${(err as Error).message}. ${REBUILD_HINT}`);
+    throw new EngineNotBuiltError(
+      `The patched llama.cpp engine (${options.gpu || "cpu"}) is not built: ${(err as Error).message}. ${REBUILD_HINT}`,
+    );
   }
   if (llama.buildType !== "localBuild") {
     throw new EngineNotBuiltError(`node-llama-cpp loaded a ${llama.buildType} binary, not our patched local build. ${REBUILD_HINT}`);
@@ -78,8 +96,12 @@ export class NativeSampler {
     this.sampler = new bindings.AddonSampler((model as unknown as { _model: unknown })._model);
     this.sampler.applyConfig({ temperature: config.temperature, topK: config.topK, topP: config.topP, minP: 0, seed: config.seed });
   }
-  /** @internal */ get native() { return this.sampler; }
-  dispose() { this.sampler.dispose(); }
+  /** @internal */ get native() {
+    return this.sampler;
+  }
+  dispose() {
+    this.sampler.dispose();
+  }
 }
 
 /** Native steering payload for one sequence (see llama_steering_set). */
@@ -102,7 +124,7 @@ export interface LoopJob {
   /** -1: no log-probs; k >= 0: the token's own and the k most likely */
   topLogprobs: number;
   /** sampled (or scored) tokens as they come, several at a time; returning false cancels the job */
-  onTokens(tokens: Int32Array, logprobs: Float64Array | undefined): boolean | undefined;
+  onTokens(tokens: Int32Array, logprobs: Float64Array | undefined): unknown;
 }
 
 export interface LoopResult {
@@ -128,7 +150,10 @@ export class GenerationLoop {
   private nextId = 1;
   private unsubmitted: Parameters<SteeringAddonContext["generationSubmit"]>[0] = [];
   private readonly jobs = new Map<number, { job: LoopJob; resolve(r: LoopResult): void; failure?: Error }>();
-  private constructor(readonly context: LlamaContext, private readonly addon: SteeringAddonContext) {}
+  private constructor(
+    readonly context: LlamaContext,
+    private readonly addon: SteeringAddonContext,
+  ) {}
 
   /**
    * `deliveryIntervalMs`: tokens go to JavaScript at most this often (a job's first output and its
@@ -149,8 +174,13 @@ export class GenerationLoop {
     // decode together, and so llama.cpp's float rounding, does not hang on thread timing
     if (this.unsubmitted.length === 0) setImmediate(() => this.submit());
     this.unsubmitted.push({
-      id, sequenceId, keep: job.keep, tokens: Uint32Array.from(job.tokens), sampler: job.sampler?.native,
-      maxTokens: job.maxTokens, topLogprobs: job.topLogprobs,
+      id,
+      sequenceId,
+      keep: job.keep,
+      tokens: Uint32Array.from(job.tokens),
+      sampler: job.sampler?.native,
+      maxTokens: job.maxTokens,
+      topLogprobs: job.topLogprobs,
     });
     return {
       done,
@@ -182,7 +212,9 @@ export class GenerationLoop {
     try {
       this.addon.generationSubmit(jobs);
     } catch (err) {
-      this.dispatch(jobs.map(({ id }) => ({ id, tokens: new Int32Array(0), done: true, finish: "error", error: (err as Error).message, kvTokens: -1 })));
+      this.dispatch(
+        jobs.map(({ id }) => ({ id, tokens: new Int32Array(0), done: true, finish: "error", error: (err as Error).message, kvTokens: -1 })),
+      );
     }
   }
 
@@ -203,7 +235,8 @@ export class GenerationLoop {
       this.jobs.delete(event.id);
       const kvTokens = event.kvTokens ?? -1;
       if (entry.failure) entry.resolve({ finish: "error", kvTokens, error: entry.failure });
-      else if (event.finish === "error") entry.resolve({ finish: "error", kvTokens, error: new Error(event.error ?? "the generation loop failed") });
+      else if (event.finish === "error")
+        entry.resolve({ finish: "error", kvTokens, error: new Error(event.error ?? "the generation loop failed") });
       else entry.resolve({ finish: event.finish!, kvTokens });
     }
   }
@@ -212,7 +245,10 @@ export class GenerationLoop {
 /** One context sequence with steering; it decodes through the context's native generation loop. */
 export class SteerableSequence {
   private readonly addon: SteeringAddonContext;
-  constructor(private readonly loop: GenerationLoop, private readonly sequence: LlamaContextSequence) {
+  constructor(
+    private readonly loop: GenerationLoop,
+    private readonly sequence: LlamaContextSequence,
+  ) {
     this.addon = addonOf(loop.context);
   }
 

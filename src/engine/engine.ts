@@ -16,7 +16,15 @@ import { defaultThreads } from "./threads.js";
 import { mergeRanges, spansToTokenRanges, tokenOffsets } from "./tokenSpans.js";
 import { tokenText } from "./tokenText.js";
 import type {
-  EngineOptions, GenerateRequest, GenerateResult, PreparedPrompt, PromptInput, ResolvedSteering, ScoreRequest, ScoreResult, SteeringRequest,
+  EngineOptions,
+  GenerateRequest,
+  GenerateResult,
+  PreparedPrompt,
+  PromptInput,
+  ResolvedSteering,
+  ScoreRequest,
+  ScoreResult,
+  SteeringRequest,
 } from "./types.js";
 
 export type * from "./types.js";
@@ -47,7 +55,8 @@ export class SteeringEngine {
    */
   static async load(options: EngineOptions & { scheduler?: Scheduler }): Promise<SteeringEngine> {
     const parallel = options.scheduler?.parallel ?? options.parallel ?? DEFAULT_PARALLEL;
-    if (options.parallel !== undefined && options.parallel !== parallel) throw new Error(`parallel ${options.parallel} differs from the scheduler's ${parallel}`);
+    if (options.parallel !== undefined && options.parallel !== parallel)
+      throw new Error(`parallel ${options.parallel} differs from the scheduler's ${parallel}`);
     const scheduler = options.scheduler ?? new Scheduler({ parallel, maxQueue: Number.POSITIVE_INFINITY });
     const llama = await loadPatchedLlama({ gpu: options.gpu ?? false });
     const model = await llama.loadModel({ modelPath: options.modelPath });
@@ -59,7 +68,10 @@ export class SteeringEngine {
     });
     const loop = GenerationLoop.start(context, { deliveryIntervalMs: options.deliveryIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS });
     const info = steeringInfo(context);
-    const sequences = Array.from({ length: parallel }, () => new PooledSequence(new SteerableSequence(loop, context.getSequence()), info.headsPerLayer));
+    const sequences = Array.from(
+      { length: parallel },
+      () => new PooledSequence(new SteerableSequence(loop, context.getSequence()), info.headsPerLayer),
+    );
     return new SteeringEngine(llama, model, context, new SequencePool(sequences), scheduler, info.headsPerLayer, info.unsupportedReason);
   }
 
@@ -97,16 +109,20 @@ export class SteeringEngine {
     const heads = resolveHeads(request.heads, this.headsPerLayer);
     for (const [i, c] of request.emphasis.entries()) {
       if (!(Number.isInteger(c.start) && Number.isInteger(c.end) && c.start >= 0 && c.start < c.end && c.end <= text.length)) {
-        throw new EmphasisError(`steering.emphasis[${i}] {start: ${c.start}, end: ${c.end}} must satisfy 0 <= start < end <= ${text.length} (the prompt's length)`);
+        throw new EmphasisError(
+          `steering.emphasis[${i}] {start: ${c.start}, end: ${c.end}} must satisfy 0 <= start < end <= ${text.length} (the prompt's length)`,
+        );
       }
     }
     const chars = unionSpans(request.emphasis);
     // generation mode biases the whole prompt against the generated tokens: it needs no emphasis
-    if (chars.length === 0 && mode !== "generation") throw new SteeringError("steering.emphasis: nothing is emphasized", "steering.emphasis");
+    if (chars.length === 0 && mode !== "generation")
+      throw new SteeringError("steering.emphasis: nothing is emphasized", "steering.emphasis");
     const perSpan = chars.map((c) => spansToTokenRanges(offsets, [c]));
     const spans = chars.map((c, i) => {
       const ranges = perSpan[i]!;
-      if (ranges.length === 0) throw new SteeringError(`steering.emphasis: characters ${c.start}-${c.end} cover no token`, "steering.emphasis");
+      if (ranges.length === 0)
+        throw new SteeringError(`steering.emphasis: characters ${c.start}-${c.end} cover no token`, "steering.emphasis");
       return { start: c.start, end: c.end, text: text.slice(c.start, c.end), tokenStart: ranges[0]!.start, tokenEnd: ranges.at(-1)!.end };
     });
     const emphasized = mergeRanges(perSpan.flat());
@@ -142,7 +158,9 @@ export class SteeringEngine {
 
   private checkLength(tokens: readonly Token[], newTokens: number) {
     if (tokens.length + newTokens >= this.contextSize) {
-      throw new ContextLengthError(`the prompt is ${tokens.length} tokens and ${newTokens} more are asked for, but the context holds ${this.contextSize - 1}`);
+      throw new ContextLengthError(
+        `the prompt is ${tokens.length} tokens and ${newTokens} more are asked for, but the context holds ${this.contextSize - 1}`,
+      );
     }
   }
 
@@ -157,13 +175,13 @@ export class SteeringEngine {
       const take = (prepared: PreparedPrompt | null) =>
         (sequence ??= prepared ? this.pool.take(prepared.tokens, prepared.steering?.spec) : this.pool.takeColdest());
       const session: EngineSession = {
-        generate: (request, prepared) => {
+        generate: async (request, prepared) => {
           const maxTokens = request.maxTokens ?? DEFAULT_MAX_TOKENS;
           const input = prepared ?? this.prepare(request, maxTokens);
           return generateOn(this.model, take(input), input, { ...request, signal }, maxTokens);
         },
         // scoring reuses nothing cached: it takes the sequence whose cache is worth least
-        score: (request, prepared) => scoreOn(this.model, take(null), prepared ?? this.prepare(request, 0), { ...request, signal }),
+        score: async (request, prepared) => scoreOn(this.model, take(null), prepared ?? this.prepare(request, 0), { ...request, signal }),
       };
       try {
         return await job(session, signal);
@@ -174,13 +192,13 @@ export class SteeringEngine {
   }
 
   /** One generation (validated before it waits for a sequence). */
-  generate(request: GenerateRequest, prepared?: PreparedPrompt): Promise<GenerateResult> {
+  async generate(request: GenerateRequest, prepared?: PreparedPrompt): Promise<GenerateResult> {
     const input = prepared ?? this.prepare(request, request.maxTokens ?? DEFAULT_MAX_TOKENS);
     return this.withSequence((session) => session.generate(request, input), { signal: request.signal });
   }
 
   /** Log-probability of every prompt token given the ones before it, under the request's steering. */
-  score(request: ScoreRequest, prepared?: PreparedPrompt): Promise<ScoreResult> {
+  async score(request: ScoreRequest, prepared?: PreparedPrompt): Promise<ScoreResult> {
     const input = prepared ?? this.prepare(request, 0);
     return this.withSequence((session) => session.score(request, input), { signal: request.signal });
   }

@@ -9,10 +9,18 @@ import { TextAssembler } from "./textAssembler.js";
 import { describeLogprobs, recordStride } from "./tokenText.js";
 import type { GenerateRequest, GenerateResult, PreparedPrompt } from "./types.js";
 
-export async function generateOn(model: LlamaModel, sequence: PooledSequence, prepared: PreparedPrompt, request: GenerateRequest, maxTokens: number): Promise<GenerateResult> {
+export async function generateOn(
+  model: LlamaModel,
+  sequence: PooledSequence,
+  prepared: PreparedPrompt,
+  request: GenerateRequest,
+  maxTokens: number,
+): Promise<GenerateResult> {
   const { tokens: promptTokens, steering } = prepared;
   const sampler = new NativeSampler(model, {
-    temperature: request.temperature ?? ENGINE_DEFAULT_TEMPERATURE, topK: request.topK ?? 0, topP: request.topP ?? 1,
+    temperature: request.temperature ?? ENGINE_DEFAULT_TEMPERATURE,
+    topK: request.topK ?? 0,
+    topP: request.topP ?? 1,
     seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
   });
   try {
@@ -31,7 +39,15 @@ export async function generateOn(model: LlamaModel, sequence: PooledSequence, pr
   }
 }
 
-async function decode(model: LlamaModel, sequence: PooledSequence, sampler: NativeSampler, promptTokens: Token[], reuse: number, request: GenerateRequest, maxTokens: number) {
+async function decode(
+  model: LlamaModel,
+  sequence: PooledSequence,
+  sampler: NativeSampler,
+  promptTokens: Token[],
+  reuse: number,
+  request: GenerateRequest,
+  maxTokens: number,
+) {
   const wantLogprobs = request.logprobs !== undefined;
   const stride = recordStride(request.logprobs ?? 0);
   const assembler = new TextAssembler(model, request.stop ?? []);
@@ -41,22 +57,30 @@ async function decode(model: LlamaModel, sequence: PooledSequence, sampler: Nati
   let firstTokenAt = start;
 
   // the KV cache ends up holding the prompt, then every generated token but the last sampled one
-  const result = await sequence.run({
-    keep: reuse, tokens: promptTokens.slice(reuse), sampler, maxTokens, topLogprobs: wantLogprobs ? request.logprobs! : -1,
-    onTokens: (ids, records) => {
-      if (tokens.length === 0) firstTokenAt = performance.now();
-      for (let i = 0; i < ids.length && !stopped && !request.signal?.aborted; i++) {
-        const token = ids[i] as Token;
-        const previous = tokens.at(-1) ?? promptTokens.at(-1);
-        const described = records ? describeLogprobs(model, token, records.subarray(i * stride, (i + 1) * stride), previous) : undefined;
-        stopped = !assembler.accept(token, described);
-      }
-      // once per batch of tokens, so that a client that fell behind catches up
-      const piece = stopped ? null : assembler.takeFinal();
-      if (piece) request.onText?.(piece.text, piece.logprobs);
-      return !stopped; // tokens sampled after a stop string or an abort are dropped
+  const result = await sequence.run(
+    {
+      keep: reuse,
+      tokens: promptTokens.slice(reuse),
+      sampler,
+      maxTokens,
+      topLogprobs: wantLogprobs ? request.logprobs! : -1,
+      onTokens: (ids, records) => {
+        if (tokens.length === 0) firstTokenAt = performance.now();
+        for (let i = 0; i < ids.length && !stopped && !request.signal?.aborted; i++) {
+          const token = ids[i] as Token;
+          const previous = tokens.at(-1) ?? promptTokens.at(-1);
+          const described = records ? describeLogprobs(model, token, records.subarray(i * stride, (i + 1) * stride), previous) : undefined;
+          stopped = !assembler.accept(token, described);
+        }
+        // once per batch of tokens, so that a client that fell behind catches up
+        const piece = stopped ? null : assembler.takeFinal();
+        if (piece) request.onText?.(piece.text, piece.logprobs);
+        return !stopped; // tokens sampled after a stop string or an abort are dropped
+      },
     },
-  }, () => [...promptTokens, ...tokens], request.signal);
+    () => [...promptTokens, ...tokens],
+    request.signal,
+  );
 
   const rest = assembler.takeRest();
   if (rest) request.onText?.(rest.text, rest.logprobs);

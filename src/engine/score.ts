@@ -6,7 +6,12 @@ import { tokenOffsets } from "./tokenSpans.js";
 import { describeLogprobs, recordStride } from "./tokenText.js";
 import type { PreparedPrompt, ScoredToken, ScoreRequest, ScoreResult } from "./types.js";
 
-export async function scoreOn(model: LlamaModel, sequence: PooledSequence, prepared: PreparedPrompt, request: ScoreRequest): Promise<ScoreResult> {
+export async function scoreOn(
+  model: LlamaModel,
+  sequence: PooledSequence,
+  prepared: PreparedPrompt,
+  request: ScoreRequest,
+): Promise<ScoreResult> {
   const { tokens, steering, offsets = tokenOffsets(model, tokens, prepared.prompt) } = prepared;
   sequence.steer(steering?.spec, tokens.length);
   // each token's text is its stretch of the prompt, so the texts join to the prompt
@@ -19,17 +24,23 @@ export async function scoreOn(model: LlamaModel, sequence: PooledSequence, prepa
   const stride = recordStride(request.topLogprobs);
   let next = 1;
   // every position needs its logits, so nothing cached can be reused (keep 0)
-  await sequence.run({
-    keep: 0, tokens, maxTokens: 0, topLogprobs: request.topLogprobs,
-    onTokens: (_ids, records) => {
-      for (let at = 0; at < records!.length; at += stride, next++) {
-        const described = describeLogprobs(model, tokens[next]!, records!.subarray(at, at + stride), tokens[next - 1]);
-        scored[next]!.logprob = described.logprob;
-        scored[next]!.top = described.top;
-      }
-      return true;
+  await sequence.run(
+    {
+      keep: 0,
+      tokens,
+      maxTokens: 0,
+      topLogprobs: request.topLogprobs,
+      onTokens: (_ids, records) => {
+        for (let at = 0; at < records!.length; at += stride, next++) {
+          const described = describeLogprobs(model, tokens[next]!, records!.subarray(at, at + stride), tokens[next - 1]);
+          scored[next]!.logprob = described.logprob;
+          scored[next]!.top = described.top;
+        }
+      },
     },
-  }, () => tokens, request.signal);
+    () => tokens,
+    request.signal,
+  );
   if (request.signal?.aborted) throw request.signal.reason;
   return { tokens: scored, ...(steering ? { steering: { spans: steering.spans } } : {}) };
 }

@@ -12,7 +12,10 @@ export class PooledSequence {
   /** the tokens whose KV entries the sequence holds, from position 0 */
   private cachedTokens: readonly Token[] = [];
 
-  constructor(private readonly seq: SteerableSequence, private readonly headsPerLayer: readonly number[]) {}
+  constructor(
+    private readonly seq: SteerableSequence,
+    private readonly headsPerLayer: readonly number[],
+  ) {}
 
   get cachedLength(): number {
     return this.cachedTokens.length;

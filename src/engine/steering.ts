@@ -40,7 +40,10 @@ export function resolveHeads(selection: HeadSelection, headsPerLayer: readonly n
   if (Array.isArray(selection)) {
     for (const raw of selection) {
       const layer = layerIndex(raw);
-      heads.set(layer, Array.from({ length: headsPerLayer[layer]! }, (_, h) => h));
+      heads.set(
+        layer,
+        Array.from({ length: headsPerLayer[layer]! }, (_, h) => h),
+      );
     }
   } else {
     for (const [raw, list] of Object.entries(selection)) {
@@ -48,10 +51,16 @@ export function resolveHeads(selection: HeadSelection, headsPerLayer: readonly n
       const n = headsPerLayer[layer]!;
       for (const h of list) {
         if (!Number.isInteger(h) || h < 0 || h >= n) {
-          throw new SteeringError(`${param}: head ${h} of layer ${layer} is out of range: layer ${layer} has query heads 0-${n - 1}`, param);
+          throw new SteeringError(
+            `${param}: head ${h} of layer ${layer} is out of range: layer ${layer} has query heads 0-${n - 1}`,
+            param,
+          );
         }
       }
-      heads.set(layer, [...new Set([...(heads.get(layer) ?? []), ...list])].sort((a, b) => a - b));
+      heads.set(
+        layer,
+        [...new Set([...(heads.get(layer) ?? []), ...list])].sort((a, b) => a - b),
+      );
     }
   }
   if ([...heads.values()].every((h) => h.length === 0)) throw new SteeringError(`${param}: no head is selected`, param);
@@ -61,7 +70,10 @@ export function resolveHeads(selection: HeadSelection, headsPerLayer: readonly n
 export function validateAlpha(alpha: number, mode: SteeringMode, param = "steering.alpha"): void {
   if (!Number.isFinite(alpha) || alpha <= 0) throw new SteeringError(`${param} must be a positive number, got ${alpha}`, param);
   if (mode !== "include" && alpha > 1) {
-    throw new SteeringError(`${param} must be in (0, 1] in ${mode} mode (it scales down attention outside the emphasis), got ${alpha}`, param);
+    throw new SteeringError(
+      `${param} must be in (0, 1] in ${mode} mode (it scales down attention outside the emphasis), got ${alpha}`,
+      param,
+    );
   }
 }
 
@@ -87,8 +99,10 @@ function complement(ranges: readonly TokenRange[], length: number): TokenRange[]
 export function biasedPositions(spec: SteeringSpec, promptLength: number): TokenRange[] {
   switch (spec.mode) {
     case "exclude":
-    case "include": return complement(spec.emphasized, promptLength);
-    case "generation": return [{ start: 0, end: promptLength }];
+    case "include":
+      return complement(spec.emphasized, promptLength);
+    case "generation":
+      return [{ start: 0, end: promptLength }];
   }
 }
 

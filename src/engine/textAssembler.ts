@@ -18,7 +18,10 @@ export class TextAssembler {
   private emittedLogprobs = 0;
   private readonly holdBack: number;
 
-  constructor(private readonly model: LlamaModel, private readonly stop: readonly string[]) {
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly stop: readonly string[],
+  ) {
     this.holdBack = Math.max(0, ...stop.map((s) => s.length - 1));
   }
 
@@ -26,8 +29,11 @@ export class TextAssembler {
   accept(token: Token, logprobs: GeneratedTokenLogprobs | undefined): boolean {
     this.tokens.push(token);
     if (logprobs) this.logprobs.push(logprobs);
-    const tail = this.model.detokenize(this.tokens.slice(this.settledTokens), false,
-      this.tokens.slice(Math.max(0, this.settledTokens - DETOKENIZE_CONTEXT), this.settledTokens));
+    const tail = this.model.detokenize(
+      this.tokens.slice(this.settledTokens),
+      false,
+      this.tokens.slice(Math.max(0, this.settledTokens - DETOKENIZE_CONTEXT), this.settledTokens),
+    );
     this.text = this.settledText + tail;
     if (!tail.endsWith("\uFFFD")) {
       this.settledText = this.text;

@@ -14,7 +14,12 @@ export function tokenText(model: LlamaModel, token: Token, previous?: Token): st
  * One record of the native loop's log-probs: [logprob of the token, then (id, logprob) pairs of
  * the most likely alternatives].
  */
-export function describeLogprobs(model: LlamaModel, token: Token, record: Float64Array, previous: Token | undefined): GeneratedTokenLogprobs {
+export function describeLogprobs(
+  model: LlamaModel,
+  token: Token,
+  record: Float64Array,
+  previous: Token | undefined,
+): GeneratedTokenLogprobs {
   const top: TokenLogprob[] = [];
   for (let i = 1; i + 1 < record.length; i += 2) {
     const id = record[i]! as Token;

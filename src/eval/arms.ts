@@ -19,25 +19,37 @@ export interface Arm {
 }
 
 const LABELS: Record<ArmName, string> = {
-  unsteered: "unsteered", prompting: "`**...**` in the text", profile: "profile", all_heads: "every head", random_heads: "random heads", auto: "AutoPASTA",
+  unsteered: "unsteered",
+  prompting: "`**...**` in the text",
+  profile: "profile",
+  all_heads: "every head",
+  random_heads: "random heads",
+  auto: "AutoPASTA",
 };
 
 /** `count` distinct heads drawn uniformly from the model's, the same for the same seed. */
 export function randomHeads(count: number, headsPerLayer: readonly number[], seed: number): Record<string, number[]> {
   const all = headsPerLayer.flatMap((n, layer) => Array.from({ length: n }, (_, head) => ({ layer, head })));
-  const picked = shuffled(all, seededRandom(seed)).slice(0, count).sort((a, b) => a.layer - b.layer || a.head - b.head);
+  const picked = shuffled(all, seededRandom(seed))
+    .slice(0, count)
+    .sort((a, b) => a.layer - b.layer || a.head - b.head);
   const map: Record<string, number[]> = {};
   for (const { layer, head } of picked) (map[String(layer)] ??= []).push(head);
   return map;
 }
 
 export function headCount(heads: HeadSelection, headsPerLayer: readonly number[]): number {
-  return Array.isArray(heads) ? heads.reduce((n, layer) => n + (headsPerLayer[layer] ?? 0), 0) : Object.values(heads).reduce((n, h) => n + h.length, 0);
+  return Array.isArray(heads)
+    ? heads.reduce((n, layer) => n + (headsPerLayer[layer] ?? 0), 0)
+    : Object.values(heads).reduce((n, h) => n + h.length, 0);
 }
 
 export function buildArms(names: readonly ArmName[], profile: HeadSelection, headsPerLayer: readonly number[], seed: number): Arm[] {
   const heads: Record<ArmName, HeadSelection | null> = {
-    unsteered: null, prompting: null, profile, auto: profile,
+    unsteered: null,
+    prompting: null,
+    profile,
+    auto: profile,
     all_heads: headsPerLayer.map((_, layer) => layer),
     random_heads: randomHeads(headCount(profile, headsPerLayer), headsPerLayer, seed),
   };

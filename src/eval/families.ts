@@ -74,7 +74,11 @@ const knowledgeConflict: Family = {
     const item = parseWith(z.object({ prompt: text, emphasis: text, answer_prefix: text, new: text, old: text }).strict(), json, source);
     requireSubstring(item.prompt, item.emphasis, "emphasis", source);
     return {
-      family: this.name, source, message: item.prompt, emphasis: item.emphasis, maxTokens: 32,
+      family: this.name,
+      source,
+      message: item.prompt,
+      emphasis: item.emphasis,
+      maxTokens: 32,
       contrast: { prefix: item.answer_prefix, right: item.new, wrong: item.old },
       judge: (output) => ({ states_new: mentions(output, item.new) && !mentions(output, item.old) }),
     };
@@ -89,10 +93,18 @@ const jsonFormat: Family = {
     { name: "json_value", label: "... and the right value", kind: "greedy" },
   ],
   parse(json, source) {
-    const item = parseWith(z.object({ prompt: text, emphasis: text, keys: z.array(text).min(1), expect: z.record(z.string(), text) }).strict(), json, source);
+    const item = parseWith(
+      z.object({ prompt: text, emphasis: text, keys: z.array(text).min(1), expect: z.record(z.string(), text) }).strict(),
+      json,
+      source,
+    );
     requireSubstring(item.prompt, item.emphasis, "emphasis", source);
     return {
-      family: this.name, source, message: item.prompt, emphasis: item.emphasis, maxTokens: 64,
+      family: this.name,
+      source,
+      message: item.prompt,
+      emphasis: item.emphasis,
+      maxTokens: 64,
       judge: (output) => {
         const object = firstJsonObject(output);
         const keys = object !== null && item.keys.every((k) => k in object);
@@ -108,10 +120,18 @@ const pronounChange: Family = {
   label: "pronoun change",
   metrics: [{ name: "person", label: "greedy rewrite is in the asked person", kind: "greedy" }],
   parse(json, source) {
-    const item = parseWith(z.object({ prompt: text, emphasis: text, required: z.array(text).min(1), forbidden: z.array(text).min(1) }).strict(), json, source);
+    const item = parseWith(
+      z.object({ prompt: text, emphasis: text, required: z.array(text).min(1), forbidden: z.array(text).min(1) }).strict(),
+      json,
+      source,
+    );
     requireSubstring(item.prompt, item.emphasis, "emphasis", source);
     return {
-      family: this.name, source, message: item.prompt, emphasis: item.emphasis, maxTokens: 96,
+      family: this.name,
+      source,
+      message: item.prompt,
+      emphasis: item.emphasis,
+      maxTokens: 96,
       judge: (output) => ({
         person: item.required.some((w) => hasWord(output, w)) && !item.forbidden.some((w) => hasWord(output, w)),
       }),
@@ -127,10 +147,19 @@ const openBook: Family = {
     { name: "correct", label: "greedy answer is right", kind: "greedy" },
   ],
   parse(json, source) {
-    const item = parseWith(z.object({ context: text, question: text, gold: text, answer: text, distractor: text, answer_prefix: text }).strict(), json, source);
+    const item = parseWith(
+      z.object({ context: text, question: text, gold: text, answer: text, distractor: text, answer_prefix: text }).strict(),
+      json,
+      source,
+    );
     requireSubstring(item.context, item.gold, "gold", source);
     return {
-      family: this.name, source, message: `${item.context}\n\n${item.question}`, emphasis: item.gold, passage: item.context, maxTokens: 32,
+      family: this.name,
+      source,
+      message: `${item.context}\n\n${item.question}`,
+      emphasis: item.gold,
+      passage: item.context,
+      maxTokens: 32,
       contrast: { prefix: item.answer_prefix, right: item.answer, wrong: item.distractor },
       judge: (output) => ({ correct: mentions(output, item.answer) && !mentions(output, item.distractor) }),
     };
@@ -141,7 +170,8 @@ export const FAMILIES: readonly Family[] = [knowledgeConflict, jsonFormat, prono
 
 export function familyNamed(name: string): Family {
   const family = FAMILIES.find((f) => f.name === name);
-  if (!family) throw new EvalItemError(`unknown eval task ${JSON.stringify(name)}: the tasks are ${FAMILIES.map((f) => f.name).join(", ")}`);
+  if (!family)
+    throw new EvalItemError(`unknown eval task ${JSON.stringify(name)}: the tasks are ${FAMILIES.map((f) => f.name).join(", ")}`);
   return family;
 }
 

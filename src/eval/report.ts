@@ -26,11 +26,20 @@ export function summarize(outcomes: readonly ItemOutcome[], arms: readonly Arm[]
     if (mine.length === 0) continue;
     const items = new Set(mine.map((o) => o.item)).size;
     const metrics: Array<Metric & { of?: (o: ItemOutcome) => boolean | undefined }> = [...family.metrics];
-    if (mine.some((o) => o.auto)) metrics.push({ name: "auto_gold", label: "AutoPASTA's pass 1 picked the deciding sentence", kind: "greedy", of: (o) => o.auto?.gold });
+    if (mine.some((o) => o.auto))
+      metrics.push({
+        name: "auto_gold",
+        label: "AutoPASTA's pass 1 picked the deciding sentence",
+        kind: "greedy",
+        of: (o) => o.auto?.gold,
+      });
     for (const metric of metrics) {
       const byArm: SummaryRow["byArm"] = {};
       for (const arm of arms) {
-        const results = mine.filter((o) => o.arm === arm.name).map((o) => (metric.of ? metric.of(o) : passes(o, metric))).filter((r) => r !== undefined);
+        const results = mine
+          .filter((o) => o.arm === arm.name)
+          .map((o) => (metric.of ? metric.of(o) : passes(o, metric)))
+          .filter((r) => r !== undefined);
         byArm[arm.name] = results.length === 0 ? null : results.filter(Boolean).length / results.length;
       }
       rows.push({ family: family.name, familyLabel: family.label, metric: metric.name, metricLabel: metric.label, items, byArm });
@@ -44,18 +53,28 @@ const percent = (x: number | null | undefined) => (x === null || x === undefined
 export function markdownTable(rows: readonly SummaryRow[], arms: readonly Arm[]): string {
   const header = ["task", "metric", "items", ...arms.map((a) => a.label)];
   const lines = [`| ${header.join(" | ")} |`, `|${header.map((_, i) => (i < 2 ? "---" : "---:")).join("|")}|`];
-  for (const row of rows) lines.push(`| ${[row.familyLabel, row.metricLabel, String(row.items), ...arms.map((a) => percent(row.byArm[a.name]))].join(" | ")} |`);
+  for (const row of rows)
+    lines.push(`| ${[row.familyLabel, row.metricLabel, String(row.items), ...arms.map((a) => percent(row.byArm[a.name]))].join(" | ")} |`);
   return lines.join("\n");
 }
 
 /** Everything a run produced, per item too, for `--json`. */
-export function evalDocument(meta: Record<string, unknown>, rows: readonly SummaryRow[], outcomes: readonly ItemOutcome[]): Record<string, unknown> {
+export function evalDocument(
+  meta: Record<string, unknown>,
+  rows: readonly SummaryRow[],
+  outcomes: readonly ItemOutcome[],
+): Record<string, unknown> {
   return {
     ...meta,
     summary: rows.map((r) => ({ task: r.family, metric: r.metric, items: r.items, by_arm: r.byArm })),
     items: outcomes.map((o) => ({
-      source: o.item.source, task: o.item.family, arm: o.arm, output: o.output, checks: o.checks,
-      ...(o.contrast ? { contrast: o.contrast } : {}), ...(o.auto ? { auto: o.auto } : {}),
+      source: o.item.source,
+      task: o.item.family,
+      arm: o.arm,
+      output: o.output,
+      checks: o.checks,
+      ...(o.contrast ? { contrast: o.contrast } : {}),
+      ...(o.auto ? { auto: o.auto } : {}),
     })),
   };
 }

@@ -42,7 +42,11 @@ function render(template: ChatTemplate | null, message: string, parts: string[])
     const prompt = `${message}\n`;
     return { prompt, specialTokens: false, spans: resolveEmphasis(prompt, parts) };
   }
-  const rendered = chatPrompt(template, [{ role: "user", content: message }], parts.length > 0 ? { markup: "none", emphasis: parts } : undefined);
+  const rendered = chatPrompt(
+    template,
+    [{ role: "user", content: message }],
+    parts.length > 0 ? { markup: "none", emphasis: parts } : undefined,
+  );
   return { prompt: rendered.prompt, specialTokens: rendered.specialTokens, spans: rendered.emphasis };
 }
 
@@ -61,10 +65,17 @@ export class EvalRunner {
       arm.heads ? { emphasis: [...base.spans, ...extra], heads: arm.heads, alpha: this.alpha } : undefined;
 
     const contrast = item.contrast
-      ? { right: await this.answerLogprob(base, item.contrast.prefix, item.contrast.right, steering), wrong: await this.answerLogprob(base, item.contrast.prefix, item.contrast.wrong, steering) }
+      ? {
+          right: await this.answerLogprob(base, item.contrast.prefix, item.contrast.right, steering),
+          wrong: await this.answerLogprob(base, item.contrast.prefix, item.contrast.wrong, steering),
+        }
       : undefined;
     const { text } = await this.engine.generate({
-      prompt: base.prompt, specialTokens: base.specialTokens, steering: steering(), maxTokens: item.maxTokens, temperature: 0,
+      prompt: base.prompt,
+      specialTokens: base.specialTokens,
+      steering: steering(),
+      maxTokens: item.maxTokens,
+      temperature: 0,
     });
     return { item, arm: arm.name, ...(contrast ? { contrast } : {}), output: text, checks: item.judge(text) };
   }
@@ -73,11 +84,19 @@ export class EvalRunner {
    * Log-likelihood of `answer` as the reply's continuation after `prefix`. The reply (prefix and
    * answer) is emphasized too: in exclude mode it then sees itself unbiased, as generated tokens do.
    */
-  private async answerLogprob(base: RenderedItem, prefix: string, answer: string, steering: (extra: CharSpan[]) => SteeringRequest | undefined): Promise<number> {
+  private async answerLogprob(
+    base: RenderedItem,
+    prefix: string,
+    answer: string,
+    steering: (extra: CharSpan[]) => SteeringRequest | undefined,
+  ): Promise<number> {
     const prompt = `${base.prompt}${prefix} ${answer}`;
     const boundary = base.prompt.length + prefix.length;
     const { tokens } = await this.engine.score({
-      prompt, specialTokens: base.specialTokens, topLogprobs: 0, steering: steering([{ start: base.prompt.length, end: prompt.length }]),
+      prompt,
+      specialTokens: base.specialTokens,
+      topLogprobs: 0,
+      steering: steering([{ start: base.prompt.length, end: prompt.length }]),
     });
     let sum = 0;
     tokens.forEach((token, i) => {
@@ -93,19 +112,39 @@ export class EvalRunner {
     if (!item.passage) throw new Error(`${item.source}: AutoPASTA needs an item with a passage`);
     const answer = render(this.template, item.message, [item.passage]);
     // pass 1 as the chat route builds it: the instruction appended to the user's message
-    const selection = this.template ? render(this.template, `${item.message}\n\n${SELECTION_INSTRUCTION}`, []) : plainSelectionPrompt(answer.prompt);
+    const selection = this.template
+      ? render(this.template, `${item.message}\n\n${SELECTION_INSTRUCTION}`, [])
+      : plainSelectionPrompt(answer.prompt);
     const selectionPrompt = { prompt: selection.prompt, specialTokens: selection.specialTokens };
     const plan: AutoPastaPlan = { selectionPrompt, context: answer.spans[0]!, steering: { heads, alpha: this.alpha } };
-    const { result: { text }, report } = await runAutoPasta(
-      this.engine, plan, { prompt: answer.prompt, specialTokens: answer.specialTokens, maxTokens: item.maxTokens, temperature: 0 },
-    );
+    const {
+      result: { text },
+      report,
+    } = await runAutoPasta(this.engine, plan, {
+      prompt: answer.prompt,
+      specialTokens: answer.specialTokens,
+      maxTokens: item.maxTokens,
+      temperature: 0,
+    });
     const sentences = report.matched ? report.sentences.map((s) => s.text) : [];
-    return { item, arm: "auto", output: text, checks: item.judge(text), auto: { sentences, gold: sentences.some((s) => s.includes(item.emphasis) || item.emphasis.includes(s)) } };
+    return {
+      item,
+      arm: "auto",
+      output: text,
+      checks: item.judge(text),
+      auto: { sentences, gold: sentences.some((s) => s.includes(item.emphasis) || item.emphasis.includes(s)) },
+    };
   }
 }
 
 /** Every (item, arm) pair that applies (AutoPASTA only where an item has a passage), `parallel` at a time, in item order. */
-export async function runEval(engine: SteeringEngine, template: ChatTemplate | null, items: readonly EvalItem[], arms: readonly Arm[], options: EvalRunOptions): Promise<ItemOutcome[]> {
+export async function runEval(
+  engine: SteeringEngine,
+  template: ChatTemplate | null,
+  items: readonly EvalItem[],
+  arms: readonly Arm[],
+  options: EvalRunOptions,
+): Promise<ItemOutcome[]> {
   const runner = new EvalRunner(engine, template, options.alpha);
   const jobs = items.flatMap((item) => arms.filter((arm) => !arm.auto || item.passage !== undefined).map((arm) => ({ item, arm })));
   const outcomes: ItemOutcome[] = new Array(jobs.length);

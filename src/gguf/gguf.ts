@@ -3,8 +3,19 @@
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 
 export enum GgufType {
-  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6,
-  BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
 }
 
 export type GgufScalar = number | bigint | boolean | string;
@@ -14,7 +25,10 @@ export type GgufValue =
 export type GgufMetadata = Map<string, GgufValue>;
 
 /** ggml tensor types this writer produces. */
-export enum GgmlType { F32 = 0, F16 = 1 }
+export enum GgmlType {
+  F32 = 0,
+  F16 = 1,
+}
 
 const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 const DEFAULT_ALIGNMENT = 32;
@@ -35,8 +49,18 @@ export function readGgufMetadata(path: string): GgufMetadata {
       offset = 0;
       if (buffer.length < n) throw new Error(`${path}: truncated GGUF file`);
     };
-    const u32 = () => { need(4); const v = buffer.readUInt32LE(offset); offset += 4; return v; };
-    const u64 = () => { need(8); const v = buffer.readBigUInt64LE(offset); offset += 8; return v; };
+    const u32 = () => {
+      need(4);
+      const v = buffer.readUInt32LE(offset);
+      offset += 4;
+      return v;
+    };
+    const u64 = () => {
+      need(8);
+      const v = buffer.readBigUInt64LE(offset);
+      offset += 8;
+      return v;
+    };
     const str = () => {
       const n = Number(u64());
       need(n);
@@ -46,19 +70,59 @@ export function readGgufMetadata(path: string): GgufMetadata {
     };
     const scalar = (type: GgufType): GgufScalar => {
       switch (type) {
-        case GgufType.UINT8: need(1); return buffer.readUInt8(offset++);
-        case GgufType.INT8: need(1); return buffer.readInt8(offset++);
-        case GgufType.BOOL: need(1); return buffer.readUInt8(offset++) !== 0;
-        case GgufType.UINT16: { need(2); const v = buffer.readUInt16LE(offset); offset += 2; return v; }
-        case GgufType.INT16: { need(2); const v = buffer.readInt16LE(offset); offset += 2; return v; }
-        case GgufType.UINT32: return u32();
-        case GgufType.INT32: { need(4); const v = buffer.readInt32LE(offset); offset += 4; return v; }
-        case GgufType.FLOAT32: { need(4); const v = buffer.readFloatLE(offset); offset += 4; return v; }
-        case GgufType.UINT64: return u64();
-        case GgufType.INT64: { need(8); const v = buffer.readBigInt64LE(offset); offset += 8; return v; }
-        case GgufType.FLOAT64: { need(8); const v = buffer.readDoubleLE(offset); offset += 8; return v; }
-        case GgufType.STRING: return str();
-        default: throw new Error(`${path}: unknown GGUF value type ${type}`);
+        case GgufType.UINT8:
+          need(1);
+          return buffer.readUInt8(offset++);
+        case GgufType.INT8:
+          need(1);
+          return buffer.readInt8(offset++);
+        case GgufType.BOOL:
+          need(1);
+          return buffer.readUInt8(offset++) !== 0;
+        case GgufType.UINT16: {
+          need(2);
+          const v = buffer.readUInt16LE(offset);
+          offset += 2;
+          return v;
+        }
+        case GgufType.INT16: {
+          need(2);
+          const v = buffer.readInt16LE(offset);
+          offset += 2;
+          return v;
+        }
+        case GgufType.UINT32:
+          return u32();
+        case GgufType.INT32: {
+          need(4);
+          const v = buffer.readInt32LE(offset);
+          offset += 4;
+          return v;
+        }
+        case GgufType.FLOAT32: {
+          need(4);
+          const v = buffer.readFloatLE(offset);
+          offset += 4;
+          return v;
+        }
+        case GgufType.UINT64:
+          return u64();
+        case GgufType.INT64: {
+          need(8);
+          const v = buffer.readBigInt64LE(offset);
+          offset += 8;
+          return v;
+        }
+        case GgufType.FLOAT64: {
+          need(8);
+          const v = buffer.readDoubleLE(offset);
+          offset += 8;
+          return v;
+        }
+        case GgufType.STRING:
+          return str();
+        default:
+          throw new Error(`${path}: unknown GGUF value type ${type}`);
       }
     };
 
@@ -99,30 +163,82 @@ export interface GgufTensor {
 class ByteSink {
   private chunks: Buffer[] = [];
   length = 0;
-  push(b: Buffer) { this.chunks.push(b); this.length += b.length; }
-  u32(v: number) { const b = Buffer.alloc(4); b.writeUInt32LE(v); this.push(b); }
-  u64(v: number | bigint) { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); this.push(b); }
-  str(s: string) { const b = Buffer.from(s, "utf8"); this.u64(b.length); this.push(b); }
-  pad(alignment: number) { const r = this.length % alignment; if (r) this.push(Buffer.alloc(alignment - r)); }
-  take(): Buffer { return Buffer.concat(this.chunks); }
+  push(b: Buffer) {
+    this.chunks.push(b);
+    this.length += b.length;
+  }
+  u32(v: number) {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    this.push(b);
+  }
+  u64(v: number | bigint) {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(v));
+    this.push(b);
+  }
+  str(s: string) {
+    const b = Buffer.from(s, "utf8");
+    this.u64(b.length);
+    this.push(b);
+  }
+  pad(alignment: number) {
+    const r = this.length % alignment;
+    if (r) this.push(Buffer.alloc(alignment - r));
+  }
+  take(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
 }
 
 function writeScalar(sink: ByteSink, type: GgufType, v: GgufScalar) {
   const b8 = Buffer.alloc(8);
   switch (type) {
-    case GgufType.UINT8: sink.push(Buffer.from([Number(v)])); break;
-    case GgufType.INT8: b8.writeInt8(Number(v)); sink.push(b8.subarray(0, 1)); break;
-    case GgufType.BOOL: sink.push(Buffer.from([v ? 1 : 0])); break;
-    case GgufType.UINT16: b8.writeUInt16LE(Number(v)); sink.push(b8.subarray(0, 2)); break;
-    case GgufType.INT16: b8.writeInt16LE(Number(v)); sink.push(b8.subarray(0, 2)); break;
-    case GgufType.UINT32: sink.u32(Number(v)); break;
-    case GgufType.INT32: b8.writeInt32LE(Number(v)); sink.push(b8.subarray(0, 4)); break;
-    case GgufType.FLOAT32: b8.writeFloatLE(Number(v)); sink.push(b8.subarray(0, 4)); break;
-    case GgufType.UINT64: sink.u64(BigInt(v as number | bigint)); break;
-    case GgufType.INT64: b8.writeBigInt64LE(BigInt(v as number | bigint)); sink.push(b8); break;
-    case GgufType.FLOAT64: b8.writeDoubleLE(Number(v)); sink.push(b8); break;
-    case GgufType.STRING: sink.str(String(v)); break;
-    default: throw new Error(`cannot write GGUF value type ${type}`);
+    case GgufType.UINT8:
+      sink.push(Buffer.from([Number(v)]));
+      break;
+    case GgufType.INT8:
+      b8.writeInt8(Number(v));
+      sink.push(b8.subarray(0, 1));
+      break;
+    case GgufType.BOOL:
+      sink.push(Buffer.from([v ? 1 : 0]));
+      break;
+    case GgufType.UINT16:
+      b8.writeUInt16LE(Number(v));
+      sink.push(b8.subarray(0, 2));
+      break;
+    case GgufType.INT16:
+      b8.writeInt16LE(Number(v));
+      sink.push(b8.subarray(0, 2));
+      break;
+    case GgufType.UINT32:
+      sink.u32(Number(v));
+      break;
+    case GgufType.INT32:
+      b8.writeInt32LE(Number(v));
+      sink.push(b8.subarray(0, 4));
+      break;
+    case GgufType.FLOAT32:
+      b8.writeFloatLE(Number(v));
+      sink.push(b8.subarray(0, 4));
+      break;
+    case GgufType.UINT64:
+      sink.u64(BigInt(v as number | bigint));
+      break;
+    case GgufType.INT64:
+      b8.writeBigInt64LE(BigInt(v as number | bigint));
+      sink.push(b8);
+      break;
+    case GgufType.FLOAT64:
+      b8.writeDoubleLE(Number(v));
+      sink.push(b8);
+      break;
+    case GgufType.STRING:
+      sink.str(String(v));
+      break;
+    default:
+      throw new Error(`cannot write GGUF value type ${type}`);
   }
 }
 
@@ -136,12 +252,24 @@ function float32ToFloat16Bits(values: Float32Array): Uint16Array {
     const sign = (x >>> 16) & 0x8000;
     let exp = ((x >>> 23) & 0xff) - 127 + 15;
     let mant = x & 0x7fffff;
-    if (exp <= 0) { out[i] = sign; continue; } // flush tiny values to zero
-    if (exp >= 31) { out[i] = sign | 0x7c00; continue; }
+    if (exp <= 0) {
+      out[i] = sign;
+      continue;
+    } // flush tiny values to zero
+    if (exp >= 31) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
     // round to nearest even
     const rounded = mant + 0xfff + ((mant >>> 13) & 1);
-    if (rounded & 0x800000) { mant = 0; exp += 1; if (exp >= 31) { out[i] = sign | 0x7c00; continue; } }
-    else mant = rounded;
+    if (rounded & 0x800000) {
+      mant = 0;
+      exp += 1;
+      if (exp >= 31) {
+        out[i] = sign | 0x7c00;
+        continue;
+      }
+    } else mant = rounded;
     out[i] = sign | (exp << 10) | (mant >>> 13);
   }
   return out;

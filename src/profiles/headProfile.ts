@@ -16,11 +16,14 @@ export class HeadProfileError extends UserError {
 export function parseHeadProfile(json: unknown, source: string): HeadSelection {
   const parsed = profileFile.safeParse(json);
   if (!parsed.success) {
-    throw new HeadProfileError(`${source} is not a head profile ({"heads": {"<layer>": [head, ...]}} or {"<layer>": [head, ...]}): ${parsed.error.issues[0]?.message}`);
+    throw new HeadProfileError(
+      `${source} is not a head profile ({"heads": {"<layer>": [head, ...]}} or {"<layer>": [head, ...]}): ${parsed.error.issues[0]?.message}`,
+    );
   }
-  const heads = "heads" in parsed.data && typeof parsed.data.heads === "object" && !Array.isArray(parsed.data.heads)
-    ? parsed.data.heads as Record<string, number[]>
-    : parsed.data as Record<string, number[]>;
+  const heads =
+    "heads" in parsed.data && typeof parsed.data.heads === "object" && !Array.isArray(parsed.data.heads)
+      ? (parsed.data.heads as Record<string, number[]>)
+      : (parsed.data as Record<string, number[]>);
   if (Object.values(heads).every((h) => h.length === 0)) throw new HeadProfileError(`${source} selects no head`);
   return heads;
 }

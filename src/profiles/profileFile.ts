@@ -34,7 +34,12 @@ export async function modelFileInfo(path: string): Promise<ModelFileInfo> {
 const round = (x: number | null) => (x === null ? null : Math.round(x * 1e6) / 1e6);
 
 /** The file's JSON (snake_case, as the API). `command`: what made it, so that it can be made again. */
-export function profileDocument(result: ProfileResult, model: ModelFileInfo, command: string, createdAt = new Date()): Record<string, unknown> {
+export function profileDocument(
+  result: ProfileResult,
+  model: ModelFileInfo,
+  command: string,
+  createdAt = new Date(),
+): Record<string, unknown> {
   return {
     format: PROFILE_FORMAT,
     version: PROFILE_VERSION,
@@ -46,16 +51,36 @@ export function profileDocument(result: ProfileResult, model: ModelFileInfo, com
     seed: result.seed,
     top_k: result.topK,
     combine: result.combine,
-    tasks: result.tasks.map((t) => ({ name: t.name, ...(t.file ? { file: t.file } : {}), sha256: t.sha256, examples: t.examples, profiling: t.profiling, held_out: t.heldOut })),
-    scores: Object.fromEntries(result.scores.map((s) => [s.task, {
-      unsteered: round(s.unsteered),
-      ...(s.layers ? { layers: s.layers.map(round) } : {}),
-      heads: Object.fromEntries(s.heads.map((row, layer) => [String(layer), row.map(round)]).filter(([, row]) => (row as unknown[]).some((x) => x !== null))),
-    }])),
+    tasks: result.tasks.map((t) => ({
+      name: t.name,
+      ...(t.file ? { file: t.file } : {}),
+      sha256: t.sha256,
+      examples: t.examples,
+      profiling: t.profiling,
+      held_out: t.heldOut,
+    })),
+    scores: Object.fromEntries(
+      result.scores.map((s) => [
+        s.task,
+        {
+          unsteered: round(s.unsteered),
+          ...(s.layers ? { layers: s.layers.map(round) } : {}),
+          heads: Object.fromEntries(
+            s.heads.map((row, layer) => [String(layer), row.map(round)]).filter(([, row]) => (row as unknown[]).some((x) => x !== null)),
+          ),
+        },
+      ]),
+    ),
     ...(result.keptLayers ? { kept_layers: result.keptLayers } : {}),
-    forward_passes: { used: result.forwardPasses.used, full_search: result.forwardPasses.fullSearch, held_out: result.forwardPasses.heldOut },
+    forward_passes: {
+      used: result.forwardPasses.used,
+      full_search: result.forwardPasses.fullSearch,
+      held_out: result.forwardPasses.heldOut,
+    },
     fallback: result.fallback,
-    held_out: result.heldOut?.map((h) => ({ task: h.task, examples: h.examples, unsteered: round(h.unsteered), steered: round(h.steered) })) ?? null,
+    held_out:
+      result.heldOut?.map((h) => ({ task: h.task, examples: h.examples, unsteered: round(h.unsteered), steered: round(h.steered) })) ??
+      null,
     heads: result.heads,
     created_at: createdAt.toISOString(),
   };

@@ -5,8 +5,13 @@ import { DEFAULT_ALPHA } from "../engine/steering.js";
 import { ProfileError } from "./errors.js";
 import { TargetScorer } from "./scoring.js";
 import {
-  coarseToFineSearch, perHeadSearch, plannedPasses,
-  type CombineMode, type HeadRef, type ProfileMethod, type TaskSearchScores,
+  coarseToFineSearch,
+  perHeadSearch,
+  plannedPasses,
+  type CombineMode,
+  type HeadRef,
+  type ProfileMethod,
+  type TaskSearchScores,
 } from "./search.js";
 import { splitExamples, taskDigest, type Task } from "./tasks.js";
 
@@ -120,13 +125,24 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
   let total = plannedPasses(method, samples, headsPerLayer, keepLayers) + heldOutPasses;
   let done = 0;
   const progress = () => options.onProgress?.(done, total);
-  const scorer = new TargetScorer(engine, alpha, () => { done++; progress(); }, options.signal);
+  const scorer = new TargetScorer(
+    engine,
+    alpha,
+    () => {
+      done++;
+      progress();
+    },
+    options.signal,
+  );
   progress();
 
   const search = method === "pasta" ? perHeadSearch : coarseToFineSearch;
   const found = await search(scorer, samples, headsPerLayer, { topK, combine, keepLayers });
   const used = scorer.passes;
-  if (total !== used + heldOutPasses) { total = used + heldOutPasses; progress(); }
+  if (total !== used + heldOutPasses) {
+    total = used + heldOutPasses;
+    progress();
+  }
 
   const heads = headMap(found.heads);
   const scores = [];
@@ -137,19 +153,37 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
     heldOut = [];
     for (const { task, heldOut: examples } of splits) {
       if (examples.length === 0) continue;
-      heldOut.push({ task: task.name, examples: examples.length, unsteered: await scorer.mean(examples, null), steered: await scorer.mean(examples, heads) });
+      heldOut.push({
+        task: task.name,
+        examples: examples.length,
+        unsteered: await scorer.mean(examples, null),
+        steered: await scorer.mean(examples, heads),
+      });
     }
   }
   const totalHeads = headsPerLayer.reduce((a, b) => a + b, 0);
   const profilingExamples = samples.reduce((n, s) => n + s.examples.length, 0);
   return {
-    method, topK, combine, seed, alpha, mode: "exclude", headsPerLayer,
+    method,
+    topK,
+    combine,
+    seed,
+    alpha,
+    mode: "exclude",
+    headsPerLayer,
     tasks: splits.map(({ task, profiling, heldOut }) => ({
-      name: task.name, ...(task.file ? { file: task.file } : {}), sha256: taskDigest(task), examples: task.examples.length, profiling: profiling.length, heldOut: heldOut.length,
+      name: task.name,
+      ...(task.file ? { file: task.file } : {}),
+      sha256: taskDigest(task),
+      examples: task.examples.length,
+      profiling: profiling.length,
+      heldOut: heldOut.length,
     })),
     scores,
     ...(found.keptLayers ? { keptLayers: found.keptLayers } : {}),
     forwardPasses: { used, fullSearch: profilingExamples * (totalHeads + 1), heldOut: scorer.passes - used },
-    heads, fallback: found.fallback, heldOut,
+    heads,
+    fallback: found.fallback,
+    heldOut,
   };
 }

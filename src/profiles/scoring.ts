@@ -61,9 +61,15 @@ export class TargetScorer {
       if (cached !== undefined) return cached;
     }
     const p = this.prepare(example);
-    const steering = heads === null ? undefined : this.engine.resolveSteering(p.prompt, p.offsets, {
-      emphasis: p.emphasis, heads, alpha: this.alpha, mode: "exclude",
-    });
+    const steering =
+      heads === null
+        ? undefined
+        : this.engine.resolveSteering(p.prompt, p.offsets, {
+            emphasis: p.emphasis,
+            heads,
+            alpha: this.alpha,
+            mode: "exclude",
+          });
     if (this.signal?.aborted) throw this.signal.reason;
     const result = await this.engine.score(
       { prompt: p.prompt, topLogprobs: 0, ...(this.signal ? { signal: this.signal } : {}) },
@@ -83,16 +89,25 @@ export class TargetScorer {
     const prompt = example.context + example.target;
     const { tokens, offsets } = this.engine.tokenizePrompt(prompt);
     if (tokens.length >= this.engine.contextSize) {
-      throw new ProfileError(`a profiling example is ${tokens.length} tokens, but the context holds ${this.engine.contextSize - 1} (--ctx-size): ${JSON.stringify(example.context.slice(0, 60))}...`);
+      throw new ProfileError(
+        `a profiling example is ${tokens.length} tokens, but the context holds ${this.engine.contextSize - 1} (--ctx-size): ${JSON.stringify(example.context.slice(0, 60))}...`,
+      );
     }
     const boundary = example.context.length;
     const targetStart = offsets.findIndex(([, end]) => end > boundary);
     // the first token has no log-prob: the target must come after at least one context token
-    if (targetStart < 1) throw new ProfileError(`the target of ${JSON.stringify(example.context.slice(0, 60))}... is not scored after any context token`);
+    if (targetStart < 1)
+      throw new ProfileError(`the target of ${JSON.stringify(example.context.slice(0, 60))}... is not scored after any context token`);
     const start = example.context.indexOf(example.emphasis);
     const prepared = {
-      prompt, tokens, offsets, targetStart,
-      emphasis: [{ start, end: start + example.emphasis.length }, { start: boundary, end: prompt.length }],
+      prompt,
+      tokens,
+      offsets,
+      targetStart,
+      emphasis: [
+        { start, end: start + example.emphasis.length },
+        { start: boundary, end: prompt.length },
+      ],
     };
     this.prepared.set(example, prepared);
     return prepared;

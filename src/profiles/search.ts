@@ -52,7 +52,12 @@ function rank(heads: HeadRef[], gain: (h: HeadRef) => number): HeadRef[] {
   return [...heads].sort((a, b) => gain(b) - gain(a) || byIndex(a, b));
 }
 
-async function scoreHeads(scorer: TargetScorer, sample: TaskSample, heads: readonly HeadRef[], headsPerLayer: readonly number[]): Promise<Array<Array<number | null>>> {
+async function scoreHeads(
+  scorer: TargetScorer,
+  sample: TaskSample,
+  heads: readonly HeadRef[],
+  headsPerLayer: readonly number[],
+): Promise<Array<Array<number | null>>> {
   const grid = headsPerLayer.map((n) => Array<number | null>(n).fill(null));
   for (const h of heads) grid[h.layer]![h.head] = await scorer.meanGain(sample.examples, { [h.layer]: [h.head] });
   return grid;
@@ -61,7 +66,10 @@ async function scoreHeads(scorer: TargetScorer, sample: TaskSample, heads: reado
 /** Mean rank (0 = best) of each item over several rankings of the same items. */
 function meanRanks(rankings: HeadRef[][]): Map<string, number> {
   const sums = new Map<string, number>();
-  for (const ranking of rankings) ranking.forEach((h, i) => { sums.set(key(h), (sums.get(key(h)) ?? 0) + i); });
+  for (const ranking of rankings)
+    ranking.forEach((h, i) => {
+      sums.set(key(h), (sums.get(key(h)) ?? 0) + i);
+    });
   return new Map([...sums].map(([k, s]) => [k, s / rankings.length]));
 }
 
@@ -86,33 +94,60 @@ export function combineRankings(rankings: HeadRef[][], topK: number, combine: Co
 }
 
 function allHeads(headsPerLayer: readonly number[], layers?: readonly number[]): HeadRef[] {
-  return (layers ?? headsPerLayer.map((_, l) => l)).flatMap((layer) => Array.from({ length: headsPerLayer[layer]! }, (_, head) => ({ layer, head })));
+  return (layers ?? headsPerLayer.map((_, l) => l)).flatMap((layer) =>
+    Array.from({ length: headsPerLayer[layer]! }, (_, head) => ({ layer, head })),
+  );
 }
 
 /** Forward passes each strategy will take (unsteered passes included), for progress. */
-export function plannedPasses(method: ProfileMethod, samples: readonly TaskSample[], headsPerLayer: readonly number[], keepLayers: number): number {
+export function plannedPasses(
+  method: ProfileMethod,
+  samples: readonly TaskSample[],
+  headsPerLayer: readonly number[],
+  keepLayers: number,
+): number {
   const examples = samples.reduce((n, s) => n + s.examples.length, 0);
   const totalHeads = headsPerLayer.reduce((a, b) => a + b, 0);
   if (method === "pasta") return examples * (1 + totalHeads);
   const kept = Math.min(keepLayers, headsPerLayer.length);
   // the widest layers, as an upper bound before the layers are known
-  const keptHeads = [...headsPerLayer].sort((a, b) => b - a).slice(0, kept).reduce((a, b) => a + b, 0);
+  const keptHeads = [...headsPerLayer]
+    .sort((a, b) => b - a)
+    .slice(0, kept)
+    .reduce((a, b) => a + b, 0);
   return examples * (1 + headsPerLayer.length + keptHeads);
 }
 
 /** PASTA: every head alone on every task. */
-export async function perHeadSearch(scorer: TargetScorer, samples: readonly TaskSample[], headsPerLayer: readonly number[], options: SearchOptions): Promise<SearchResult> {
+export async function perHeadSearch(
+  scorer: TargetScorer,
+  samples: readonly TaskSample[],
+  headsPerLayer: readonly number[],
+  options: SearchOptions,
+): Promise<SearchResult> {
   const candidates = allHeads(headsPerLayer);
   const scores: TaskSearchScores[] = [];
   for (const sample of samples) {
     const heads = await scoreHeads(scorer, sample, candidates, headsPerLayer);
     scores.push({ task: sample.name, heads, ranking: rank(candidates, (h) => heads[h.layer]![h.head]!) });
   }
-  return { scores, ...combineRankings(scores.map((s) => s.ranking), options.topK, options.combine) };
+  return {
+    scores,
+    ...combineRankings(
+      scores.map((s) => s.ranking),
+      options.topK,
+      options.combine,
+    ),
+  };
 }
 
 /** AutoPASTA coarse-to-fine: rank layers steered whole, then heads inside the best layers. */
-export async function coarseToFineSearch(scorer: TargetScorer, samples: readonly TaskSample[], headsPerLayer: readonly number[], options: SearchOptions): Promise<SearchResult> {
+export async function coarseToFineSearch(
+  scorer: TargetScorer,
+  samples: readonly TaskSample[],
+  headsPerLayer: readonly number[],
+  options: SearchOptions,
+): Promise<SearchResult> {
   const layers = headsPerLayer.map((_, layer) => ({ layer, head: 0 }));
   const layerScores: Array<Array<number | null>> = [];
   const layerRankings: HeadRef[][] = [];
@@ -123,13 +158,26 @@ export async function coarseToFineSearch(scorer: TargetScorer, samples: readonly
     layerRankings.push(rank(layers, (l) => gains[l.layer]!));
   }
   const ranks = meanRanks(layerRankings);
-  const kept = rank(layers, (l) => -ranks.get(key(l))!).slice(0, Math.max(1, options.keepLayers)).map((l) => l.layer);
+  const kept = rank(layers, (l) => -ranks.get(key(l))!)
+    .slice(0, Math.max(1, options.keepLayers))
+    .map((l) => l.layer);
 
-  const candidates = allHeads(headsPerLayer, [...kept].sort((a, b) => a - b));
+  const candidates = allHeads(
+    headsPerLayer,
+    [...kept].sort((a, b) => a - b),
+  );
   const scores: TaskSearchScores[] = [];
   for (const [i, sample] of samples.entries()) {
     const heads = await scoreHeads(scorer, sample, candidates, headsPerLayer);
     scores.push({ task: sample.name, layers: layerScores[i]!, heads, ranking: rank(candidates, (h) => heads[h.layer]![h.head]!) });
   }
-  return { scores, keptLayers: kept, ...combineRankings(scores.map((s) => s.ranking), options.topK, options.combine) };
+  return {
+    scores,
+    keptLayers: kept,
+    ...combineRankings(
+      scores.map((s) => s.ranking),
+      options.topK,
+      options.combine,
+    ),
+  };
 }

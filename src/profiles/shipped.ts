@@ -12,7 +12,9 @@ export const SHIPPED_PROFILES_DIR = join(PACKAGE_ROOT, "profiles");
 export function findShippedProfile(modelSha256: string, dir = SHIPPED_PROFILES_DIR): string | null {
   let files: string[];
   try {
-    files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith(".json"))
+      .sort();
   } catch {
     return null; // an install without profiles/
   }

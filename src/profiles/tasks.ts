@@ -52,7 +52,9 @@ export function parseTaskExamples(text: string, source: string): TaskExample[] {
     const parsed = exampleSchema.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new TaskFileError(`${where}: expected {"context", "emphasis", "target"} strings: ${issue?.path.join(".") || "line"}: ${issue?.message}`);
+      throw new TaskFileError(
+        `${where}: expected {"context", "emphasis", "target"} strings: ${issue?.path.join(".") || "line"}: ${issue?.message}`,
+      );
     }
     const example = parsed.data;
     if (!example.context.includes(example.emphasis)) throw new TaskFileError(`${where}: "emphasis" is not a substring of "context"`);
@@ -74,14 +76,19 @@ export function loadTaskFile(file: string): Task {
 
 /** The built-in tasks (prompts/tasks/*.jsonl), in file-name order. */
 export function loadBuiltinTasks(): Task[] {
-  const files = readdirSync(BUILTIN_TASKS_DIR).filter((f) => f.endsWith(".jsonl")).sort();
+  const files = readdirSync(BUILTIN_TASKS_DIR)
+    .filter((f) => f.endsWith(".jsonl"))
+    .sort();
   // recorded relative to the package: a profile does not depend on where it is installed
   return files.map((f) => ({ ...loadTaskFile(join(BUILTIN_TASKS_DIR, f)), file: relative(PACKAGE_ROOT, join(BUILTIN_TASKS_DIR, f)) }));
 }
 
 /** `builtin` and/or task files, comma-separated (the CLI's --tasks). */
 export function loadTasks(spec: string): Task[] {
-  const tasks = spec.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  const tasks = spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")
     .flatMap((item) => (item === "builtin" ? loadBuiltinTasks() : [loadTaskFile(item)]));
   if (tasks.length === 0) throw new TaskFileError("no task given");
   const names = tasks.map((t) => t.name);
@@ -92,7 +99,9 @@ export function loadTasks(spec: string): Task[] {
 
 /** sha256 of a task's examples (not of its file: formatting and comments do not count). */
 export function taskDigest(task: Task): string {
-  return createHash("sha256").update(JSON.stringify(task.examples.map((e) => [e.context, e.emphasis, e.target]))).digest("hex");
+  return createHash("sha256")
+    .update(JSON.stringify(task.examples.map((e) => [e.context, e.emphasis, e.target])))
+    .digest("hex");
 }
 
 /**

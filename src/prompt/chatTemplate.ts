@@ -47,13 +47,19 @@ const SENTINEL_CLOSE = "\uE001";
 type ContentTransform = (content: string) => { kept: string; dropped: number };
 const TRANSFORMS: ContentTransform[] = [
   (c) => ({ kept: c, dropped: 0 }),
-  (c) => { const kept = c.trim(); return { kept, dropped: kept.length === 0 ? 0 : c.indexOf(kept) }; },
+  (c) => {
+    const kept = c.trim();
+    return { kept, dropped: kept.length === 0 ? 0 : c.indexOf(kept) };
+  },
 ];
 
 export class ChatTemplate {
   private readonly template: Template;
 
-  constructor(readonly source: string, private readonly specialTokens: { bos_token: string; eos_token: string }) {
+  constructor(
+    readonly source: string,
+    private readonly specialTokens: { bos_token: string; eos_token: string },
+  ) {
     this.template = new Template(source);
   }
 

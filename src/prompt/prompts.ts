@@ -8,7 +8,7 @@ import type { ChatMessage, ChatTemplate } from "./chatTemplate.js";
 
 export interface EmphasisRequest {
   markup: MarkupKind;
-  emphasis: ReadonlyArray<CharSpan & { message?: number } | string>;
+  emphasis: ReadonlyArray<(CharSpan & { message?: number }) | string>;
 }
 
 export interface RenderedPrompt {
@@ -56,7 +56,10 @@ export function chatPrompt(template: ChatTemplate, messages: readonly ChatMessag
     }
     const index = item.message ?? lastUser;
     if (index < 0 || index >= messages.length) {
-      throw new EmphasisError(`${param}.message: ${index} is not a message index (the request has ${messages.length} messages)`, `${param}.message`);
+      throw new EmphasisError(
+        `${param}.message: ${index} is not a message index (the request has ${messages.length} messages)`,
+        `${param}.message`,
+      );
     }
     perMessage[index]!.push(...resolveEmphasis(parsed[index]!.text, [{ start: item.start, end: item.end }], param));
   }
@@ -67,13 +70,18 @@ export function chatPrompt(template: ChatTemplate, messages: readonly ChatMessag
     if (spans.length === 0) return;
     const placement = rendered.placements[index];
     if (!placement) {
-      throw new EmphasisError(`message ${index}: the model's chat template rewrites message contents, so emphasis in them cannot be placed exactly; emphasize with /v1/completions on a rendered prompt instead`);
+      throw new EmphasisError(
+        `message ${index}: the model's chat template rewrites message contents, so emphasis in them cannot be placed exactly; emphasize with /v1/completions on a rendered prompt instead`,
+      );
     }
     for (const span of spans) {
       // characters the template dropped (trimmed whitespace) are not in the prompt
       const start = Math.max(span.start - placement.dropped, 0);
       const end = Math.min(span.end - placement.dropped, placement.length);
-      if (end <= start) throw new EmphasisError(`message ${index}: the emphasized characters ${span.start}-${span.end} are whitespace the chat template removes`);
+      if (end <= start)
+        throw new EmphasisError(
+          `message ${index}: the emphasized characters ${span.start}-${span.end} are whitespace the chat template removes`,
+        );
       emphasis.push({ start: placement.start + start, end: placement.start + end });
     }
   });

@@ -8,8 +8,12 @@ import { RequestError } from "../errors.js";
 export class QueueFullError extends RequestError {
   override name = "QueueFullError";
   constructor(retryAfter: number) {
-    super(`the server is busy: every sequence is in use and the wait queue is full; retry in ${retryAfter} s`,
-      { status: 429, type: "rate_limit_error", code: "queue_full", retryAfter });
+    super(`the server is busy: every sequence is in use and the wait queue is full; retry in ${retryAfter} s`, {
+      status: 429,
+      type: "rate_limit_error",
+      code: "queue_full",
+      retryAfter,
+    });
   }
 }
 
@@ -25,8 +29,12 @@ export class ShuttingDownError extends RequestError {
 export class QueueTimeoutError extends RequestError {
   override name = "QueueTimeoutError";
   constructor(retryAfter: number) {
-    super(`no sequence became free before the request's time limit; retry in ${retryAfter} s`,
-      { status: 503, type: "server_error", code: "queue_timeout", retryAfter });
+    super(`no sequence became free before the request's time limit; retry in ${retryAfter} s`, {
+      status: 503,
+      type: "server_error",
+      code: "queue_timeout",
+      retryAfter,
+    });
   }
 }
 
@@ -37,8 +45,12 @@ export type StopReason = "client_disconnected" | "time_limit" | "shutdown";
 export class JobStopped extends RequestError {
   override name = "JobStopped";
   constructor(readonly reason: StopReason) {
-    super(reason === "time_limit" ? "the request's time limit passed" : `generation stopped: ${reason}`,
-      reason === "time_limit" ? { status: 504, type: "timeout_error", code: "timeout" } : { status: 503, type: "server_error", code: reason });
+    super(
+      reason === "time_limit" ? "the request's time limit passed" : `generation stopped: ${reason}`,
+      reason === "time_limit"
+        ? { status: 504, type: "timeout_error", code: "timeout" }
+        : { status: 503, type: "server_error", code: reason },
+    );
   }
 }
 
@@ -96,7 +108,9 @@ export class Scheduler {
     if (this.draining) throw new ShuttingDownError();
     const retryAfter = this.options.retryAfterSeconds ?? 1;
     const controller = new AbortController();
-    const stop = (reason: StopReason) => { if (!controller.signal.aborted) controller.abort(new JobStopped(reason)); };
+    const stop = (reason: StopReason) => {
+      if (!controller.signal.aborted) controller.abort(new JobStopped(reason));
+    };
     const onClientAbort = () => stop("client_disconnected");
     options.signal?.addEventListener("abort", onClientAbort, { once: true });
     if (options.signal?.aborted) onClientAbort();
@@ -125,14 +139,19 @@ export class Scheduler {
   private waitForSlot(signal: AbortSignal, retryAfter: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
-        start: () => { signal.removeEventListener("abort", onAbort); resolve(); },
+        start: () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        },
         fail: reject,
       };
       const onAbort = () => {
         const i = this.queue.indexOf(waiter);
         if (i >= 0) this.queue.splice(i, 1);
         const reason = (signal.reason as JobStopped).reason;
-        reject(reason === "time_limit" ? new QueueTimeoutError(retryAfter) : reason === "shutdown" ? new ShuttingDownError() : signal.reason);
+        reject(
+          reason === "time_limit" ? new QueueTimeoutError(retryAfter) : reason === "shutdown" ? new ShuttingDownError() : signal.reason,
+        );
       };
       this.queue.push(waiter);
       if (signal.aborted) onAbort();
@@ -142,7 +161,8 @@ export class Scheduler {
 
   private release() {
     const next = this.queue.shift();
-    if (next) next.start(); // the slot passes straight to the next job: `running` is unchanged
+    if (next)
+      next.start(); // the slot passes straight to the next job: `running` is unchanged
     else this.running--;
   }
 
@@ -152,11 +172,12 @@ export class Scheduler {
    */
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
-    const idle = () => this.running === 0 && this.queue.length === 0
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const idle = () =>
+      this.running === 0 && this.queue.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<"deadline">((resolve) => { timer = setTimeout(() => resolve("deadline"), deadlineMs); });
+    const deadline = new Promise<"deadline">((resolve) => {
+      timer = setTimeout(() => resolve("deadline"), deadlineMs);
+    });
     const outcome = await Promise.race([idle(), deadline]);
     clearTimeout(timer);
     if (outcome === "deadline") {

@@ -35,7 +35,10 @@ function discardBody(raw: IncomingMessage): Promise<void> {
     let seen = 0;
     raw.on("data", (chunk: Buffer) => {
       seen += chunk.length;
-      if (seen > OVERSIZED_BODY_DRAIN_BYTES) { raw.destroy(); resolve(); }
+      if (seen > OVERSIZED_BODY_DRAIN_BYTES) {
+        raw.destroy();
+        resolve();
+      }
     });
     raw.once("end", resolve);
     raw.once("close", resolve);
@@ -70,10 +73,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
 
   let service: CompletionService | null = null;
-  options.service.then((s) => { service = s; }, () => {});
+  options.service.then(
+    (s) => {
+      service = s;
+    },
+    () => {},
+  );
   const getService = (): CompletionService => {
     if (options.scheduler.isDraining) throw new ShuttingDownError();
-    if (!service) throw new RequestError("the model is still loading", { status: 503, type: "server_error", code: "model_loading", retryAfter: 5 });
+    if (!service)
+      throw new RequestError("the model is still loading", { status: 503, type: "server_error", code: "model_loading", retryAfter: 5 });
     return service;
   };
 
@@ -82,11 +91,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const started = performance.now();
     // on the raw response, so streamed (hijacked) replies are counted when they end
     reply.raw.once("close", () => {
-      options.metrics.observeRequest(request.method, request.routeOptions.url ?? "unmatched", reply.raw.statusCode, (performance.now() - started) / 1000);
+      options.metrics.observeRequest(
+        request.method,
+        request.routeOptions.url ?? "unmatched",
+        reply.raw.statusCode,
+        (performance.now() - started) / 1000,
+      );
     });
   });
   if (options.corsOrigins) {
-    await app.register(cors, { origin: options.corsOrigins.includes("*") ? true : [...options.corsOrigins], exposedHeaders: ["x-request-id", "retry-after"] });
+    await app.register(cors, {
+      origin: options.corsOrigins.includes("*") ? true : [...options.corsOrigins],
+      exposedHeaders: ["x-request-id", "retry-after"],
+    });
   }
   // after CORS, whose hook must run first: a 401 without CORS headers is an opaque network error to a page
   registerApiKeys(app, options.apiKeys ?? []);
@@ -106,7 +123,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return reply.code(mapped.status).send(errorBody(mapped));
   });
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(errorBody(new RequestError(`no route ${request.method} ${request.url.split("?")[0]}`, { status: 404, type: "not_found_error" })));
+    reply
+      .code(404)
+      .send(
+        errorBody(new RequestError(`no route ${request.method} ${request.url.split("?")[0]}`, { status: 404, type: "not_found_error" })),
+      );
   });
 
   app.get("/health", { schema: { hide: true } }, async () => ({ status: "ok" }));

@@ -16,7 +16,12 @@ export function registerApiKeys(app: FastifyInstance, keys: readonly string[]): 
   app.addHook("onRequest", async (request) => {
     if (UNAUTHENTICATED_ROUTES.has(request.routeOptions.url ?? "") || request.method === "OPTIONS") return;
     const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? "");
-    if (!match) throw new RequestError("missing API key: send Authorization: Bearer <key>", { status: 401, type: "authentication_error", code: "missing_api_key" });
+    if (!match)
+      throw new RequestError("missing API key: send Authorization: Bearer <key>", {
+        status: 401,
+        type: "authentication_error",
+        code: "missing_api_key",
+      });
     const presented = digest(match[1]!.trim());
     // every key is compared, so which one matched does not show in the timing either
     let ok = false;

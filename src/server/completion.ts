@@ -22,12 +22,19 @@ export interface CompletionFormat {
 /** The request's context for the service: its logger, and a signal that aborts when the client closes the connection early. */
 export function requestContext(request: FastifyRequest, reply: FastifyReply): RequestContext {
   const controller = new AbortController();
-  reply.raw.once("close", () => { if (!reply.raw.writableFinished) controller.abort(); });
+  reply.raw.once("close", () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
   return { signal: controller.signal, log: request.log };
 }
 
 export async function handleCompletion(
-  service: CompletionService, input: CompletionInput, stream: boolean, format: CompletionFormat, request: FastifyRequest, reply: FastifyReply,
+  service: CompletionService,
+  input: CompletionInput,
+  stream: boolean,
+  format: CompletionFormat,
+  request: FastifyRequest,
+  reply: FastifyReply,
 ): Promise<unknown> {
   const events = service.stream(input, requestContext(request, reply));
   if (!stream) {

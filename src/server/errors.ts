@@ -24,13 +24,19 @@ export function toRequestError(err: unknown): RequestError | null {
   if (err instanceof RequestError) return err;
   if (hasZodFastifySchemaValidationErrors(err)) {
     const issues = err.validation;
-    const message = issues.slice(0, 5).map((i) => `${issuePath(i.instancePath) ?? "body"}: ${i.message}`).join("; ");
+    const message = issues
+      .slice(0, 5)
+      .map((i) => `${issuePath(i.instancePath) ?? "body"}: ${i.message}`)
+      .join("; ");
     return new RequestError(message, { status: 400, param: issuePath(issues[0]!.instancePath), code: "invalid_value" });
   }
   const fastifyError = err as Partial<FastifyError>;
   if (fastifyError.statusCode && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
     // fastify's own: malformed JSON, body too large, unsupported content type
-    return new RequestError(fastifyError.message ?? "bad request", { status: fastifyError.statusCode, code: fastifyError.code?.toLowerCase() ?? null });
+    return new RequestError(fastifyError.message ?? "bad request", {
+      status: fastifyError.statusCode,
+      code: fastifyError.code?.toLowerCase() ?? null,
+    });
   }
   return null;
 }

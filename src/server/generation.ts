@@ -3,7 +3,17 @@
 // pull-based stream of events. It knows nothing of HTTP: the caller gives a signal and a logger.
 import { answerWithAutoPasta, prepareAnswer, type AutoPastaPlan, type AutoPastaReport } from "../autopasta/autopasta.js";
 import type { CharSpan } from "../emphasis/markup.js";
-import type { GeneratedTokenLogprobs, GenerateRequest, GenerateResult, PreparedPrompt, SamplingOptions, ScoreResult, SteeredSpan, SteeringEngine, SteeringRequest } from "../engine/engine.js";
+import type {
+  GeneratedTokenLogprobs,
+  GenerateRequest,
+  GenerateResult,
+  PreparedPrompt,
+  SamplingOptions,
+  ScoreResult,
+  SteeredSpan,
+  SteeringEngine,
+  SteeringRequest,
+} from "../engine/engine.js";
 import type { HeadSelection } from "../engine/steering.js";
 import { InvalidRequestError, RequestError } from "../errors.js";
 import type { ChatTemplate } from "../prompt/chatTemplate.js";
@@ -110,7 +120,11 @@ export class GenerationService implements CompletionService {
   /** The request's `model`, when given, must be this server's. */
   checkModel(model: string | undefined | null): void {
     if (model != null && model !== this.options.modelId) {
-      throw new RequestError(`The model \`${model}\` does not exist: this server serves \`${this.options.modelId}\``, { status: 404, param: "model", code: "model_not_found" });
+      throw new RequestError(`The model \`${model}\` does not exist: this server serves \`${this.options.modelId}\``, {
+        status: 404,
+        param: "model",
+        code: "model_not_found",
+      });
     }
   }
 
@@ -126,28 +140,37 @@ export class GenerationService implements CompletionService {
     let firstTokenAt: number | undefined;
     const answer: GenerateRequest = {
       ...request,
-      onText: (text, logprobs) => { firstTokenAt ??= performance.now(); events.push({ type: "text", text, logprobs }); },
+      onText: (text, logprobs) => {
+        firstTokenAt ??= performance.now();
+        events.push({ type: "text", text, logprobs });
+      },
     };
-    const job = this.engine.withSequence(async (session, signal): Promise<Generation> => {
-      let result: GenerateResult;
-      let report: AutoPastaReport | undefined;
-      if (plan) {
-        ({ result, report } = await answerWithAutoPasta(this.engine, session, plan, prepared, answer, (selected, answering) => {
-          events.push({ type: "admitted", steering: responseSteering(answering.steering?.spans, selected) });
-        }));
-      } else {
-        events.push({ type: "admitted", ...(prepared.steering ? { steering: { spans: prepared.steering.spans } } : {}) });
-        result = await session.generate(answer, prepared);
-      }
-      const steering = responseSteering(result.steering?.spans, report);
-      return { result, ...(steering ? { steering } : {}), ...(signal.aborted ? { stopped: (signal.reason as JobStopped).reason } : {}) };
-    }, { signal: context.signal, timeoutMs: this.options.timeoutMs });
+    const job = this.engine.withSequence(
+      async (session, signal): Promise<Generation> => {
+        let result: GenerateResult;
+        let report: AutoPastaReport | undefined;
+        if (plan) {
+          ({ result, report } = await answerWithAutoPasta(this.engine, session, plan, prepared, answer, (selected, answering) => {
+            events.push({ type: "admitted", steering: responseSteering(answering.steering?.spans, selected) });
+          }));
+        } else {
+          events.push({ type: "admitted", ...(prepared.steering ? { steering: { spans: prepared.steering.spans } } : {}) });
+          result = await session.generate(answer, prepared);
+        }
+        const steering = responseSteering(result.steering?.spans, report);
+        return { result, ...(steering ? { steering } : {}), ...(signal.aborted ? { stopped: (signal.reason as JobStopped).reason } : {}) };
+      },
+      { signal: context.signal, timeoutMs: this.options.timeoutMs },
+    );
 
-    job.then((generation) => {
-      this.logDone(input, context, generation, startedAt, firstTokenAt);
-      events.push({ type: "done", generation });
-      events.close();
-    }, (err: unknown) => events.fail(err));
+    job.then(
+      (generation) => {
+        this.logDone(input, context, generation, startedAt, firstTokenAt);
+        events.push({ type: "done", generation });
+        events.close();
+      },
+      (err: unknown) => events.fail(err),
+    );
     yield* events;
   }
 
@@ -156,12 +179,21 @@ export class GenerationService implements CompletionService {
     const { request } = this.translate(input);
     const prepared = this.engine.prepare(request, 0);
     this.logStart(input, context, prepared);
-    const result = await this.engine.withSequence(async (session, signal) => {
-      const scored = await session.score({ ...request, topLogprobs }, prepared);
-      if (signal.aborted) throw signal.reason;
-      return scored;
-    }, { signal: context.signal, timeoutMs: this.options.timeoutMs });
-    this.options.metrics.observeGeneration({ endpoint: input.endpoint, steered: request.steering !== undefined, promptTokens: result.tokens.length, completionTokens: 0, generationSeconds: 0 });
+    const result = await this.engine.withSequence(
+      async (session, signal) => {
+        const scored = await session.score({ ...request, topLogprobs }, prepared);
+        if (signal.aborted) throw signal.reason;
+        return scored;
+      },
+      { signal: context.signal, timeoutMs: this.options.timeoutMs },
+    );
+    this.options.metrics.observeGeneration({
+      endpoint: input.endpoint,
+      steered: request.steering !== undefined,
+      promptTokens: result.tokens.length,
+      completionTokens: 0,
+      generationSeconds: 0,
+    });
     return result;
   }
 
@@ -169,14 +201,19 @@ export class GenerationService implements CompletionService {
   private translate(input: CompletionInput): { request: GenerateRequest; prepared: PreparedPrompt; plan?: AutoPastaPlan } {
     const { prompt, steering } = input;
     const request: GenerateRequest = {
-      prompt: prompt.prompt, specialTokens: prompt.specialTokens, maxTokens: input.maxTokens, ...input.sampling,
+      prompt: prompt.prompt,
+      specialTokens: prompt.specialTokens,
+      maxTokens: input.maxTokens,
+      ...input.sampling,
       ...(input.logprobs !== undefined ? { logprobs: input.logprobs } : {}),
     };
     const options = steering && { heads: this.heads(steering.heads), alpha: steering.alpha, mode: steering.mode };
     if (steering?.auto) {
-      if (!input.autoSelection) throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");
+      if (!input.autoSelection)
+        throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");
       const { selectionPrompt, context } = input.autoSelection;
-      if (context.end <= context.start) throw new InvalidRequestError("steering.auto: the context to pick sentences from is empty", "steering.auto", "invalid_steering");
+      if (context.end <= context.start)
+        throw new InvalidRequestError("steering.auto: the context to pick sentences from is empty", "steering.auto", "invalid_steering");
       const plan: AutoPastaPlan = { selectionPrompt, context, steering: options! };
       return { request, plan, prepared: prepareAnswer(this.engine, plan, request) };
     }
@@ -187,10 +224,18 @@ export class GenerationService implements CompletionService {
   private heads(requested: SteeringBody["heads"]): HeadSelection {
     if (requested !== undefined && typeof requested !== "string") return requested;
     if (requested !== undefined && requested !== DEFAULT_PROFILE_NAME) {
-      throw new InvalidRequestError(`steering.heads: unknown head profile ${JSON.stringify(requested)}; this server has "${DEFAULT_PROFILE_NAME}"`, "steering.heads", "invalid_steering");
+      throw new InvalidRequestError(
+        `steering.heads: unknown head profile ${JSON.stringify(requested)}; this server has "${DEFAULT_PROFILE_NAME}"`,
+        "steering.heads",
+        "invalid_steering",
+      );
     }
     if (!this.options.defaultHeads) {
-      throw new InvalidRequestError('steering.heads: this server has no head profile: pass the heads to steer, e.g. {"2": [0, 3]}, or restart it with --profile auto (profiles the model at start) or --profile <file> (made by "pasta-server profile")', "steering.heads", "invalid_steering");
+      throw new InvalidRequestError(
+        'steering.heads: this server has no head profile: pass the heads to steer, e.g. {"2": [0, 3]}, or restart it with --profile auto (profiles the model at start) or --profile <file> (made by "pasta-server profile")',
+        "steering.heads",
+        "invalid_steering",
+      );
     }
     return this.options.defaultHeads;
   }
@@ -198,20 +243,45 @@ export class GenerationService implements CompletionService {
   private logStart(input: CompletionInput, context: RequestContext, prepared: PreparedPrompt) {
     const steered = input.steering !== undefined;
     if (steered) this.options.metrics.observeSteeredRequest(input.endpoint);
-    context.log.info({ endpoint: input.endpoint, promptTokens: prepared.tokens.length, steered, ...(this.options.logPrompts ? { prompt: input.prompt.prompt } : {}) }, "generation requested");
+    context.log.info(
+      {
+        endpoint: input.endpoint,
+        promptTokens: prepared.tokens.length,
+        steered,
+        ...(this.options.logPrompts ? { prompt: input.prompt.prompt } : {}),
+      },
+      "generation requested",
+    );
   }
 
-  private logDone(input: CompletionInput, context: RequestContext, { result, stopped }: Generation, startedAt: number, firstTokenAt: number | undefined) {
+  private logDone(
+    input: CompletionInput,
+    context: RequestContext,
+    { result, stopped }: Generation,
+    startedAt: number,
+    firstTokenAt: number | undefined,
+  ) {
     this.options.metrics.observeGeneration({
-      endpoint: input.endpoint, steered: result.steering !== undefined, promptTokens: result.promptTokens, completionTokens: result.tokens.length,
+      endpoint: input.endpoint,
+      steered: result.steering !== undefined,
+      promptTokens: result.promptTokens,
+      completionTokens: result.tokens.length,
       timeToFirstToken: firstTokenAt === undefined ? undefined : (firstTokenAt - startedAt) / 1000,
       generationSeconds: result.timings.generationMs / 1000,
     });
-    context.log.info({
-      endpoint: input.endpoint, promptTokens: result.promptTokens, cachedPromptTokens: result.promptTokens - result.evaluatedPromptTokens,
-      completionTokens: result.tokens.length, finishReason: result.finishReason, stopped, promptMs: Math.round(result.timings.promptMs),
-      generationMs: Math.round(result.timings.generationMs),
-    }, "generation finished");
+    context.log.info(
+      {
+        endpoint: input.endpoint,
+        promptTokens: result.promptTokens,
+        cachedPromptTokens: result.promptTokens - result.evaluatedPromptTokens,
+        completionTokens: result.tokens.length,
+        finishReason: result.finishReason,
+        stopped,
+        promptMs: Math.round(result.timings.promptMs),
+        generationMs: Math.round(result.timings.generationMs),
+      },
+      "generation finished",
+    );
   }
 }
 

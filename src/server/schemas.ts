@@ -4,27 +4,30 @@
 import { z } from "zod";
 import { DEFAULT_MAX_TOKENS, MAX_EMPHASIS_ITEMS, MAX_STOP_STRINGS, MAX_TOKENS_LIMIT, MAX_TOP_LOGPROBS } from "../defaults.js";
 
-const emphasisSpan = z.object({
-  start: z.number().int().nonnegative(),
-  end: z.number().int().nonnegative(),
-  /** chat requests: index into `messages` */
-  message: z.number().int().nonnegative().optional(),
-}).strict();
+const emphasisSpan = z
+  .object({
+    start: z.number().int().nonnegative(),
+    end: z.number().int().nonnegative(),
+    /** chat requests: index into `messages` */
+    message: z.number().int().nonnegative().optional(),
+  })
+  .strict();
 
-const headsSchema = z.union([
-  z.record(z.string(), z.array(z.number().int())),
-  z.array(z.number().int()),
-  z.string().min(1),
-]);
+const headsSchema = z.union([z.record(z.string(), z.array(z.number().int())), z.array(z.number().int()), z.string().min(1)]);
 
-export const steeringSchema = z.object({
-  emphasis: z.array(z.union([emphasisSpan, z.string().min(1)])).max(MAX_EMPHASIS_ITEMS).default([]),
-  markup: z.enum(["none", "html", "markdown"]).default("none"),
-  alpha: z.number().optional(),
-  mode: z.enum(["exclude", "include", "generation"]).optional(),
-  heads: headsSchema.optional(),
-  auto: z.boolean().default(false),
-}).strict();
+export const steeringSchema = z
+  .object({
+    emphasis: z
+      .array(z.union([emphasisSpan, z.string().min(1)]))
+      .max(MAX_EMPHASIS_ITEMS)
+      .default([]),
+    markup: z.enum(["none", "html", "markdown"]).default("none"),
+    alpha: z.number().optional(),
+    mode: z.enum(["exclude", "include", "generation"]).optional(),
+    heads: headsSchema.optional(),
+    auto: z.boolean().default(false),
+  })
+  .strict();
 export type SteeringBody = z.infer<typeof steeringSchema>;
 
 const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(MAX_STOP_STRINGS)]).nullish();
@@ -38,21 +41,40 @@ const sampling = {
   steering: steeringSchema.optional(),
 };
 
-export const generateSchema = z.object({
-  prompt: z.string(),
-  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).default(DEFAULT_MAX_TOKENS),
-  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).default(0),
-  ...sampling,
-}).strict();
+export const generateSchema = z
+  .object({
+    prompt: z.string(),
+    max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).default(DEFAULT_MAX_TOKENS),
+    logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).default(0),
+    ...sampling,
+  })
+  .strict();
 export type GenerateBody = z.infer<typeof generateSchema>;
 
 /** Fields of OpenAI's API that this server cannot honour: accepted only at their neutral value. */
 const neutral = {
-  n: z.number().int().refine((n) => n === 1, "only n = 1 is supported").nullish(),
-  best_of: z.number().int().refine((n) => n === 1, "only best_of = 1 is supported").nullish(),
-  frequency_penalty: z.number().refine((v) => v === 0, "penalties are not supported").nullish(),
-  presence_penalty: z.number().refine((v) => v === 0, "penalties are not supported").nullish(),
-  logit_bias: z.record(z.string(), z.number()).refine((b) => Object.keys(b).length === 0, "logit_bias is not supported").nullish(),
+  n: z
+    .number()
+    .int()
+    .refine((n) => n === 1, "only n = 1 is supported")
+    .nullish(),
+  best_of: z
+    .number()
+    .int()
+    .refine((n) => n === 1, "only best_of = 1 is supported")
+    .nullish(),
+  frequency_penalty: z
+    .number()
+    .refine((v) => v === 0, "penalties are not supported")
+    .nullish(),
+  presence_penalty: z
+    .number()
+    .refine((v) => v === 0, "penalties are not supported")
+    .nullish(),
+  logit_bias: z
+    .record(z.string(), z.number())
+    .refine((b) => Object.keys(b).length === 0, "logit_bias is not supported")
+    .nullish(),
 };
 
 const openAICommon = {

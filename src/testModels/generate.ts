@@ -42,7 +42,6 @@ export function defaultVocabPath(): string {
   return path;
 }
 
-
 export function generateTestModel(outPath: string, shape: TestModelShape, vocabPath = defaultVocabPath()): void {
   const vocab = readGgufMetadata(vocabPath);
   const tokens = vocab.get("tokenizer.ggml.tokens");
@@ -83,9 +82,14 @@ export function generateTestModel(outPath: string, shape: TestModelShape, vocabP
 
   const tensors: GgufTensor[] = [];
   const weight = (name: string, shape2: number[], scale = 1 / Math.sqrt(shape2[0]!)) =>
-    tensors.push({ name, shape: shape2, type: shape2.length > 1 ? weightType : GgmlType.F32, fill: (out) => {
-      for (let i = 0; i < out.length; i++) out[i] = (random() * 2 - 1) * scale * Math.sqrt(3);
-    } });
+    tensors.push({
+      name,
+      shape: shape2,
+      type: shape2.length > 1 ? weightType : GgmlType.F32,
+      fill: (out) => {
+        for (let i = 0; i < out.length; i++) out[i] = (random() * 2 - 1) * scale * Math.sqrt(3);
+      },
+    });
   const constant = (name: string, shape2: number[], value: number) =>
     tensors.push({ name, shape: shape2, type: GgmlType.F32, fill: (out) => out.fill(value) });
 
@@ -97,7 +101,9 @@ export function generateTestModel(outPath: string, shape: TestModelShape, vocabP
     const blk = `blk.${i}`;
     constant(`${blk}.attn_norm.weight`, [E], 1);
     if (arch === "mamba") {
-      const inner = 2 * E, state = 16, dtRank = Math.ceil(E / 16);
+      const inner = 2 * E,
+        state = 16,
+        dtRank = Math.ceil(E / 16);
       weight(`${blk}.ssm_in.weight`, [E, 2 * inner]);
       weight(`${blk}.ssm_conv1d.weight`, [4, inner], 0.5);
       constant(`${blk}.ssm_conv1d.bias`, [inner], 0);

@@ -34,7 +34,9 @@ export class EventChannel<T> implements AsyncIterable<T> {
       }
       if (this.failure) throw this.failure.error;
       if (this.ended) return;
-      await new Promise<void>((resolve) => { this.wake = resolve; });
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
     }
   }
 

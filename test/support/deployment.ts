@@ -4,7 +4,19 @@
 // process, and the project's nginx gateway config (docker/nginx.conf.template) run with Debian's nginx
 // on loopback.
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, killOnExit, PROJECT_ROOT, sleep, startServer, waitForExit, type ServerProcess } from "../../harness/index.js";
@@ -46,7 +58,10 @@ export function parseDockerfile(path: string): Instruction[] {
     while (/\\\s*$/.test(text) && i + 1 < lines.length) {
       text = text.replace(/\\\s*$/, "");
       i++;
-      if (/^\s*#/.test(lines[i]!)) { text += "\\"; continue; } // a comment inside a continuation is dropped
+      if (/^\s*#/.test(lines[i]!)) {
+        text += "\\";
+        continue;
+      } // a comment inside a continuation is dropped
       text += lines[i]!;
     }
     const m = /^\s*(\w+)\s*(.*)$/s.exec(text);
@@ -71,13 +86,19 @@ export function execForm(args: string): string[] | null {
 
 /** A RUN's flags (`--mount=type=secret,id=extra_ca`, ...), before its shell command. */
 export function runFlags(args: string): string[] {
-  return /^((?:--[a-z]+=\S+\s+)*)/.exec(args)![1]!.split(/\s+/).filter((f) => f.length > 0);
+  return /^((?:--[a-z]+=\S+\s+)*)/
+    .exec(args)![1]!
+    .split(/\s+/)
+    .filter((f) => f.length > 0);
 }
 
 /** The shell commands of a RUN (its flags left out), split at `&&`, `||` and `;` (our RUNs quote none of these). */
 export function runCommands(args: string): string[] {
   const shell = args.replace(/^(?:--[a-z]+=\S+\s+)*/, "");
-  return shell.split(/&&|\|\||;/).map((c) => c.replace(/\s+/g, " ").trim()).filter((c) => c.length > 0);
+  return shell
+    .split(/&&|\|\||;/)
+    .map((c) => c.replace(/\s+/g, " ").trim())
+    .filter((c) => c.length > 0);
 }
 
 /** A command the project provides (npm scripts, our node programs) rather than the OS image (apt-get, rm, useradd). */
@@ -120,7 +141,8 @@ export function stageBase(instructions: Instruction[], stage: number): string {
 export function stageEnv(instructions: Instruction[], stage: number): Record<string, string> {
   const args: Record<string, string> = {};
   const env: Record<string, string> = {};
-  const expand = (v: string) => v.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => env[a ?? b!] ?? args[a ?? b!] ?? "");
+  const expand = (v: string) =>
+    v.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => env[a ?? b!] ?? args[a ?? b!] ?? "");
   for (const ins of instructions.filter((i) => i.stage === stage)) {
     if (ins.keyword === "ARG") Object.assign(args, keyValues(ins.args));
     if (ins.keyword === "ENV") for (const [k, v] of Object.entries(keyValues(ins.args))) env[k] = expand(v);
@@ -151,7 +173,9 @@ export function healthcheckCommand(instructions: Instruction[]): string[] {
 
 /** Commands .ci/run runs (its lines that are not comments, control flow or variable settings). */
 export function ciCommands(): string[] {
-  return readFileSync(join(ROOT, ".ci", "run"), "utf8").split("\n").map((l) => l.replace(/\s+#.*$/, "").trim())
+  return readFileSync(join(ROOT, ".ci", "run"), "utf8")
+    .split("\n")
+    .map((l) => l.replace(/\s+#.*$/, "").trim())
     .filter((l) => l && !l.startsWith("#") && !/^(set|cd|export)\b/.test(l));
 }
 
@@ -172,8 +196,11 @@ export function readEnvFile(path: string): Record<string, string> {
 export function distState(): { missing?: string; stale?: string } {
   const built = join(ROOT, "dist", "cli", "serve.js");
   if (!existsSync(built)) return { missing: "dist/ is not built: run `npm run build` (or `npm run build:ts`)" };
-  const newest = (dir: string): number => readdirSync(dir, { withFileTypes: true })
-    .reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs), 0);
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce(
+      (m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs),
+      0,
+    );
   const changed = newest(join(ROOT, "src")) > statSync(built).mtimeMs;
   return changed ? { stale: "src/ changed after dist/ was built: the ENTRYPOINT runs the older build (npm run build:ts)" } : {};
 }
@@ -196,8 +223,10 @@ export function startEntrypoint(command: string[], env: Record<string, string>, 
 /** Says how to get nginx when it is missing (the gateway test fails then: CI installs it). */
 export function nginxMissing(): string | null {
   if (existsSync(NGINX)) return null;
-  return `nginx is not installed (${NGINX}): the gateway test runs the project's nginx config with Debian's nginx. ` +
-    "Install it: apt-get update && apt-get install -y --no-install-recommends nginx (.ci/run does)";
+  return (
+    `nginx is not installed (${NGINX}): the gateway test runs the project's nginx config with Debian's nginx. ` +
+    "Install it: apt-get update && apt-get install -y --no-install-recommends nginx (.ci/run does)"
+  );
 }
 
 /** The template's ${NAME} placeholders. */
@@ -215,8 +244,16 @@ export function renderTemplate(template: string, vars: Record<string, string>): 
 
 /** One line of the gateway's access log (log_format pasta_gateway in the template). */
 export interface AccessLogEntry {
-  time: string; request_id: string; remote_addr: string; request: string; status: string; bytes_sent: string;
-  request_time: string; upstream_addr: string; upstream_status: string; upstream_response_time: string;
+  time: string;
+  request_id: string;
+  remote_addr: string;
+  request: string;
+  status: string;
+  bytes_sent: string;
+  request_time: string;
+  upstream_addr: string;
+  upstream_status: string;
+  upstream_response_time: string;
 }
 
 export interface Gateway {
@@ -250,32 +287,46 @@ export async function startGateway(replicas: [string, string], options: { keysMa
   let lastError = "";
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    writeFileSync(join(dir, "pasta.conf"), renderTemplate(template, {
-      PASTA_GATEWAY_REPLICA_1: replicas[0], PASTA_GATEWAY_REPLICA_2: replicas[1], PASTA_GATEWAY_LISTEN: `127.0.0.1:${port}`,
-    }));
-    writeFileSync(join(dir, "nginx.conf"), [
-      "worker_processes 1;",
-      "events { worker_connections 256; }",
-      "http {",
-      "    default_type application/octet-stream;",
-      `    ${temp("client_body")} ${temp("proxy")} ${temp("fastcgi")} ${temp("uwsgi")} ${temp("scgi")}`,
-      `    access_log ${join(dir, "access.log")};`,
-      "    include pasta.conf;",
-      "}",
-      "",
-    ].join("\n"));
+    writeFileSync(
+      join(dir, "pasta.conf"),
+      renderTemplate(template, {
+        PASTA_GATEWAY_REPLICA_1: replicas[0],
+        PASTA_GATEWAY_REPLICA_2: replicas[1],
+        PASTA_GATEWAY_LISTEN: `127.0.0.1:${port}`,
+      }),
+    );
+    writeFileSync(
+      join(dir, "nginx.conf"),
+      [
+        "worker_processes 1;",
+        "events { worker_connections 256; }",
+        "http {",
+        "    default_type application/octet-stream;",
+        `    ${temp("client_body")} ${temp("proxy")} ${temp("fastcgi")} ${temp("uwsgi")} ${temp("scgi")}`,
+        `    access_log ${join(dir, "access.log")};`,
+        "    include pasta.conf;",
+        "}",
+        "",
+      ].join("\n"),
+    );
     // stdout (the template's access_log /dev/stdout) is a file: Node's stdio pipes are sockets, which
     // cannot be opened by path (ENXIO); in the nginx image it is the container's log
     const stdoutPath = join(dir, "stdout.log");
     const stdoutFd = openSync(stdoutPath, "a");
-    const proc = spawn(NGINX, ["-p", dir, "-c", join(dir, "nginx.conf"), "-g", `daemon off; pid ${join(dir, "nginx.pid")}; error_log stderr notice;`], {
-      stdio: ["ignore", stdoutFd, "pipe"],
-    });
+    const proc = spawn(
+      NGINX,
+      ["-p", dir, "-c", join(dir, "nginx.conf"), "-g", `daemon off; pid ${join(dir, "nginx.pid")}; error_log stderr notice;`],
+      {
+        stdio: ["ignore", stdoutFd, "pipe"],
+      },
+    );
     closeSync(stdoutFd);
     killOnExit(proc, "SIGTERM"); // nginx: SIGTERM, so that its workers go too
     let err = "";
     const out = () => readFileSync(stdoutPath, "utf8");
-    proc.stderr!.setEncoding("utf8").on("data", (c: string) => { err += c; });
+    proc.stderr!.setEncoding("utf8").on("data", (c: string) => {
+      err += c;
+    });
     const base = `http://127.0.0.1:${port}`;
     const stop = async () => {
       if (proc.exitCode === null && proc.signalCode === null) {
@@ -286,18 +337,27 @@ export async function startGateway(replicas: [string, string], options: { keysMa
       }
       rmSync(dir, { recursive: true, force: true });
     };
-    const accessLog = () => out().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as AccessLogEntry);
+    const accessLog = () =>
+      out()
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as AccessLogEntry);
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && proc.exitCode === null && proc.signalCode === null) {
       try {
         const res = await fetch(`${base}/health`, { signal: AbortSignal.timeout(1000) });
         await res.arrayBuffer();
         if (res.status === 200) return { base, port, dir, proc, accessLog, errorLog: () => err, stop };
-      } catch { /* not listening yet */ }
+      } catch {
+        /* not listening yet */
+      }
       await sleep(30);
     }
     lastError = err;
-    if (proc.exitCode === null && proc.signalCode === null) { proc.kill("SIGKILL"); await waitForExit(proc); }
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill("SIGKILL");
+      await waitForExit(proc);
+    }
     if (!/Address already in use/.test(err)) break; // another process took the port: try another
   }
   rmSync(dir, { recursive: true, force: true });

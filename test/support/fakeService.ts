@@ -13,7 +13,11 @@ import { RequestError } from "../../src/errors.js";
 export function generationOf(text: string, extra: Partial<Generation> = {}): Generation {
   return {
     result: {
-      text, tokens: [...text].map((_, i) => i) as never, finishReason: "stop", promptTokens: 4, evaluatedPromptTokens: 4,
+      text,
+      tokens: [...text].map((_, i) => i) as never,
+      finishReason: "stop",
+      promptTokens: 4,
+      evaluatedPromptTokens: 4,
       timings: { promptMs: 1, generationMs: 1 },
     },
     ...extra,
@@ -39,7 +43,8 @@ export class FakeService implements CompletionService {
   constructor(private readonly script: Script = () => answer(["Hello", " world"])) {}
 
   checkModel(model: string | undefined | null): void {
-    if (model != null && model !== this.modelId) throw new RequestError(`no model ${model}`, { status: 404, param: "model", code: "model_not_found" });
+    if (model != null && model !== this.modelId)
+      throw new RequestError(`no model ${model}`, { status: 404, param: "model", code: "model_not_found" });
   }
 
   async *stream(input: CompletionInput, _context: RequestContext): AsyncGenerator<CompletionEvent> {
@@ -57,8 +62,11 @@ export async function fakeApp(options: { service?: FakeService | Promise<FakeSer
   const scheduler = new Scheduler({ parallel: 1, maxQueue: 1 });
   const service = options.service ?? new FakeService();
   const app = await buildApp({
-    service: Promise.resolve(service), scheduler, metrics: new ServerMetrics(scheduler),
-    ...(options.apiKeys ? { apiKeys: options.apiKeys } : {}), ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
+    service: Promise.resolve(service),
+    scheduler,
+    metrics: new ServerMetrics(scheduler),
+    ...(options.apiKeys ? { apiKeys: options.apiKeys } : {}),
+    ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
   });
   await new Promise((resolve) => setImmediate(resolve)); // the service promise settles
   return app;

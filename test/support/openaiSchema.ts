@@ -40,7 +40,10 @@ function convert(node: Json, component: string): Json {
       out[key] = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, convert(v, component)]));
     else out[key] = convert(value, component);
   }
-  for (const [flag, bound] of [["exclusiveMinimum", "minimum"], ["exclusiveMaximum", "maximum"]] as const) {
+  for (const [flag, bound] of [
+    ["exclusiveMinimum", "minimum"],
+    ["exclusiveMaximum", "maximum"],
+  ] as const) {
     if (typeof out[flag] !== "boolean") continue;
     // OpenAPI 3.0: a boolean flag on `minimum`; JSON Schema: the bound itself.
     if (out[flag] === true && typeof out[bound] === "number") {
@@ -76,9 +79,7 @@ const validators = new Map<string, ValidateFunction>();
 function getAjv(): Ajv2020 {
   if (ajv) return ajv;
   const spec = JSON.parse(readFileSync(SPEC_PATH, "utf8")) as { components: { schemas: Record<string, Json> } };
-  const schemas = Object.fromEntries(
-    Object.entries(spec.components.schemas).map(([name, schema]) => [name, convert(schema, name)]),
-  );
+  const schemas = Object.fromEntries(Object.entries(spec.components.schemas).map(([name, schema]) => [name, convert(schema, name)]));
   // strict: false tolerates the vendor/OpenAPI keywords (x-oaiMeta, discriminator, example, ...)
   // as annotations instead of rejecting the document.
   const instance = new Ajv2020({ strict: false, allErrors: true, logger: false });

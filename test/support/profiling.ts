@@ -11,9 +11,26 @@ export const ALPHA = 0.01;
  * Half of the examples put the other child's sentence first, half last.
  */
 export function storyTask(): Task {
-  const names = [["Lily", "Tom"], ["Ben", "Sue"], ["Mia", "Max"], ["Anna", "Sam"], ["Lucy", "Jack"], ["Timmy", "Sara"], ["Emma", "Leo"], ["Kitty", "Bob"]] as const;
-  const things = [["red ball", "blue kite"], ["big dog", "small cat"], ["green hat", "yellow box"], ["new toy", "old book"],
-    ["pink doll", "brown bear"], ["shiny car", "soft bed"], ["little bird", "big fish"], ["sweet cake", "cold milk"]] as const;
+  const names = [
+    ["Lily", "Tom"],
+    ["Ben", "Sue"],
+    ["Mia", "Max"],
+    ["Anna", "Sam"],
+    ["Lucy", "Jack"],
+    ["Timmy", "Sara"],
+    ["Emma", "Leo"],
+    ["Kitty", "Bob"],
+  ] as const;
+  const things = [
+    ["red ball", "blue kite"],
+    ["big dog", "small cat"],
+    ["green hat", "yellow box"],
+    ["new toy", "old book"],
+    ["pink doll", "brown bear"],
+    ["shiny car", "soft bed"],
+    ["little bird", "big fish"],
+    ["sweet cake", "cold milk"],
+  ] as const;
   const examples: TaskExample[] = [];
   for (let i = 0; i < 16; i++) {
     const [a, b] = names[i % 8]!;

@@ -26,7 +26,9 @@ const tokenBytes = (text: string) => [...Buffer.from(text, "utf8")];
 function chatLogprobs(tokens: GeneratedTokenLogprobs[]) {
   return {
     content: tokens.map((t) => ({
-      token: t.text, logprob: t.logprob, bytes: tokenBytes(t.text),
+      token: t.text,
+      logprob: t.logprob,
+      bytes: tokenBytes(t.text),
       top_logprobs: t.top.map((alt) => ({ token: alt.text, logprob: alt.logprob, bytes: tokenBytes(alt.text) })),
     })),
     refusal: null,
@@ -41,8 +43,12 @@ function chatLogprobs(tokens: GeneratedTokenLogprobs[]) {
 function autoSelection(template: ChatTemplate, messages: ChatMessage[], rendered: RenderedChat): CompletionInput["autoSelection"] {
   const last = messages.map((m) => m.role).lastIndexOf("user");
   const lastSpan = last >= 0 ? rendered.contentSpans[last] : null;
-  if (!lastSpan) throw new InvalidRequestError("steering.auto needs a user message whose content the chat template keeps as it is", "steering.auto");
-  const withInstruction = messages.map((m, i) => ({ ...m, content: rendered.contents[i]! + (i === last ? `\n\n${SELECTION_INSTRUCTION}` : "") }));
+  if (!lastSpan)
+    throw new InvalidRequestError("steering.auto needs a user message whose content the chat template keeps as it is", "steering.auto");
+  const withInstruction = messages.map((m, i) => ({
+    ...m,
+    content: rendered.contents[i]! + (i === last ? `\n\n${SELECTION_INSTRUCTION}` : ""),
+  }));
   const selection = chatPrompt(template, withInstruction, undefined);
   return { selectionPrompt: { prompt: selection.prompt, specialTokens: true }, context: autoContext(rendered.emphasis, lastSpan) };
 }
@@ -51,7 +57,10 @@ function chatInput(template: ChatTemplate, body: ChatCompletionBody): Completion
   const messages = body.messages.map((m) => ({ role: m.role, content: contentText(m.content), ...(m.name ? { name: m.name } : {}) }));
   const rendered = chatPrompt(template, messages, body.steering);
   return {
-    endpoint: "chat", prompt: rendered, maxTokens: body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS, sampling: samplingOptions(body),
+    endpoint: "chat",
+    prompt: rendered,
+    maxTokens: body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS,
+    sampling: samplingOptions(body),
     ...(body.steering ? { steering: body.steering } : {}),
     ...(body.steering?.auto ? { autoSelection: autoSelection(template, messages, rendered) } : {}),
     ...(body.logprobs === true ? { logprobs: body.top_logprobs ?? 0 } : {}),
@@ -62,16 +71,22 @@ function chatFormat(modelId: string, body: ChatCompletionBody): CompletionFormat
   const wantLogprobs = body.logprobs === true;
   const head = { id: responseId("chatcmpl"), created: unixSeconds(), model: modelId, system_fingerprint: SYSTEM_FINGERPRINT };
   const chunk = (delta: object, finishReason: string | null, logprobs: GeneratedTokenLogprobs[] | null = null) => ({
-    ...head, object: "chat.completion.chunk",
+    ...head,
+    object: "chat.completion.chunk",
     choices: [{ index: 0, delta, logprobs: logprobs && wantLogprobs ? chatLogprobs(logprobs) : null, finish_reason: finishReason }],
   });
   return {
     body: (g: Generation) => ({
-      ...head, object: "chat.completion",
-      choices: [{
-        index: 0, message: { role: "assistant", content: g.result.text, refusal: null },
-        logprobs: wantLogprobs ? chatLogprobs(g.result.logprobs ?? []) : null, finish_reason: g.result.finishReason,
-      }],
+      ...head,
+      object: "chat.completion",
+      choices: [
+        {
+          index: 0,
+          message: { role: "assistant", content: g.result.text, refusal: null },
+          logprobs: wantLogprobs ? chatLogprobs(g.result.logprobs ?? []) : null,
+          finish_reason: g.result.finishReason,
+        },
+      ],
       usage: usageOf(g),
       ...withSteering(g.steering),
     }),
@@ -85,10 +100,21 @@ function chatFormat(modelId: string, body: ChatCompletionBody): CompletionFormat
 }
 
 export const chatRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = async (app, { service: getService }) => {
-  app.post("/v1/chat/completions", { schema: { body: chatCompletionSchema, tags: ["openai"], summary: "OpenAI chat completions, with steering" } }, async (request, reply) => {
-    const service = getService();
-    const body = request.body;
-    service.checkModel(body.model);
-    return handleCompletion(service, chatInput(service.chatTemplate, body), body.stream ?? false, chatFormat(service.modelId, body), request, reply);
-  });
+  app.post(
+    "/v1/chat/completions",
+    { schema: { body: chatCompletionSchema, tags: ["openai"], summary: "OpenAI chat completions, with steering" } },
+    async (request, reply) => {
+      const service = getService();
+      const body = request.body;
+      service.checkModel(body.model);
+      return handleCompletion(
+        service,
+        chatInput(service.chatTemplate, body),
+        body.stream ?? false,
+        chatFormat(service.modelId, body),
+        request,
+        reply,
+      );
+    },
+  );
 };

@@ -41,7 +41,9 @@ export function unixSeconds(): number {
 /** OpenAI's usage object for a generation. */
 export function usageOf({ result }: Generation) {
   return {
-    prompt_tokens: result.promptTokens, completion_tokens: result.tokens.length, total_tokens: result.promptTokens + result.tokens.length,
+    prompt_tokens: result.promptTokens,
+    completion_tokens: result.tokens.length,
+    total_tokens: result.promptTokens + result.tokens.length,
     // prompt tokens taken from the prefix cache instead of evaluated
     prompt_tokens_details: { cached_tokens: result.promptTokens - result.evaluatedPromptTokens },
   };
@@ -52,7 +54,14 @@ export function steeringJson(steering: ResponseSteering) {
   const spans = steering.spans.map((s) => ({ start: s.start, end: s.end, text: s.text, token_start: s.tokenStart, token_end: s.tokenEnd }));
   if (!steering.auto) return { spans };
   const { matched, sentences, selection } = steering.auto;
-  return { spans, auto: { matched, sentences, selection: { text: selection.text, prompt_tokens: selection.promptTokens, completion_tokens: selection.completionTokens } } };
+  return {
+    spans,
+    auto: {
+      matched,
+      sentences,
+      selection: { text: selection.text, prompt_tokens: selection.promptTokens, completion_tokens: selection.completionTokens },
+    },
+  };
 }
 
 /** `{steering}` to spread into a body or first chunk, or nothing for an unsteered request. */

@@ -25,7 +25,12 @@ function topRecord(top: TokenLogprob[] | null): Record<string, number> | null {
   return record;
 }
 
-function appendLogprobs(into: LegacyLogprobs, tokens: ReadonlyArray<Pick<ScoredToken, "text" | "logprob" | "top">>, offset: number, withTop: boolean) {
+function appendLogprobs(
+  into: LegacyLogprobs,
+  tokens: ReadonlyArray<Pick<ScoredToken, "text" | "logprob" | "top">>,
+  offset: number,
+  withTop: boolean,
+) {
   for (const t of tokens) {
     into.tokens.push(t.text);
     into.token_logprobs.push(t.logprob);
@@ -36,17 +41,26 @@ function appendLogprobs(into: LegacyLogprobs, tokens: ReadonlyArray<Pick<ScoredT
 }
 
 function completionInput(body: CompletionBody): CompletionInput {
-  if (body.steering?.auto) throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");
+  if (body.steering?.auto)
+    throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");
   const source = typeof body.prompt === "string" ? body.prompt : body.prompt[0]!;
   return {
-    endpoint: "completions", prompt: plainPrompt(source, body.steering), maxTokens: body.max_tokens ?? DEFAULT_COMPLETION_MAX_TOKENS,
-    sampling: samplingOptions(body), ...(body.steering ? { steering: body.steering } : {}),
+    endpoint: "completions",
+    prompt: plainPrompt(source, body.steering),
+    maxTokens: body.max_tokens ?? DEFAULT_COMPLETION_MAX_TOKENS,
+    sampling: samplingOptions(body),
+    ...(body.steering ? { steering: body.steering } : {}),
     ...(body.logprobs != null ? { logprobs: body.logprobs } : {}),
   };
 }
 
 /** `promptLogprobs`: with echo + logprobs, the prompt's own tokens scored, which come first. */
-function completionFormat(modelId: string, body: CompletionBody, input: CompletionInput, promptLogprobs: ScoredToken[] | null): CompletionFormat {
+function completionFormat(
+  modelId: string,
+  body: CompletionBody,
+  input: CompletionInput,
+  promptLogprobs: ScoredToken[] | null,
+): CompletionFormat {
   const head = { id: responseId("cmpl"), created: unixSeconds(), model: modelId, system_fingerprint: SYSTEM_FINGERPRINT };
   const prompt = input.prompt.prompt;
   const prefix = body.echo ? prompt : "";
@@ -59,11 +73,14 @@ function completionFormat(modelId: string, body: CompletionBody, input: Completi
     return out;
   };
   const chunk = (text: string, finishReason: string | null) => ({
-    ...head, object: "text_completion", choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
+    ...head,
+    object: "text_completion",
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
   });
   return {
     body: (g) => ({
-      ...head, object: "text_completion",
+      ...head,
+      object: "text_completion",
       choices: [{ index: 0, text: prefix + g.result.text, logprobs: logprobsOf(g), finish_reason: g.result.finishReason }],
       usage: usageOf(g),
       ...withSteering(g.steering),
@@ -78,17 +95,21 @@ function completionFormat(modelId: string, body: CompletionBody, input: Completi
 }
 
 export const completionRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = async (app, { service: getService }) => {
-  app.post("/v1/completions", { schema: { body: completionSchema, tags: ["openai"], summary: "OpenAI completions, with steering; echo + logprobs scores a text" } }, async (request, reply) => {
-    const service = getService();
-    const body = request.body;
-    service.checkModel(body.model);
-    const input = completionInput(body);
-    const stream = body.stream ?? false;
-    const echoLogprobs = body.echo === true && input.logprobs !== undefined;
-    if (stream && echoLogprobs) {
-      throw new InvalidRequestError("echo with logprobs is not supported when streaming; ask without stream to score a text", "echo");
-    }
-    const promptLogprobs = echoLogprobs ? (await service.score(input, input.logprobs!, requestContext(request, reply))).tokens : null;
-    return handleCompletion(service, input, stream, completionFormat(service.modelId, body, input, promptLogprobs), request, reply);
-  });
+  app.post(
+    "/v1/completions",
+    { schema: { body: completionSchema, tags: ["openai"], summary: "OpenAI completions, with steering; echo + logprobs scores a text" } },
+    async (request, reply) => {
+      const service = getService();
+      const body = request.body;
+      service.checkModel(body.model);
+      const input = completionInput(body);
+      const stream = body.stream ?? false;
+      const echoLogprobs = body.echo === true && input.logprobs !== undefined;
+      if (stream && echoLogprobs) {
+        throw new InvalidRequestError("echo with logprobs is not supported when streaming; ask without stream to score a text", "echo");
+      }
+      const promptLogprobs = echoLogprobs ? (await service.score(input, input.logprobs!, requestContext(request, reply))).tokens : null;
+      return handleCompletion(service, input, stream, completionFormat(service.modelId, body, input, promptLogprobs), request, reply);
+    },
+  );
 };

@@ -10,12 +10,20 @@ import { samplingOptions, type ServiceGetter, usageOf, withSteering } from "./co
 function generateInput(body: GenerateBody): CompletionInput {
   const prompt = plainPrompt(body.prompt, body.steering);
   return {
-    endpoint: "generate", prompt, maxTokens: body.max_tokens, sampling: samplingOptions(body),
+    endpoint: "generate",
+    prompt,
+    maxTokens: body.max_tokens,
+    sampling: samplingOptions(body),
     ...(body.steering ? { steering: body.steering } : {}),
     ...(body.logprobs > 0 ? { logprobs: body.logprobs } : {}),
-    ...(body.steering?.auto ? {
-      autoSelection: { selectionPrompt: plainSelectionPrompt(prompt.prompt), context: autoContext(prompt.emphasis, { start: 0, end: prompt.prompt.length }) },
-    } : {}),
+    ...(body.steering?.auto
+      ? {
+          autoSelection: {
+            selectionPrompt: plainSelectionPrompt(prompt.prompt),
+            context: autoContext(prompt.emphasis, { start: 0, end: prompt.prompt.length }),
+          },
+        }
+      : {}),
   };
 }
 
@@ -36,8 +44,19 @@ function generateFormat(modelId: string, body: GenerateBody): CompletionFormat {
 }
 
 export const generateRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = async (app, { service: getService }) => {
-  app.post("/v1/generate", { schema: { body: generateSchema, tags: ["native"], summary: "Generate from a plain prompt with emphasis" } }, async (request, reply) => {
-    const service = getService();
-    return handleCompletion(service, generateInput(request.body), request.body.stream ?? false, generateFormat(service.modelId, request.body), request, reply);
-  });
+  app.post(
+    "/v1/generate",
+    { schema: { body: generateSchema, tags: ["native"], summary: "Generate from a plain prompt with emphasis" } },
+    async (request, reply) => {
+      const service = getService();
+      return handleCompletion(
+        service,
+        generateInput(request.body),
+        request.body.stream ?? false,
+        generateFormat(service.modelId, request.body),
+        request,
+        reply,
+      );
+    },
+  );
 };

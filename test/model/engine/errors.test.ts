@@ -1,19 +1,31 @@
 // Bad input to the engine throws typed errors whose messages say what to fix.
 import t from "tap";
+import { emphasize } from "../../../src/emphasis/markup.js";
 import { loadPatchedLlama } from "../../../src/engine/binding.js";
 import { SteeringEngine } from "../../../src/engine/engine.js";
-import { ContextLengthError, EmphasisError, EngineNotBuiltError, SteeringError, UnsupportedModelError } from "../../../src/engine/errors.js";
+import {
+  ContextLengthError,
+  EmphasisError,
+  EngineNotBuiltError,
+  SteeringError,
+  UnsupportedModelError,
+} from "../../../src/engine/errors.js";
 import { STORIES_MODEL, tinyModel } from "../../support/models.js";
 
 const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 128 });
 t.teardown(() => engine.dispose());
 const prompt = "Lily had a red ball. Tom had a blue kite.";
-const steer = (steering: object) => engine.generate({ prompt, maxTokens: 2, steering: { emphasis: ["Tom"], heads: { "2": [0] }, ...steering } });
+const steer = (steering: object) =>
+  engine.generate({ prompt, maxTokens: 2, steering: { emphasis: emphasize(prompt, ["Tom"]), heads: { "2": [0] }, ...steering } });
 
-t.rejects(steer({ heads: { "2": [8] } }), { name: "SteeringError", message: /head 8 of layer 2 is out of range: layer 2 has query heads 0-7/ });
+t.rejects(steer({ heads: { "2": [8] } }), {
+  name: "SteeringError",
+  message: /head 8 of layer 2 is out of range: layer 2 has query heads 0-7/,
+});
 t.rejects(steer({ heads: [5] }), { name: "SteeringError", message: /layers 0-4/ });
 t.rejects(steer({ emphasis: [{ start: 10, end: 500 }] }), EmphasisError);
-t.rejects(steer({ emphasis: ["Sue"] }), { name: "EmphasisError", message: /does not occur/ });
+// substrings are resolved before the engine (src/prompt/ for the server, emphasize() in process)
+t.throws(() => emphasize(prompt, ["Sue"]), { name: "EmphasisError", message: /does not occur/ });
 t.rejects(steer({ alpha: 0 }), SteeringError);
 t.rejects(steer({ alpha: -0.5 }), SteeringError);
 t.rejects(engine.generate({ prompt: prompt.repeat(20), maxTokens: 8 }), ContextLengthError);
@@ -22,7 +34,10 @@ t.test("a model whose attention cannot be steered is refused, never steered as a
   const mamba = await SteeringEngine.load({ modelPath: tinyModel("mamba"), contextSize: 128 });
   t.teardown(() => mamba.dispose());
   t.match(mamba.unsupportedReason, /recurrent/);
-  t.rejects(mamba.generate({ prompt, maxTokens: 2, steering: { emphasis: ["Tom"], heads: [0] } }), UnsupportedModelError);
+  t.rejects(
+    mamba.generate({ prompt, maxTokens: 2, steering: { emphasis: emphasize(prompt, ["Tom"]), heads: [0] } }),
+    UnsupportedModelError,
+  );
   const plain = await mamba.generate({ prompt, maxTokens: 2, temperature: 0 });
   t.equal(plain.tokens.length, 2, "it still generates without steering");
 });

@@ -2,8 +2,16 @@
 // step-by-step decoding produces (one token per JavaScript round trip), batch concurrent requests
 // without changing their tokens, stop at once when cancelled, and never leave a request hanging.
 import t from "tap";
+import { emphasize } from "../../../src/emphasis/markup.js";
 import type { Token } from "node-llama-cpp";
-import { GenerationLoop, loadPatchedLlama, NativeSampler, SteerableSequence, steeringInfo, type LoopJob } from "../../../src/engine/binding.js";
+import {
+  GenerationLoop,
+  loadPatchedLlama,
+  NativeSampler,
+  SteerableSequence,
+  steeringInfo,
+  type LoopJob,
+} from "../../../src/engine/binding.js";
 import { SteeringEngine, type GenerateResult } from "../../../src/engine/engine.js";
 import { resolveHeads, toNativeSteering } from "../../../src/engine/steering.js";
 import { STORIES_MODEL } from "../../support/models.js";
@@ -16,14 +24,22 @@ t.test("one loop job equals step-by-step decoding, token for token and log-prob 
   const llama = await loadPatchedLlama({ gpu: false });
   const model = await llama.loadModel({ modelPath: STORIES_MODEL });
   const context = await model.createContext({ contextSize: 512, sequences: 2, flashAttention: true });
-  t.teardown(async () => { await context.dispose(); await model.dispose(); });
+  t.teardown(async () => {
+    await context.dispose();
+    await model.dispose();
+  });
   const loop = GenerationLoop.start(context, { deliveryIntervalMs: 0 });
   const [fast, step] = [new SteerableSequence(loop, context.getSequence()), new SteerableSequence(loop, context.getSequence())];
   const prompt = model.tokenize(PROMPT);
   const N = 32;
 
-  const collect = (job: Omit<LoopJob, "onTokens">, out: { tokens: number[]; logprobs: number[] }) =>
-    ({ ...job, onTokens: (ids: Int32Array, lps: Float64Array | undefined) => { out.tokens.push(...ids); out.logprobs.push(...lps!); } });
+  const collect = (job: Omit<LoopJob, "onTokens">, out: { tokens: number[]; logprobs: number[] }) => ({
+    ...job,
+    onTokens: (ids: Int32Array, lps: Float64Array | undefined) => {
+      out.tokens.push(...ids);
+      out.logprobs.push(...lps!);
+    },
+  });
 
   for (const variant of [
     { name: "greedy", sampling: { temperature: 0, topK: 0, topP: 1, seed: 1 } },
@@ -33,7 +49,11 @@ t.test("one loop job equals step-by-step decoding, token for token and log-prob 
     if (variant.steered) {
       const { headsPerLayer } = steeringInfo(context);
       const heads = resolveHeads({ "2": [0, 3, 5], "3": [1, 6] }, headsPerLayer);
-      const steering = toNativeSteering({ emphasized: [{ start: 5, end: 12 }], heads, alpha: 0.01, mode: "exclude" }, prompt.length, headsPerLayer);
+      const steering = toNativeSteering(
+        { emphasized: [{ start: 5, end: 12 }], heads, alpha: 0.01, mode: "exclude" },
+        prompt.length,
+        headsPerLayer,
+      );
       fast.setSteering(steering);
       step.setSteering(steering);
     } else {
@@ -51,7 +71,10 @@ t.test("one loop job equals step-by-step decoding, token for token and log-prob 
     const stepSampler = new NativeSampler(model, variant.sampling);
     let kv = (await step.run(collect({ keep: 0, tokens: prompt, sampler: stepSampler, maxTokens: 1, topLogprobs: TOP }, b)).done).kvTokens;
     while (b.tokens.length < N) {
-      kv = (await step.run(collect({ keep: kv, tokens: [b.tokens.at(-1)! as Token], sampler: stepSampler, maxTokens: 1, topLogprobs: TOP }, b)).done).kvTokens;
+      kv = (
+        await step.run(collect({ keep: kv, tokens: [b.tokens.at(-1)! as Token], sampler: stepSampler, maxTokens: 1, topLogprobs: TOP }, b))
+          .done
+      ).kvTokens;
     }
     stepSampler.dispose();
 
@@ -67,13 +90,17 @@ t.test("one loop job equals step-by-step decoding, token for token and log-prob 
 t.test("the engine", async (t) => {
   const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 1024, parallel: 3 });
   t.teardown(() => engine.dispose());
-  const steering = { emphasis: ["little dog named Max"], heads: { "2": [0, 3, 5], "3": [1, 6] } };
+  const steering = { emphasis: emphasize(PROMPT, ["little dog named Max"]), heads: { "2": [0, 3, 5], "3": [1, 6] } };
   const requests = [
     { prompt: PROMPT, maxTokens: 40 },
     { prompt: PROMPT, maxTokens: 40, steering },
     { prompt: "Lily had a red ball. She liked to play with it in the garden.", maxTokens: 30 },
     { prompt: "The sun was hot and the cat was sleepy.", maxTokens: 50 },
-    { prompt: "Tom and his mom went to the shop to buy some bread", maxTokens: 20, steering: { ...steering, emphasis: ["his mom"] } },
+    {
+      prompt: "Tom and his mom went to the shop to buy some bread",
+      maxTokens: 20,
+      steering: { ...steering, emphasis: emphasize("Tom and his mom went to the shop to buy some bread", ["his mom"]) },
+    },
     { prompt: "Once upon a time", maxTokens: 60 },
   ];
 
@@ -81,16 +108,28 @@ t.test("the engine", async (t) => {
     const solo: GenerateResult[] = [];
     for (const r of requests) solo.push(await engine.generate({ ...r, temperature: 0 }));
     const together = await Promise.all(requests.map((r) => engine.generate({ ...r, temperature: 0 })));
-    together.forEach((r, i) => t.same(r.tokens, solo[i]!.tokens, `request ${i}`));
+    together.forEach((r, i) => {
+      t.same(r.tokens, solo[i]!.tokens, `request ${i}`);
+    });
   });
 
   t.test("a request that joins while others generate gets its solo tokens, and so do they", async (t) => {
-    const [long, late] = [{ prompt: PROMPT, maxTokens: 120, temperature: 0 }, { ...requests[2]!, temperature: 0, steering: { ...steering, emphasis: ["red ball"] } }];
+    const [long, late] = [
+      { prompt: PROMPT, maxTokens: 120, temperature: 0 },
+      { ...requests[2]!, temperature: 0, steering: { ...steering, emphasis: emphasize(requests[2]!.prompt, ["red ball"]) } },
+    ];
     const soloLong = await engine.generate(long);
     const soloLate = await engine.generate(late);
     let joined: Promise<Awaited<ReturnType<typeof engine.generate>>> | undefined;
     let seen = 0;
-    const longRun = engine.generate({ ...long, logprobs: 0, onText: (_text, logprobs) => { seen += logprobs.length; if (seen >= 10) joined ??= engine.generate(late); } });
+    const longRun = engine.generate({
+      ...long,
+      logprobs: 0,
+      onText: (_text, logprobs) => {
+        seen += logprobs.length;
+        if (seen >= 10) joined ??= engine.generate(late);
+      },
+    });
     const [a, b] = [await longRun, await joined!];
     t.ok(joined, "joined mid-generation");
     t.same(a.tokens, soloLong.tokens);
@@ -101,11 +140,21 @@ t.test("the engine", async (t) => {
     const controller = new AbortController();
     let seen = 0;
     const cut = await engine.generate({
-      prompt: PROMPT, maxTokens: 800, temperature: 0, logprobs: 0, signal: controller.signal,
-      onText: (_text, logprobs) => { seen += logprobs.length; if (seen >= 5) controller.abort(); },
+      prompt: PROMPT,
+      maxTokens: 800,
+      temperature: 0,
+      logprobs: 0,
+      signal: controller.signal,
+      onText: (_text, logprobs) => {
+        seen += logprobs.length;
+        if (seen >= 5) controller.abort();
+      },
     });
     // tokens sampled after the abort are dropped; a token whose text was not complete yet may remain
-    t.ok(cut.tokens.length >= 5 && cut.tokens.length <= seen + 2, `stopped after ${cut.tokens.length} of 800 tokens (${seen} seen at the abort)`);
+    t.ok(
+      cut.tokens.length >= 5 && cut.tokens.length <= seen + 2,
+      `stopped after ${cut.tokens.length} of 800 tokens (${seen} seen at the abort)`,
+    );
     t.equal(cut.finishReason, "length");
     const next = await engine.generate({ prompt: PROMPT, maxTokens: 8, temperature: 0 });
     t.equal(next.tokens.length, 8);
@@ -128,7 +177,17 @@ t.test("the engine", async (t) => {
 
   t.test("a consumer that throws fails its request only", async (t) => {
     const boom = new Error("client went away");
-    await t.rejects(engine.generate({ prompt: PROMPT, maxTokens: 50, temperature: 0, onText: () => { throw boom; } }), boom);
+    await t.rejects(
+      engine.generate({
+        prompt: PROMPT,
+        maxTokens: 50,
+        temperature: 0,
+        onText: () => {
+          throw boom;
+        },
+      }),
+      boom,
+    );
     const after = await engine.generate({ prompt: PROMPT, maxTokens: 5, temperature: 0 });
     t.equal(after.tokens.length, 5);
   });
@@ -137,7 +196,14 @@ t.test("the engine", async (t) => {
 t.test("disposing the engine mid-generation ends the request with an error, not a hang", async (t) => {
   const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 4096 });
   let disposed: Promise<void> | undefined;
-  const running = engine.generate({ prompt: PROMPT, maxTokens: 3000, temperature: 0, onText: () => { disposed ??= engine.dispose(); } });
+  const running = engine.generate({
+    prompt: PROMPT,
+    maxTokens: 3000,
+    temperature: 0,
+    onText: () => {
+      disposed ??= engine.dispose();
+    },
+  });
   await t.rejects(running, /disposed/);
   await disposed;
 });

@@ -2,6 +2,7 @@
 // generated models of each supported attention path (GQA llama, qwen2 with QKV biases, gemma2 with
 // sliding-window layers and logit softcapping).
 import t from "tap";
+import { emphasize } from "../../../src/emphasis/markup.js";
 import { SteeringEngine, type GenerateRequest, type GenerateResult } from "../../../src/engine/engine.js";
 import { maxLogprobDiff, STORIES_MODEL, tinyModel } from "../../support/models.js";
 
@@ -38,16 +39,22 @@ for (const model of models) {
   t.test(model.name, async (t) => {
     const flash = await SteeringEngine.load({ modelPath: model.path, contextSize: 512, parallel: 2, flashAttention: true });
     const f32 = await SteeringEngine.load({ modelPath: model.path, contextSize: 512, parallel: 1, flashAttention: false });
-    t.teardown(async () => { await flash.dispose(); await f32.dispose(); });
+    t.teardown(async () => {
+      await flash.dispose();
+      await f32.dispose();
+    });
 
-    const steering = { emphasis: ["named Max"], heads: model.heads, alpha: 0.01 };
+    const steering = { emphasis: emphasize(PROMPT, ["named Max"]), heads: model.heads, alpha: 0.01 };
     const base: GenerateRequest = { prompt: PROMPT, maxTokens: 6, temperature: 0, logprobs: 10 };
     const next = async (engine: SteeringEngine, request: Partial<GenerateRequest>) =>
       (await engine.generate({ ...base, ...request, maxTokens: 1 })).logprobs![0]!;
 
     const unsteered = await next(f32, {});
     const steered = await next(f32, { steering });
-    t.ok(maxLogprobDiff(steered, unsteered) > 1e-2, `steering changes the next-token distribution (${maxLogprobDiff(steered, unsteered).toExponential(2)})`);
+    t.ok(
+      maxLogprobDiff(steered, unsteered) > 1e-2,
+      `steering changes the next-token distribution (${maxLogprobDiff(steered, unsteered).toExponential(2)})`,
+    );
 
     t.test("alpha = 1 gives the unsteered logits", async (t) => {
       const d = maxLogprobDiff(await next(f32, { steering: { ...steering, alpha: 1 } }), unsteered);
@@ -63,8 +70,8 @@ for (const model of models) {
 
     t.test("an invisible span: changing its tokens leaves the logits unchanged", async (t) => {
       const allLayers = Object.keys(flash.headsPerLayer).map(Number);
-      const hide = { emphasis: ["dog"], heads: allLayers, alpha: INVISIBLE_ALPHA, mode: "include" as const };
-      const hideOther = { ...hide, emphasis: ["cat"] };
+      const hide = { emphasis: emphasize(PROMPT, ["dog"]), heads: allLayers, alpha: INVISIBLE_ALPHA, mode: "include" as const };
+      const hideOther = { ...hide, emphasis: emphasize(PROMPT_OTHER_WORD, ["cat"]) };
       const control = maxLogprobDiff(await next(f32, {}), await next(f32, { prompt: PROMPT_OTHER_WORD }));
       t.ok(control > 1e-3, `without steering the word matters (${control.toExponential(2)})`);
       const d = maxLogprobDiff(await next(f32, { steering: hide }), await next(f32, { prompt: PROMPT_OTHER_WORD, steering: hideOther }));
@@ -87,8 +94,10 @@ for (const model of models) {
       const [steeredA, otherNextToSteered] = await Promise.all([flash.generate({ ...base, steering }), flash.generate(other)]);
       const [plainA, otherNextToPlain] = await Promise.all([flash.generate({ ...base }), flash.generate(other)]);
       t.same(otherNextToSteered.tokens, otherNextToPlain.tokens);
-      t.ok(allDiffs(otherNextToSteered, otherNextToPlain) <= EXACT,
-        `a steered neighbour changes nothing: max diff ${allDiffs(otherNextToSteered, otherNextToPlain).toExponential(2)}`);
+      t.ok(
+        allDiffs(otherNextToSteered, otherNextToPlain) <= EXACT,
+        `a steered neighbour changes nothing: max diff ${allDiffs(otherNextToSteered, otherNextToPlain).toExponential(2)}`,
+      );
       // batched vs solo: llama.cpp's kernels round differently when sequences share a ubatch, steered or not
       t.same(steeredA.tokens, soloSteered.tokens);
       t.same(plainA.tokens, soloPlain.tokens);
@@ -101,17 +110,17 @@ for (const model of models) {
     t.test("generation with a reused prefix equals a full recompute", async (t) => {
       const cold = await SteeringEngine.load({ modelPath: model.path, contextSize: 512, parallel: 1, flashAttention: true });
       t.teardown(() => cold.dispose());
-      const late = { ...steering, emphasis: ["his friend Sue"] };
+      const late = { ...steering, emphasis: emphasize(PROMPT, ["his friend Sue"]) };
       const first = await cold.generate({ ...base, steering: late });
       t.equal(first.evaluatedPromptTokens, first.promptTokens, "a cold sequence evaluates the whole prompt");
       const reused = await cold.generate({ ...base, steering: late });
-      const firstEmphasized = reused.steering!.spans[0]!.token_start;
+      const firstEmphasized = reused.steering!.spans[0]!.tokenStart;
       t.equal(reused.evaluatedPromptTokens, reused.promptTokens - firstEmphasized, "the cache is reused up to the first emphasized token");
       t.same(reused.tokens, first.tokens);
       t.ok(allDiffs(reused, first) <= BATCHING, `steered: max diff ${allDiffs(reused, first).toExponential(2)}`);
 
-      const plainCold = await f32.generate({ ...base, prompt: PROMPT + " they" });
-      const plainReused = await f32.generate({ ...base, prompt: PROMPT + " they" });
+      const plainCold = await f32.generate({ ...base, prompt: `${PROMPT} they` });
+      const plainReused = await f32.generate({ ...base, prompt: `${PROMPT} they` });
       t.equal(plainReused.evaluatedPromptTokens, 1, "unsteered: only the last prompt token is evaluated again");
       t.ok(allDiffs(plainReused, plainCold) <= BATCHING, `unsteered: max diff ${allDiffs(plainReused, plainCold).toExponential(2)}`);
     });

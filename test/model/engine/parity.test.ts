@@ -46,13 +46,27 @@ for (const [i, c] of fixture.cases.entries()) {
       ["steered", steering, c.steered_greedy.tokens, c.steered_logprobs],
     ] as const) {
       // ask for twice as many so that a near-tie at rank 20 cannot hide a reference token
-      const result = await engine.generate({ prompt: c.text, maxTokens: greedy.length, temperature: 0, logprobs: 2 * TOP_TOKENS, steering: steer });
+      const result = await engine.generate({
+        prompt: c.text,
+        maxTokens: greedy.length,
+        temperature: 0,
+        logprobs: 2 * TOP_TOKENS,
+        steering: steer,
+      });
       t.same(result.tokens, greedy, `${label}: identical ${greedy.length}-token greedy continuation`);
       const ours = new Map(result.logprobs![0]!.top.map((x) => [x.id as number, x.logprob]));
       const reference = [...logprobs.keys()].sort((a, b) => logprobs[b]! - logprobs[a]!).slice(0, TOP_TOKENS);
       const worst = Math.max(...reference.map((id) => Math.abs((ours.get(id) ?? -Infinity) - logprobs[id]!)));
-      t.ok(worst <= LOGPROB_TOLERANCE, `${label}: reference top-${TOP_TOKENS} log-probs within ${LOGPROB_TOLERANCE} (max diff ${worst.toExponential(2)})`);
-      if (steer) t.same(result.steering!.spans.map((s) => [s.token_start, s.token_end]), [c.steered_token_range], "echoes the reference token range");
+      t.ok(
+        worst <= LOGPROB_TOLERANCE,
+        `${label}: reference top-${TOP_TOKENS} log-probs within ${LOGPROB_TOLERANCE} (max diff ${worst.toExponential(2)})`,
+      );
+      if (steer)
+        t.same(
+          result.steering!.spans.map((s) => [s.tokenStart, s.tokenEnd]),
+          [c.steered_token_range],
+          "echoes the reference token range",
+        );
     }
   });
 }

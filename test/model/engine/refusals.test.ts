@@ -17,9 +17,17 @@ t.test("a steered prompt too long for the context is refused before any per-toke
   const long = "Tom had a blue kite. ".repeat(200);
   const original = engine.model.detokenize.bind(engine.model);
   let detokenized = 0;
-  engine.model.detokenize = ((...args: Parameters<typeof original>) => { detokenized++; return original(...args); }) as typeof original;
-  t.teardown(() => { engine.model.detokenize = original; });
-  t.throws(() => engine.prepare({ prompt: long, steering: { emphasis: emphasize(long, ["blue kite"]), heads: HEADS } }, 16), ContextLengthError);
+  engine.model.detokenize = ((...args: Parameters<typeof original>) => {
+    detokenized++;
+    return original(...args);
+  }) as typeof original;
+  t.teardown(() => {
+    engine.model.detokenize = original;
+  });
+  t.throws(
+    () => engine.prepare({ prompt: long, steering: { emphasis: emphasize(long, ["blue kite"]), heads: HEADS } }, 16),
+    ContextLengthError,
+  );
   t.equal(detokenized, 0, "no token offsets were computed for it");
 });
 
@@ -39,7 +47,12 @@ t.test("include mode is pastalib's: the same as exclude with 1/alpha, on every g
 });
 
 t.test("generation mode needs no emphasis", async (t) => {
-  const result = await engine.generate({ prompt: PROMPT, maxTokens: 4, temperature: 0, steering: { emphasis: [], heads: HEADS, alpha: 0.5, mode: "generation" } });
+  const result = await engine.generate({
+    prompt: PROMPT,
+    maxTokens: 4,
+    temperature: 0,
+    steering: { emphasis: [], heads: HEADS, alpha: 0.5, mode: "generation" },
+  });
   t.equal(result.tokens.length, 4);
   t.same(result.steering?.spans, [], "no spans");
 });

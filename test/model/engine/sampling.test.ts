@@ -26,7 +26,15 @@ t.test("a stop string ends generation and is not returned", async (t) => {
   t.equal(stopped.finishReason, "stop");
   t.equal(stopped.text, greedy.text.slice(0, greedy.text.indexOf(word)));
   let streamed = "";
-  await engine.generate({ prompt, maxTokens: 24, temperature: 0, stop: [word], onText: (piece) => { streamed += piece; } });
+  await engine.generate({
+    prompt,
+    maxTokens: 24,
+    temperature: 0,
+    stop: [word],
+    onText: (piece) => {
+      streamed += piece;
+    },
+  });
   t.equal(streamed, stopped.text, "streamed text never shows the stop string");
 });
 
@@ -34,7 +42,10 @@ t.test("greedy log-probs: the chosen token is the most likely one", async (t) =>
   const r = await engine.generate({ prompt, maxTokens: 4, temperature: 0, logprobs: 5 });
   for (const lp of r.logprobs!) {
     t.equal(lp.top[0]!.id, lp.id);
-    t.ok(lp.top.every((x, i) => i === 0 || x.logprob <= lp.top[i - 1]!.logprob), "sorted");
+    t.ok(
+      lp.top.every((x, i) => i === 0 || x.logprob <= lp.top[i - 1]!.logprob),
+      "sorted",
+    );
     const mass = lp.top.reduce((s, x) => s + Math.exp(x.logprob), 0);
     t.ok(mass <= 1 + 1e-6, "a distribution");
   }

@@ -30,8 +30,13 @@ t.test("the shipped SmolLM2 profile wins knowledge conflicts", async (t) => {
   const rows = summarize(await runEval(engine, template, items, arms, { alpha: profile.alpha ?? 0.01 }), arms);
   const efficacy = rows.find((r) => r.metric === "efficacy")!.byArm;
   const gain = 100 * (efficacy.profile! - efficacy.unsteered!);
-  t.comment(`efficacy on ${items.length} items: unsteered ${(100 * efficacy.unsteered!).toFixed(1)}%, profile ${(100 * efficacy.profile!).toFixed(1)}%`);
+  t.comment(
+    `efficacy on ${items.length} items: unsteered ${(100 * efficacy.unsteered!).toFixed(1)}%, profile ${(100 * efficacy.profile!).toFixed(1)}%`,
+  );
   t.ok(gain >= MIN_GAIN_POINTS, `steering gains ${gain.toFixed(1)} points (at least ${MIN_GAIN_POINTS})`);
   const states = rows.find((r) => r.metric === "states_new")!.byArm;
-  t.ok(states.profile! > states.unsteered!, `greedy answers state the new fact more often: ${(100 * states.unsteered!).toFixed(1)}% -> ${(100 * states.profile!).toFixed(1)}%`);
+  t.ok(
+    states.profile! > states.unsteered!,
+    `greedy answers state the new fact more often: ${(100 * states.unsteered!).toFixed(1)}% -> ${(100 * states.profile!).toFixed(1)}%`,
+  );
 });

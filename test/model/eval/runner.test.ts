@@ -21,6 +21,9 @@ t.test("AutoPASTA's arm: pass 1's sentences are the passage's own, and the answe
   t.equal(outcomes.length, 3);
   for (const o of outcomes) {
     for (const s of o.auto!.sentences) t.ok(o.item.passage!.includes(s), `${o.item.source}: "${s.slice(0, 40)}..." is the passage's`);
-    t.equal(o.auto!.gold, o.auto!.sentences.some((s) => s.includes(o.item.emphasis) || o.item.emphasis.includes(s)));
+    t.equal(
+      o.auto!.gold,
+      o.auto!.sentences.some((s) => s.includes(o.item.emphasis) || o.item.emphasis.includes(s)),
+    );
   }
 });

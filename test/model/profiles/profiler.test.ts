@@ -3,6 +3,7 @@
 // ranking combination and profile files: test/unit/profiles/; the `profile` command:
 // test/process/cli/profile.test.ts.)
 import t from "tap";
+import { emphasize } from "../../../src/emphasis/markup.js";
 import { SteeringEngine } from "../../../src/engine/engine.js";
 import { profileHeads, type ProfileResult } from "../../../src/profiles/profiler.js";
 import { seededRandom } from "../../../src/util/random.js";
@@ -36,7 +37,13 @@ function randomHeads(headsPerLayer: readonly number[], k: number, random: () => 
 }
 
 /** Everything profileHeads returns that must not change between runs with one seed. */
-const stable = (r: ProfileResult) => ({ heads: r.heads, scores: r.scores, heldOut: r.heldOut, passes: r.forwardPasses, fallback: r.fallback });
+const stable = (r: ProfileResult) => ({
+  heads: r.heads,
+  scores: r.scores,
+  heldOut: r.heldOut,
+  passes: r.forwardPasses,
+  fallback: r.fallback,
+});
 
 t.test("stories260K", async (t) => {
   const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 512 });
@@ -51,30 +58,46 @@ t.test("stories260K", async (t) => {
     const example = task.examples[0]!;
     const scored = await engine.score({ prompt: example.context + example.target, topLogprobs: 0 });
     const expected = scored.tokens.filter((tok) => tok.offset >= example.context.length).reduce((s, tok) => s + tok.logprob!, 0);
-    t.ok(scored.tokens.some((tok) => tok.offset === example.context.length), "a token starts at the target");
+    t.ok(
+      scored.tokens.some((tok) => tok.offset === example.context.length),
+      "a token starts at the target",
+    );
     t.equal(await scorer.logLikelihood(example, null), expected, "sum over the target's tokens");
     // a token that straddles the boundary produces the target's first characters: it counts
     const straddle = { context: "Lily had a red ba", emphasis: "Lily", target: "ll." };
     const tokens = (await engine.score({ prompt: straddle.context + straddle.target, topLogprobs: 0 })).tokens;
-    const first = tokens.findIndex((tok, i) => (tokens[i + 1]?.offset ?? Infinity) > straddle.context.length);
+    const first = tokens.findIndex((_tok, i) => (tokens[i + 1]?.offset ?? Infinity) > straddle.context.length);
     t.ok(tokens[first]!.offset < straddle.context.length, `"${tokens[first]!.text}" straddles the boundary`);
-    t.equal(await scorer.logLikelihood(straddle, null), tokens.slice(first).reduce((s, tok) => s + tok.logprob!, 0), "and is scored");
+    t.equal(
+      await scorer.logLikelihood(straddle, null),
+      tokens.slice(first).reduce((s, tok) => s + tok.logprob!, 0),
+      "and is scored",
+    );
 
     // steered: the target's tokens are not down-weighted, exactly as generated tokens are not
     const heads = { "3": [1, 6], "4": [2, 3] };
     const greedy = await engine.generate({
-      prompt: example.context, maxTokens: 3, temperature: 0, logprobs: 0,
-      steering: { emphasis: [example.emphasis], heads, alpha: ALPHA },
+      prompt: example.context,
+      maxTokens: 3,
+      temperature: 0,
+      logprobs: 0,
+      steering: { emphasis: emphasize(example.context, [example.emphasis]), heads, alpha: ALPHA },
     });
     // token by token: the generated text drops the first token's leading space, as tokenizers do at a text's start
     const generated = { ...example, target: greedy.logprobs!.map((lp) => lp.text).join("") };
     const viaScore = await scorer.logLikelihood(generated, heads);
     const viaGeneration = greedy.logprobs!.reduce((s, lp) => s + lp.logprob, 0);
-    t.ok(Math.abs(viaScore - viaGeneration) < 1e-3, `steered target log-likelihood ${viaScore.toFixed(5)} = the steered generation's ${viaGeneration.toFixed(5)} (${JSON.stringify(generated.target)})`);
+    t.ok(
+      Math.abs(viaScore - viaGeneration) < 1e-3,
+      `steered target log-likelihood ${viaScore.toFixed(5)} = the steered generation's ${viaGeneration.toFixed(5)} (${JSON.stringify(generated.target)})`,
+    );
     // emphasizing the context's span alone would down-weight the target's own tokens: not what generation does
     const prompt = generated.context + generated.target;
-    const contextOnly = (await engine.score({ prompt, topLogprobs: 0, steering: { emphasis: [generated.emphasis], heads, alpha: ALPHA } }))
-      .tokens.filter((tok) => tok.offset >= generated.context.length).reduce((s, tok) => s + tok.logprob!, 0);
+    const contextOnly = (
+      await engine.score({ prompt, topLogprobs: 0, steering: { emphasis: emphasize(prompt, [generated.emphasis]), heads, alpha: ALPHA } })
+    ).tokens
+      .filter((tok) => tok.offset >= generated.context.length)
+      .reduce((s, tok) => s + tok.logprob!, 0);
     t.ok(Math.abs(contextOnly - viaGeneration) > 1e-3, `(with only the context's span emphasized it would be ${contextOnly.toFixed(5)})`);
   });
 
@@ -90,7 +113,11 @@ t.test("stories260K", async (t) => {
     t.equal(full.fallback, null, "one task: its top 4, no fallback");
     const profiling = Math.ceil(task.examples.length / 2);
     t.equal(full.forwardPasses.used, profiling * (40 + 1), "every head on every profiling example, plus each one unsteered");
-    t.same(progress.at(-1), [full.forwardPasses.used + full.forwardPasses.heldOut, full.forwardPasses.used + full.forwardPasses.heldOut], "progress reaches its total");
+    t.same(
+      progress.at(-1),
+      [full.forwardPasses.used + full.forwardPasses.heldOut, full.forwardPasses.used + full.forwardPasses.heldOut],
+      "progress reaches its total",
+    );
     t.comment(`per-head search: ${full.forwardPasses.used} forward passes in ${seconds.toFixed(1)}s`);
 
     const scorer = new TargetScorer(engine, ALPHA);
@@ -100,8 +127,14 @@ t.test("stories260K", async (t) => {
     let randomSum = 0;
     for (let i = 0; i < RANDOM_DRAWS; i++) randomSum += await scorer.mean(heldOut, randomHeads(engine.headsPerLayer, 4, random));
     const randomMean = randomSum / RANDOM_DRAWS;
-    t.comment(`held-out mean target log-likelihood (${heldOut.length} examples): chosen ${chosen.toFixed(3)}, none ${none.toFixed(3)}, random 4 heads ${randomMean.toFixed(3)} (mean of ${RANDOM_DRAWS} draws)`);
-    t.same(full.heldOut, [{ task: "stories", examples: heldOut.length, unsteered: none, steered: chosen }], "the result reports the same held-out check");
+    t.comment(
+      `held-out mean target log-likelihood (${heldOut.length} examples): chosen ${chosen.toFixed(3)}, none ${none.toFixed(3)}, random 4 heads ${randomMean.toFixed(3)} (mean of ${RANDOM_DRAWS} draws)`,
+    );
+    t.same(
+      full.heldOut,
+      [{ task: "stories", examples: heldOut.length, unsteered: none, steered: chosen }],
+      "the result reports the same held-out check",
+    );
     t.ok(chosen > none, "the chosen heads beat no steering");
     t.ok(chosen > randomMean, "and as many random heads");
   });
@@ -110,23 +143,41 @@ t.test("stories260K", async (t) => {
     const started = performance.now();
     const coarse = await profileHeads(engine, { tasks: [task], seed, topK: 4, method: "coarse-to-fine", keepLayers: 2 });
     const seconds = (performance.now() - started) / 1000;
-    t.same(stable(await profileHeads(engine, { tasks: [task], seed, topK: 4, method: "coarse-to-fine", keepLayers: 2 })), stable(coarse), "reproducible");
+    t.same(
+      stable(await profileHeads(engine, { tasks: [task], seed, topK: 4, method: "coarse-to-fine", keepLayers: 2 })),
+      stable(coarse),
+      "reproducible",
+    );
     t.ok(full, "the full search ran");
     const fullGain = full!.heldOut![0]!.steered - full!.heldOut![0]!.unsteered;
     const coarseGain = coarse.heldOut![0]!.steered - coarse.heldOut![0]!.unsteered;
     const { used, fullSearch } = coarse.forwardPasses;
-    t.comment(`coarse-to-fine kept layers ${coarse.keptLayers!.join(", ")}, chose ${JSON.stringify(coarse.heads)}; full search chose ${JSON.stringify(full!.heads)}`);
-    t.comment(`held-out gain over unsteered: coarse-to-fine ${coarseGain.toFixed(3)}, full ${fullGain.toFixed(3)}; forward passes ${used} vs ${fullSearch} (${(100 * used / fullSearch).toFixed(0)}%), ${seconds.toFixed(1)}s`);
+    t.comment(
+      `coarse-to-fine kept layers ${coarse.keptLayers!.join(", ")}, chose ${JSON.stringify(coarse.heads)}; full search chose ${JSON.stringify(full!.heads)}`,
+    );
+    t.comment(
+      `held-out gain over unsteered: coarse-to-fine ${coarseGain.toFixed(3)}, full ${fullGain.toFixed(3)}; forward passes ${used} vs ${fullSearch} (${((100 * used) / fullSearch).toFixed(0)}%), ${seconds.toFixed(1)}s`,
+    );
     t.equal(fullSearch, full!.forwardPasses.used, "full_search is what the per-head search used");
     t.equal(used, 8 * (1 + 5 + 2 * 8), "layers, then the heads of 2 layers");
     t.ok(fullGain > 0, "the full search gains on held-out examples");
-    t.ok(coarseGain >= (1 - COARSE_TO_FINE_TOLERANCE) * fullGain, `coarse-to-fine keeps at least ${100 * (1 - COARSE_TO_FINE_TOLERANCE)}% of the full search's gain`);
+    t.ok(
+      coarseGain >= (1 - COARSE_TO_FINE_TOLERANCE) * fullGain,
+      `coarse-to-fine keeps at least ${100 * (1 - COARSE_TO_FINE_TOLERANCE)}% of the full search's gain`,
+    );
     t.equal(coarse.scores[0]!.layers!.length, 5, "a score per layer");
     t.equal(coarse.scores[0]!.heads.flat().filter((x) => x !== null).length, 16, "heads scored only in the kept layers");
   });
 
   t.test("the built-in tasks fit and run (one example each, several tasks combined)", async (t) => {
-    const result = await profileHeads(engine, { tasks: loadBuiltinTasks(), seed, examples: 1, method: "coarse-to-fine", keepLayers: 1, evaluate: false });
+    const result = await profileHeads(engine, {
+      tasks: loadBuiltinTasks(),
+      seed,
+      examples: 1,
+      method: "coarse-to-fine",
+      keepLayers: 1,
+      evaluate: false,
+    });
     t.equal(result.forwardPasses.used, 4 * (1 + 5 + 8), "4 tasks x 1 example x (unsteered + 5 layers + 8 heads)");
     t.ok(countHeads(result.heads) >= 1, `chose ${JSON.stringify(result.heads)}${result.fallback ? ` (${result.fallback})` : ""}`);
     t.equal(result.heldOut, null, "no held-out check when not asked");
@@ -147,11 +198,19 @@ t.test("generated llama", async (t) => {
     t.equal(countHeads(first.heads), 3, `${method}: chose ${JSON.stringify(first.heads)}`);
     const h = first.heldOut![0]!;
     // random weights: nothing to learn, so the held-out numbers are reported, not asserted
-    t.comment(`${method}: ${first.forwardPasses.used} forward passes (full search ${first.forwardPasses.fullSearch}) in ${seconds.toFixed(1)}s; held-out ${h.unsteered.toFixed(3)} unsteered, ${h.steered.toFixed(3)} steered`);
+    t.comment(
+      `${method}: ${first.forwardPasses.used} forward passes (full search ${first.forwardPasses.fullSearch}) in ${seconds.toFixed(1)}s; held-out ${h.unsteered.toFixed(3)} unsteered, ${h.steered.toFixed(3)} steered`,
+    );
   }
-  t.equal((await profileHeads(engine, { tasks: [task], seed: 3, examples: 2, evaluate: false })).forwardPasses.used, 2 * (headCount + 1), "--examples caps the profiling examples");
+  t.equal(
+    (await profileHeads(engine, { tasks: [task], seed: 3, examples: 2, evaluate: false })).forwardPasses.used,
+    2 * (headCount + 1),
+    "--examples caps the profiling examples",
+  );
   await t.rejects(profileHeads(engine, { tasks: [task], topK: 0 }), { name: "ProfileError" });
   await t.rejects(profileHeads(engine, { tasks: [task], alpha: 2 }), { name: "ProfileError", message: /alpha must be in \(0, 1\]/ });
-  await t.rejects(profileHeads(engine, { tasks: [{ name: "long", examples: [{ context: "word ".repeat(400), emphasis: "word", target: " end" }] }] }),
-    { name: "ProfileError", message: /the context holds 255/ });
+  await t.rejects(
+    profileHeads(engine, { tasks: [{ name: "long", examples: [{ context: "word ".repeat(400), emphasis: "word", target: " end" }] }] }),
+    { name: "ProfileError", message: /the context holds 255/ },
+  );
 });

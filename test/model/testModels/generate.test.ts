@@ -28,7 +28,16 @@ t.test("metadata round trip and tokenizer reuse", async (t) => {
 });
 
 t.test("same seed, same file; F16 weights load", async (t) => {
-  const shape = { architecture: "qwen2" as const, embedding: 32, layers: 1, heads: 2, kvHeads: 1, feedForward: 64, seed: 3, weightType: "f16" as const };
+  const shape = {
+    architecture: "qwen2" as const,
+    embedding: 32,
+    layers: 1,
+    heads: 2,
+    kvHeads: 1,
+    feedForward: 64,
+    seed: 3,
+    weightType: "f16" as const,
+  };
   generateTestModel(join(dir, "a.gguf"), shape);
   generateTestModel(join(dir, "b.gguf"), shape);
   const { readFileSync } = await import("node:fs");
@@ -40,5 +49,8 @@ t.test("same seed, same file; F16 weights load", async (t) => {
   t.same(again.tokens, once.tokens, "greedy decoding is deterministic");
   const noise = await engine.generate({ prompt: "Hi there", maxTokens: 48, temperature: 1, seed: 5 });
   t.equal(noise.text, engine.model.detokenize(noise.tokens), "random tokens (multi-byte pieces too) detokenize incrementally as a whole");
-  t.ok(once.logprobs!.every((lp) => Number.isFinite(lp.logprob) && lp.top[0]!.logprob >= lp.logprob), "finite log-probs; greedy picks the top token");
+  t.ok(
+    once.logprobs!.every((lp) => Number.isFinite(lp.logprob) && lp.top[0]!.logprob >= lp.logprob),
+    "finite log-probs; greedy picks the top token",
+  );
 });

@@ -4,7 +4,9 @@ import { promisify } from "node:util";
 import t from "tap";
 
 t.test("npx pasta-server runs the built bin", async (t) => {
-  const { stdout } = await promisify(execFile)("npx", ["--no", "--", "pasta-server", "--help"], { env: { ...process.env, NODE_OPTIONS: "" } });
+  const { stdout } = await promisify(execFile)("npx", ["--no", "--", "pasta-server", "--help"], {
+    env: { ...process.env, NODE_OPTIONS: "" },
+  });
   t.match(stdout, /pasta-server serve/);
   t.match(stdout, /pasta-server profile/);
 });

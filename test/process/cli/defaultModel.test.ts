@@ -23,21 +23,36 @@ t.test("the default model is served and steered by its shipped profile", async (
   t.teardown(() => server.stop());
   t.match(server.log(), /head profile: shipped for this model file/);
   const client = new OpenAI({ apiKey: "unused", baseURL: `${server.base}/v1`, maxRetries: 0 });
-  t.same((await client.models.list()).data.map((m) => m.id), ["SmolLM2-135M-Instruct.Q4_1"]);
+  t.same(
+    (await client.models.list()).data.map((m) => m.id),
+    ["SmolLM2-135M-Instruct.Q4_1"],
+  );
 
   const ask = async (content: string, steering?: object) => {
     const res = await client.chat.completions.create({
-      model: "SmolLM2-135M-Instruct.Q4_1", messages: [{ role: "user", content }], max_tokens: 32, temperature: 0,
+      model: "SmolLM2-135M-Instruct.Q4_1",
+      messages: [{ role: "user", content }],
+      max_tokens: 32,
+      temperature: 0,
       // @ts-expect-error steering is this server's extra body field
       steering,
     });
-    return { text: res.choices[0]!.message.content!, spans: (res as unknown as { steering?: { spans: Array<{ text: string }> } }).steering?.spans };
+    return {
+      text: res.choices[0]!.message.content!,
+      spans: (res as unknown as { steering?: { spans: Array<{ text: string }> } }).steering?.spans,
+    };
   };
-  let plainNew = 0, steeredNew = 0, differ = 0;
+  let plainNew = 0,
+    steeredNew = 0,
+    differ = 0;
   for (const item of loadItems(familyNamed("knowledge_conflict")).slice(0, ITEMS)) {
     const plain = await ask(item.message);
     const steered = await ask(item.message.replace(item.emphasis, `**${item.emphasis}**`), { markup: "markdown" });
-    t.same(steered.spans?.map((s) => s.text), [item.emphasis], `${item.source}: the marked fact is the steered span`);
+    t.same(
+      steered.spans?.map((s) => s.text),
+      [item.emphasis],
+      `${item.source}: the marked fact is the steered span`,
+    );
     t.equal(plain.spans, undefined, "an unmarked request is not steered");
     const statesNew = (text: string) => mentions(text, item.contrast!.right) && !mentions(text, item.contrast!.wrong);
     plainNew += Number(statesNew(plain.text));

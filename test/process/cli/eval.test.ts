@@ -25,28 +25,44 @@ t.test("every arm's answer and likelihoods are what the server gives for the sam
   const item = loadItems(familyNamed("knowledge_conflict"))[0]!;
   const arms = buildArms(["unsteered", "prompting", "profile", "random_heads"], heads, engine.headsPerLayer, 0);
   const outcomes = await runEval(engine, null, [item], arms, { alpha: 0.01 });
-  t.same(outcomes.map((o) => o.arm), ["unsteered", "prompting", "profile", "random_heads"]);
+  t.same(
+    outcomes.map((o) => o.arm),
+    ["unsteered", "prompting", "profile", "random_heads"],
+  );
 
   // stories260K has no chat template: the item is its message and a newline
   const prompt = `${item.message}\n`;
   for (const [i, arm] of arms.entries()) {
     const text = arm.markdown ? prompt.replace(item.emphasis, `**${item.emphasis}**`) : prompt;
     const steering = arm.heads ? { emphasis: [item.emphasis], heads: arm.heads, alpha: 0.01 } : undefined;
-    const answer = await postOk(server.base, "/v1/generate", { prompt: text, max_tokens: item.maxTokens, temperature: 0, ...(steering ? { steering } : {}) });
+    const answer = await postOk(server.base, "/v1/generate", {
+      prompt: text,
+      max_tokens: item.maxTokens,
+      temperature: 0,
+      ...(steering ? { steering } : {}),
+    });
     t.equal(outcomes[i]!.output, answer.text, `${arm.name}: the greedy answer`);
 
     // the likelihood of each answer: /v1/completions scores the reply under the same steering
     for (const side of ["right", "wrong"] as const) {
       const reply = `${item.contrast!.prefix} ${item.contrast![side]}`;
       const scored = await postOk(server.base, "/v1/completions", {
-        prompt: text + reply, max_tokens: 0, echo: true, logprobs: 0,
-        ...(steering ? { steering: { ...steering, emphasis: [item.emphasis, { start: text.length, end: text.length + reply.length }] } } : {}),
+        prompt: text + reply,
+        max_tokens: 0,
+        echo: true,
+        logprobs: 0,
+        ...(steering
+          ? { steering: { ...steering, emphasis: [item.emphasis, { start: text.length, end: text.length + reply.length }] } }
+          : {}),
       });
       const { token_logprobs: logprobs, text_offset: offsets } = scored.choices[0].logprobs;
       const boundary = text.length + item.contrast!.prefix.length;
       let sum = 0;
       for (let k = 1; k < logprobs.length; k++) if ((offsets[k + 1] ?? Infinity) > boundary) sum += logprobs[k];
-      t.ok(Math.abs(outcomes[i]!.contrast![side] - sum) < 1e-4, `${arm.name}: log P(${side}) ${outcomes[i]!.contrast![side].toFixed(4)} == server's ${sum.toFixed(4)}`);
+      t.ok(
+        Math.abs(outcomes[i]!.contrast![side] - sum) < 1e-4,
+        `${arm.name}: log P(${side}) ${outcomes[i]!.contrast![side].toFixed(4)} == server's ${sum.toFixed(4)}`,
+      );
     }
   }
 });
@@ -56,17 +72,43 @@ t.test("the command prints the table, writes the JSON and records the summary in
   const profile = join(dir, "profile.json");
   copyFileSync(PROFILE, profile);
   const out = join(dir, "eval.json");
-  const run = await runCli(["eval", "--model", STORIES_MODEL, "--profile", profile, "--tasks", "knowledge_conflict,pronoun_change", "--limit", "2", "--json", out, "--record"], {}, 240_000);
+  const run = await runCli(
+    [
+      "eval",
+      "--model",
+      STORIES_MODEL,
+      "--profile",
+      profile,
+      "--tasks",
+      "knowledge_conflict,pronoun_change",
+      "--limit",
+      "2",
+      "--json",
+      out,
+      "--record",
+    ],
+    {},
+    240_000,
+  );
   t.equal(run.code, 0, run.stderr);
-  t.match(run.stdout, /^\| task \| metric \| items \| unsteered \| `\*\*\.\.\.\*\*` in the text \| profile \| every head \| random heads \| AutoPASTA \|$/m);
-  t.match(run.stdout, /^\| knowledge conflict \| new fact more likely than the old one \| 2 \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| – \|$/m);
+  t.match(
+    run.stdout,
+    /^\| task \| metric \| items \| unsteered \| `\*\*\.\.\.\*\*` in the text \| profile \| every head \| random heads \| AutoPASTA \|$/m,
+  );
+  t.match(
+    run.stdout,
+    /^\| knowledge conflict \| new fact more likely than the old one \| 2 \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| – \|$/m,
+  );
   t.match(run.stdout, /^\| pronoun change \| greedy rewrite is in the asked person \| 2 \|/m);
   t.match(run.stdout, /command: pasta-server eval --model/);
   t.match(run.stderr, /eval stories260K\.gguf \[#+\] 100% 20\/20 item-arm runs/, "progress on stderr");
 
   const json = JSON.parse(readFileSync(out, "utf8"));
   t.equal(json.items.length, 20, "2 tasks x 2 items x 5 arms (AutoPASTA only where there is a passage)");
-  t.ok(json.items.every((i: any) => typeof i.output === "string"), "every answer is kept");
+  t.ok(
+    json.items.every((i: any) => typeof i.output === "string"),
+    "every answer is kept",
+  );
   t.equal(json.model.sha256, "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
   const recorded = JSON.parse(readFileSync(profile, "utf8"));
   t.same(recorded.heads, heads, "the profile keeps its heads");

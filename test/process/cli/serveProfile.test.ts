@@ -17,15 +17,24 @@ const MODEL = unprofiledStoriesModel();
 const args = ["--model", MODEL, "--profile", "auto", "--ctx-size", "512"];
 const messages = (log: string) => logLines(log).map((l) => l.msg as string);
 
-const steer = (base: string) => request(base, "/v1/generate", {
-  body: { prompt: "Lily had a red ball. Tom had a blue kite.", max_tokens: 4, temperature: 0, steering: { emphasis: ["Tom had a blue kite."] } },
-});
+const steer = (base: string) =>
+  request(base, "/v1/generate", {
+    body: {
+      prompt: "Lily had a red ball. Tom had a blue kite.",
+      max_tokens: 4,
+      temperature: 0,
+      steering: { emphasis: ["Tom had a blue kite."] },
+    },
+  });
 
 t.test("first start profiles and caches; the next start reuses the cache", async (t) => {
   const first = await startServer(args, env, { readyTimeoutMs: 240_000 });
   t.teardown(() => first.stop());
   const log = messages(first.log());
-  t.ok(log.some((m) => /^head profiling: \d+%$/.test(m)), "progress is logged");
+  t.ok(
+    log.some((m) => /^head profiling: \d+%$/.test(m)),
+    "progress is logged",
+  );
   t.ok(log.includes("head profile: written"));
   const sha256 = (await modelFileInfo(MODEL)).sha256;
   const cached = loadHeadProfileWithModel(join(modelsDir, "profiles", `${sha256}.json`));
@@ -38,7 +47,10 @@ t.test("first start profiles and caches; the next start reuses the cache", async
   const second = await startServer(args, env, { readyTimeoutMs: 60_000 });
   t.teardown(() => second.stop());
   t.ok(messages(second.log()).includes("head profile: cached for this model file"));
-  t.notOk(messages(second.log()).some((m) => m.startsWith("head profiling")), "no profiling the second time");
+  t.notOk(
+    messages(second.log()).some((m) => m.startsWith("head profiling")),
+    "no profiling the second time",
+  );
   t.same((await steer(second.base)).body.text, answer.body.text, "the same heads: the same answer");
 });
 
@@ -68,6 +80,9 @@ t.test("--profile auto takes the shipped profile instead of profiling", async (t
   const server = await startServer(["--profile", "auto"], { PASTA_MODELS_DIR: mkdtempSync(join(tmpdir(), "pasta-profiles-")) });
   t.teardown(() => server.stop());
   t.ok(messages(server.log()).includes("head profile: shipped for this model file"));
-  t.notOk(messages(server.log()).some((m) => m.startsWith("head profiling")), "no profiling");
+  t.notOk(
+    messages(server.log()).some((m) => m.startsWith("head profiling")),
+    "no profiling",
+  );
   t.equal((await steer(server.base)).status, 200);
 });

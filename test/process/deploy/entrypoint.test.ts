@@ -10,7 +10,15 @@ import t from "tap";
 import { postJson } from "../../../harness/index.js";
 import { STORIES_MODEL } from "../../support/models.js";
 import {
-  distState, DOCKERFILE, entrypointCommand, freePort, healthcheckCommand, lastStage, parseDockerfile, stageEnv, startEntrypoint,
+  distState,
+  DOCKERFILE,
+  entrypointCommand,
+  freePort,
+  healthcheckCommand,
+  lastStage,
+  parseDockerfile,
+  stageEnv,
+  startEntrypoint,
 } from "../../support/deployment.js";
 
 const cpu = parseDockerfile(DOCKERFILE);
@@ -19,9 +27,15 @@ t.test("the ENTRYPOINT serves with the image's environment, and the HEALTHCHECK 
   const dist = distState();
   if (dist.missing) throw new Error(dist.missing);
   if (dist.stale) t.comment(dist.stale);
-  const env = Object.fromEntries(Object.entries(stageEnv(cpu, lastStage(cpu))).filter(([k]) => !k.startsWith("NODE_LLAMA_CPP_CMAKE_OPTION_")));
+  const env = Object.fromEntries(
+    Object.entries(stageEnv(cpu, lastStage(cpu))).filter(([k]) => !k.startsWith("NODE_LLAMA_CPP_CMAKE_OPTION_")),
+  );
   const server = await startEntrypoint(entrypointCommand(cpu), {
-    ...env, PASTA_MODEL: STORIES_MODEL, PASTA_HOST: "127.0.0.1", PASTA_PORT: "0", PASTA_MODELS_DIR: mkdtempSync(join(tmpdir(), "pasta-models-")),
+    ...env,
+    PASTA_MODEL: STORIES_MODEL,
+    PASTA_HOST: "127.0.0.1",
+    PASTA_PORT: "0",
+    PASTA_MODELS_DIR: mkdtempSync(join(tmpdir(), "pasta-models-")),
   });
   t.teardown(() => server.stop());
   const res = await postJson(`${server.base}/v1/completions`, { prompt: "Once upon a time", max_tokens: 4 });
@@ -29,15 +43,25 @@ t.test("the ENTRYPOINT serves with the image's environment, and the HEALTHCHECK 
 
   const healthcheck = healthcheckCommand(cpu);
   t.equal(healthcheck[0], "node", "the slim image has node, not curl");
-  const run = (port: number) => new Promise<number | null>((resolve) => {
-    // as Docker runs it in the container: the image's environment, PASTA_PORT the port listened on
-    const child = spawn(process.execPath, healthcheck.slice(1), { env: { PATH: process.env.PATH, PASTA_PORT: String(port) }, stdio: "ignore" });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000); // HEALTHCHECK --timeout=5s
-    child.once("exit", (code) => { clearTimeout(timer); resolve(code); });
-  });
+  const run = (port: number) =>
+    new Promise<number | null>((resolve) => {
+      // as Docker runs it in the container: the image's environment, PASTA_PORT the port listened on
+      const child = spawn(process.execPath, healthcheck.slice(1), {
+        env: { PATH: process.env.PATH, PASTA_PORT: String(port) },
+        stdio: "ignore",
+      });
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000); // HEALTHCHECK --timeout=5s
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
   t.equal(await run(server.port), 0, "healthy once /ready is 200");
 
-  const loading = createServer((req, res) => { res.statusCode = req.url === "/ready" ? 503 : 200; res.end('{"status":"loading"}'); });
+  const loading = createServer((req, res) => {
+    res.statusCode = req.url === "/ready" ? 503 : 200;
+    res.end('{"status":"loading"}');
+  });
   await new Promise<void>((r) => loading.listen(0, "127.0.0.1", r));
   t.teardown(() => new Promise<void>((r) => loading.close(() => r())));
   t.equal(await run((loading.address() as { port: number }).port), 1, "unhealthy while /ready is 503 (loading, draining)");

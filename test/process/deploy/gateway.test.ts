@@ -17,8 +17,19 @@ import t from "tap";
 import { postJson, sleep, startServer, type ServerProcess } from "../../../harness/index.js";
 import { STORIES_MODEL } from "../../support/models.js";
 import {
-  distState, DOCKERFILE, entrypointCommand, lastStage, nginxMissing, parseDockerfile, readEnvFile, REPLICA_ENV_FILE, stageEnv, startEntrypoint,
-  startGateway, type EntrypointProcess, type Gateway,
+  distState,
+  DOCKERFILE,
+  entrypointCommand,
+  lastStage,
+  nginxMissing,
+  parseDockerfile,
+  readEnvFile,
+  REPLICA_ENV_FILE,
+  stageEnv,
+  startEntrypoint,
+  startGateway,
+  type EntrypointProcess,
+  type Gateway,
 } from "../../support/deployment.js";
 
 const MODEL = "stories260K";
@@ -36,12 +47,18 @@ function imageEnvironment(): Record<string, string> {
   const runtime = lastStage(instructions);
   // NODE_LLAMA_CPP_CMAKE_OPTION_* names the image's own engine build (GGML_NATIVE=OFF); the engine
   // built here by `npm run build` is node-llama-cpp's default local build, found without them
-  const image = Object.fromEntries(Object.entries(stageEnv(instructions, runtime)).filter(([k]) => !k.startsWith("NODE_LLAMA_CPP_CMAKE_OPTION_")));
+  const image = Object.fromEntries(
+    Object.entries(stageEnv(instructions, runtime)).filter(([k]) => !k.startsWith("NODE_LLAMA_CPP_CMAKE_OPTION_")),
+  );
   return {
-    ...image, ...readEnvFile(REPLICA_ENV_FILE),
+    ...image,
+    ...readEnvFile(REPLICA_ENV_FILE),
     // what differs from docker/compose.yaml: the model file, loopback only, a free port, no /models volume,
     // and every decoding step streamed, so that the streaming test sees one chunk per token
-    PASTA_MODEL: STORIES_MODEL, PASTA_HOST: "127.0.0.1", PASTA_PORT: "0", PASTA_MODELS_DIR: mkdtempSync(join(tmpdir(), "pasta-models-")),
+    PASTA_MODEL: STORIES_MODEL,
+    PASTA_HOST: "127.0.0.1",
+    PASTA_PORT: "0",
+    PASTA_MODELS_DIR: mkdtempSync(join(tmpdir(), "pasta-models-")),
     PASTA_STREAM_INTERVAL_MS: "0",
   };
 }
@@ -80,7 +97,12 @@ t.teardown(async () => {
 });
 
 t.test("completions and chat through the gateway, spread over both replicas", async (t) => {
-  const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Lily had a red ball." }], max_tokens: 8, temperature: 0 });
+  const chat = await client.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: "user", content: "Lily had a red ball." }],
+    max_tokens: 8,
+    temperature: 0,
+  });
   t.equal(chat.object, "chat.completion");
   t.equal(chat.usage!.completion_tokens, 8);
   t.ok(chat.choices[0]!.message.content!.length > 0, "chat content");
@@ -95,8 +117,17 @@ t.test("completions and chat through the gateway, spread over both replicas", as
   t.same(models, [MODEL]);
 
   await eventually(() => gateway.accessLog().filter((e) => e.request.startsWith("POST /v1/")).length >= 6);
-  const upstreams = new Set(gateway.accessLog().filter((e) => e.request.startsWith("POST /v1/")).map((e) => e.upstream_addr));
-  t.same([...upstreams].sort(), [hostOf(replicaA.base), hostOf(replicaB.base)].sort(), "both replicas answered (least_conn: in turn when idle)");
+  const upstreams = new Set(
+    gateway
+      .accessLog()
+      .filter((e) => e.request.startsWith("POST /v1/"))
+      .map((e) => e.upstream_addr),
+  );
+  t.same(
+    [...upstreams].sort(),
+    [hostOf(replicaA.base), hostOf(replicaB.base)].sort(),
+    "both replicas answered (least_conn: in turn when idle)",
+  );
 
   const metrics = await fetch(`${gateway.base}/metrics`);
   t.equal(metrics.status, 404, "/metrics is scraped on each replica, not through the gateway");
@@ -130,8 +161,13 @@ t.test("streaming passes through as the replica sends it, not buffered", async (
   t.equal(viaGateway.text, direct.text, "the same story");
   t.ok(viaGateway.text.length > 200, "a long story");
   const { arrivals, instants } = viaGateway;
-  t.comment(`gateway: ${arrivals.length} chunks at ${instants} distinct instants, first after ${arrivals[0]!.toFixed(1)} ms, last after ${arrivals.at(-1)!.toFixed(1)} ms; directly: ${direct.arrivals.length} chunks at ${direct.instants} instants`);
-  t.ok(instants >= Math.max(12, direct.instants / 3), `chunks arrive spread over time (${instants} distinct arrival instants; ${direct.instants} directly)`);
+  t.comment(
+    `gateway: ${arrivals.length} chunks at ${instants} distinct instants, first after ${arrivals[0]!.toFixed(1)} ms, last after ${arrivals.at(-1)!.toFixed(1)} ms; directly: ${direct.arrivals.length} chunks at ${direct.instants} instants`,
+  );
+  t.ok(
+    instants >= Math.max(12, direct.instants / 3),
+    `chunks arrive spread over time (${instants} distinct arrival instants; ${direct.instants} directly)`,
+  );
   t.ok(arrivals[0]! < arrivals.at(-1)! / 4, "the first chunk arrives long before the last");
 });
 
@@ -142,33 +178,57 @@ t.test("x-request-id: the client's goes upstream and comes back; without one, th
     .withResponse();
   t.equal(data.object, "chat.completion");
   t.equal(response.headers.get("x-request-id"), id, "the client's id comes back");
-  t.ok(await eventually(() => { const l = loggedBy(id); return l.a || l.b; }), "the replica logged the request under the client's id");
+  t.ok(
+    await eventually(() => {
+      const l = loggedBy(id);
+      return l.a || l.b;
+    }),
+    "the replica logged the request under the client's id",
+  );
   t.ok(await eventually(() => gateway.accessLog().some((e) => e.request_id === id)), "the gateway's access log has it too");
   const entry = gateway.accessLog().find((e) => e.request_id === id);
   t.equal(entry?.upstream_status, "200");
 
-  const streamed = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 4, stream: true }, { headers: { "x-request-id": `${id}-s` } }).withResponse();
-  for await (const _ of streamed.data) { /* drain */ }
+  const streamed = await client.completions
+    .create({ model: MODEL, prompt: PROMPT, max_tokens: 4, stream: true }, { headers: { "x-request-id": `${id}-s` } })
+    .withResponse();
+  for await (const _ of streamed.data) {
+    /* drain */
+  }
   t.equal(streamed.response.headers.get("x-request-id"), `${id}-s`, "a stream's response carries it too");
 
   // none sent, or one the server would not accept (a space): nginx's $request_id, the same everywhere
   for (const sent of [undefined, "not an id"]) {
-    const res = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 2 }, sent ? { headers: { "x-request-id": sent } } : {}).withResponse();
+    const res = await client.completions
+      .create({ model: MODEL, prompt: PROMPT, max_tokens: 2 }, sent ? { headers: { "x-request-id": sent } } : {})
+      .withResponse();
     const got = res.response.headers.get("x-request-id")!;
     t.match(got, /^[0-9a-f]{32}$/, `sent ${JSON.stringify(sent)}: the gateway's id`);
-    t.ok(await eventually(() => { const l = loggedBy(got); return l.a || l.b; }), "the replica logged the gateway's id");
+    t.ok(
+      await eventually(() => {
+        const l = loggedBy(got);
+        return l.a || l.b;
+      }),
+      "the replica logged the gateway's id",
+    );
     t.ok(await eventually(() => gateway.accessLog().some((e) => e.request_id === got)), "the access log has the same id");
   }
 });
 
 t.test("a client that goes away stops its generation on the replica", async (t) => {
   const id = `gw-cancel-${randomUUID()}`;
-  const stream = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 400, stream: true }, { headers: { "x-request-id": id } });
+  const stream = await client.completions.create(
+    { model: MODEL, prompt: PROMPT, max_tokens: 400, stream: true },
+    { headers: { "x-request-id": id } },
+  );
   let chunks = 0;
   for await (const _ of stream) if (++chunks === 5) break;
   stream.controller.abort();
   const finished = (log: string) => log.split("\n").find((l) => l.includes(`"reqId":"${id}"`) && l.includes("generation finished"));
-  t.ok(await eventually(() => finished(replicaA.log()) !== undefined || finished(replicaB.log()) !== undefined), "the replica finished the generation");
+  t.ok(
+    await eventually(() => finished(replicaA.log()) !== undefined || finished(replicaB.log()) !== undefined),
+    "the replica finished the generation",
+  );
   const line = JSON.parse(finished(replicaA.log()) ?? finished(replicaB.log())!);
   t.equal(line.stopped, "client_disconnected", "nginx closed the upstream connection when the client left");
   t.ok(line.completionTokens < 400, `stopped early (${line.completionTokens} of 400 tokens)`);
@@ -196,18 +256,26 @@ t.test("API keys at the gateway: refused by nginx without a listed key", async (
   const keyed = await startGateway([hostOf(replicaA.base), hostOf(replicaB.base)], { keysMap: 'default 0;\n"Bearer gw-secret-1" 1;\n' });
   t.teardown(() => keyed.stop());
   const bad = new OpenAI({ baseURL: `${keyed.base}/v1`, apiKey: "wrong-key", maxRetries: 0 });
-  const err = await bad.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 2 }).then(() => null, (e: unknown) => e);
+  const err = await bad.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 2 }).then(
+    () => null,
+    (e: unknown) => e,
+  );
   t.type(err, OpenAI.AuthenticationError, "a key not listed: 401, an AuthenticationError for the client");
   const apiError = err as InstanceType<typeof OpenAI.AuthenticationError>;
   t.equal(apiError.code, "invalid_api_key");
   const id = apiError.headers?.get("x-request-id");
   t.match(id, /^[0-9a-f]{32}$/, "the refusal carries a request id");
 
-  const missing = await postJson(`${keyed.base}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+  const missing = await postJson(`${keyed.base}/v1/chat/completions`, {
+    model: MODEL,
+    messages: [{ role: "user", content: "hi" }],
+    max_tokens: 2,
+  });
   t.equal(missing.status, 401, "no Authorization header: 401");
   t.equal((await missing.json()).error.type, "authentication_error");
   await sleep(100);
-  for (const refused of [id!, missing.headers.get("x-request-id")!]) t.same(loggedBy(refused), { a: false, b: false }, "the refused request never reached a replica");
+  for (const refused of [id!, missing.headers.get("x-request-id")!])
+    t.same(loggedBy(refused), { a: false, b: false }, "the refused request never reached a replica");
   const good = new OpenAI({ baseURL: `${keyed.base}/v1`, apiKey: "gw-secret-1", maxRetries: 0 });
   const res = await good.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
   t.equal(res.object, "chat.completion", "a listed key passes");
@@ -220,28 +288,53 @@ t.test("a killed replica is routed around", async (t) => {
   for (let i = 0; i < 10; i++) {
     const id = `gw-after-kill-${i}-${randomUUID()}`;
     ids.push(id);
-    const res = await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Lily had a red ball." }], max_tokens: 4 }, { headers: { "x-request-id": id } });
+    const res = await client.chat.completions.create(
+      { model: MODEL, messages: [{ role: "user", content: "Lily had a red ball." }], max_tokens: 4 },
+      { headers: { "x-request-id": id } },
+    );
     t.equal(res.usage!.completion_tokens, 4, `request ${i + 1} of 10 answered`);
   }
   t.ok(await eventually(() => ids.every((id) => loggedBy(id).b)), "all by the surviving replica");
-  const stream = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 16, stream: true, stream_options: { include_usage: true } });
-  let chunks = 0, tokens = 0;
-  for await (const chunk of stream) { chunks++; tokens = chunk.usage?.completion_tokens ?? tokens; }
+  const stream = await client.completions.create({
+    model: MODEL,
+    prompt: PROMPT,
+    max_tokens: 16,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let chunks = 0,
+    tokens = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    tokens = chunk.usage?.completion_tokens ?? tokens;
+  }
   t.ok(chunks >= 3 && tokens === 16, `streams too (${chunks} chunks, ${tokens} tokens)`);
   await eventually(() => gateway.accessLog().filter((e) => ids.includes(e.request_id)).length === ids.length);
   const tried = gateway.accessLog().filter((e) => ids.includes(e.request_id));
   t.equal(tried.length, ids.length, "all in the access log");
-  t.ok(tried.every((e) => e.status === "200"), "every request 200 at the gateway");
+  t.ok(
+    tried.every((e) => e.status === "200"),
+    "every request 200 at the gateway",
+  );
   const [dead, alive] = [hostOf(replicaA.base), hostOf(replicaB.base)];
-  t.ok(tried.some((e) => e.upstream_addr === `${dead}, ${alive}`), "a POST sent to the dead replica was retried on the live one (it never reached the dead one)");
-  t.ok(tried.every((e) => e.upstream_addr.endsWith(alive)), "and answered by the live one");
+  t.ok(
+    tried.some((e) => e.upstream_addr === `${dead}, ${alive}`),
+    "a POST sent to the dead replica was retried on the live one (it never reached the dead one)",
+  );
+  t.ok(
+    tried.every((e) => e.upstream_addr.endsWith(alive)),
+    "and answered by the live one",
+  );
   t.comment(`upstreams tried: ${tried.map((e) => e.upstream_addr).join(" | ")}`);
 });
 
 t.test("SIGTERM, which tini forwards on `docker stop`, stops the entrypoint replica cleanly; then the gateway answers 503", async (t) => {
   t.equal(await replicaB.stop("SIGTERM"), 0, "exit code 0 after draining");
   t.match(replicaB.log(), /"msg":"stopped"/);
-  const err = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 2 }).then(() => null, (e: unknown) => e);
+  const err = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 2 }).then(
+    () => null,
+    (e: unknown) => e,
+  );
   t.type(err, OpenAI.InternalServerError, "no replica left");
   const apiError = err as InstanceType<typeof OpenAI.InternalServerError>;
   t.equal(apiError.status, 503, "503: the openai client retries it");

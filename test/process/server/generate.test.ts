@@ -7,20 +7,32 @@ import { request, sseData, startServer } from "../../../harness/index.js";
 
 const fixture = JSON.parse(readFileSync(PASTA_FIXTURE, "utf8"));
 let server: Awaited<ReturnType<typeof startServer>>;
-t.before(async () => { server = await startServer([]); });
-t.teardown(async () => { await server?.stop(); });
+t.before(async () => {
+  server = await startServer([]);
+});
+t.teardown(async () => {
+  await server?.stop();
+});
 
 const generate = (body: object) => request(server.base, "/v1/generate", { body });
 
 t.test("steered generation over HTTP equals the PASTA reference", async (t) => {
   for (const c of fixture.cases) {
     const marked = c.text.replace(c.emphasis, `<em>${c.emphasis}</em>`);
-    const { status, text } = await generate({ prompt: marked, max_tokens: 24, temperature: 0, steering: { markup: "html", heads: c.heads, alpha: c.alpha } });
+    const { status, text } = await generate({
+      prompt: marked,
+      max_tokens: 24,
+      temperature: 0,
+      steering: { markup: "html", heads: c.heads, alpha: c.alpha },
+    });
     t.equal(status, 200);
     const body = JSON.parse(text);
     t.equal(body.usage.completion_tokens, c.steered_greedy.tokens.length);
     t.equal(body.text, c.steered_greedy.text, `case "${c.emphasis}": reference greedy text`);
-    t.same(body.steering.spans.map((s: any) => [s.token_start, s.token_end]), [c.steered_token_range]);
+    t.same(
+      body.steering.spans.map((s: any) => [s.token_start, s.token_end]),
+      [c.steered_token_range],
+    );
   }
 });
 
@@ -32,7 +44,11 @@ t.test("the native stream carries the same text, steering first, usage last", as
   const events = sseData(text);
   t.equal(events.at(-1), "[DONE]");
   const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
-  t.same(chunks[0].steering.spans.map((s: any) => [s.token_start, s.token_end]), [c.steered_token_range], "spans in the first chunk");
+  t.same(
+    chunks[0].steering.spans.map((s: any) => [s.token_start, s.token_end]),
+    [c.steered_token_range],
+    "spans in the first chunk",
+  );
   t.equal(chunks.map((ch) => ch.text).join(""), c.steered_greedy.text);
   t.equal(chunks.at(-1).finish_reason, "length");
   t.equal(chunks.at(-1).usage.completion_tokens, 24);

@@ -16,7 +16,10 @@ t.test(`${CLIENTS} clients for ${SECONDS} s: no violations, every kind served, m
   t.same(summary.violations, [], "no violations");
   t.ok(summary.ok > 0 && summary.ok === (summary.statuses["200"] ?? 0), `every 200 was well-formed (${summary.ok} ok)`);
   const refused = Object.entries(summary.statuses).filter(([status]) => status !== "200");
-  t.ok(refused.every(([status]) => status === "429" || status === "503"), `anything else is a 429 or 503: ${JSON.stringify(summary.statuses)}`);
+  t.ok(
+    refused.every(([status]) => status === "429" || status === "503"),
+    `anything else is a 429 or 503: ${JSON.stringify(summary.statuses)}`,
+  );
   for (const kind of ["steered/plain", "steered/stream", "unsteered/plain", "unsteered/stream"]) {
     t.ok((summary.kinds[kind]?.ok ?? 0) > 0, `${kind}: ${summary.kinds[kind]?.ok ?? 0} successful requests`);
   }
@@ -27,6 +30,9 @@ t.test(`${CLIENTS} clients for ${SECONDS} s: no violations, every kind served, m
   t.ok(summary.completionTokens > 0, `${summary.completionTokens} completion tokens generated`);
 
   const m = summary.memory;
-  t.ok(m.ok, `RSS stable: middle third ${(m.middleMeanBytes / 2 ** 20).toFixed(1)} MiB, last third ${(m.lastMeanBytes / 2 ** 20).toFixed(1)} MiB (${(m.growth * 100).toFixed(1)}%, allowed +${MEMORY_TOLERANCE * 100}%)`);
+  t.ok(
+    m.ok,
+    `RSS stable: middle third ${(m.middleMeanBytes / 2 ** 20).toFixed(1)} MiB, last third ${(m.lastMeanBytes / 2 ** 20).toFixed(1)} MiB (${(m.growth * 100).toFixed(1)}%, allowed +${MEMORY_TOLERANCE * 100}%)`,
+  );
   t.ok(m.samples >= SECONDS - 2, `RSS sampled every second (${m.samples} samples)`);
 });

@@ -17,10 +17,23 @@ let client: OpenAI;
 
 t.before(async () => {
   // --profile none: requests must name their heads (one bad request below names none)
-  server = await startServer(["--api-key", API_KEY, "--ctx-size", String(CONTEXT), "--parallel", "2", "--model-alias", "stories", "--profile", "none"]);
+  server = await startServer([
+    "--api-key",
+    API_KEY,
+    "--ctx-size",
+    String(CONTEXT),
+    "--parallel",
+    "2",
+    "--model-alias",
+    "stories",
+    "--profile",
+    "none",
+  ]);
   client = new OpenAI({ apiKey: API_KEY, baseURL: `${server.base}/v1`, maxRetries: 0 });
 });
-t.teardown(async () => { await server?.stop(); });
+t.teardown(async () => {
+  await server?.stop();
+});
 
 /** Plain-prompt scoring: the prompt's tokens, as the server tokenizes them. */
 async function promptTokens(prompt: string): Promise<string[]> {
@@ -40,7 +53,10 @@ t.test("/v1/models lists the served model", async (t) => {
 t.test("chat completion, steered, echoes spans with the right token ranges", async (t) => {
   const messages = [{ role: "user" as const, content: "Lily had a red ball. <em>Tom had a blue kite.</em> Lily wanted to play" }];
   const res = await client.chat.completions.create({
-    model: "stories", messages, max_tokens: 8, temperature: 0,
+    model: "stories",
+    messages,
+    max_tokens: 8,
+    temperature: 0,
     // @ts-expect-error steering is this server's extra body field
     steering: { markup: "html", heads: HEADS, alpha: 0.01 },
   });
@@ -56,14 +72,23 @@ t.test("chat completion, steered, echoes spans with the right token ranges", asy
   t.equal(tokens.length, res.usage!.prompt_tokens, "the chat prompt is the ChatML rendering (stories260K has no template)");
   t.equal(tokens.slice(spans[0]!.token_start, spans[0]!.token_end).join("").trim(), "Tom had a blue kite.");
 
-  const unsteered = await client.chat.completions.create({ model: "stories", messages: [{ role: "user", content: "Lily had a red ball. Tom had a blue kite. Lily wanted to play" }], max_tokens: 8, temperature: 0 });
+  const unsteered = await client.chat.completions.create({
+    model: "stories",
+    messages: [{ role: "user", content: "Lily had a red ball. Tom had a blue kite. Lily wanted to play" }],
+    max_tokens: 8,
+    temperature: 0,
+  });
   t.notOk("steering" in unsteered, "an unsteered response carries no steering object");
 });
 
 t.test("chat streaming with usage", async (t) => {
   const stream = await client.chat.completions.create({
-    model: "stories", messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 12, temperature: 0,
-    stream: true, stream_options: { include_usage: true },
+    model: "stories",
+    messages: [{ role: "user", content: "Once upon a time" }],
+    max_tokens: 12,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
   });
   let text = "";
   let usage: OpenAI.CompletionUsage | undefined;
@@ -79,14 +104,24 @@ t.test("chat streaming with usage", async (t) => {
   t.ok(chunks > 3, "several chunks");
   t.equal(finish, "length");
   t.equal(usage?.completion_tokens, 12);
-  const whole = await client.chat.completions.create({ model: "stories", messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 12, temperature: 0 });
+  const whole = await client.chat.completions.create({
+    model: "stories",
+    messages: [{ role: "user", content: "Once upon a time" }],
+    max_tokens: 12,
+    temperature: 0,
+  });
   t.equal(text, whole.choices[0]!.message.content, "streamed text equals the non-streamed greedy text");
   t.equal(usage?.prompt_tokens, whole.usage!.prompt_tokens);
 });
 
 t.test("chat log-probs", async (t) => {
   const res = await client.chat.completions.create({
-    model: "stories", messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 3,
+    model: "stories",
+    messages: [{ role: "user", content: "Once upon a time" }],
+    max_tokens: 4,
+    temperature: 0,
+    logprobs: true,
+    top_logprobs: 3,
   });
   validate(t, "CreateChatCompletionResponse", res);
   const content = res.choices[0]!.logprobs!.content!;
@@ -104,7 +139,12 @@ t.test("completions, plain and streamed", async (t) => {
   t.equal(res.object, "text_completion");
   t.equal(res.usage!.completion_tokens, 10);
   const stream = await client.completions.create({
-    model: "stories", prompt: "Lily had a red ball.", max_tokens: 10, temperature: 0, stream: true, stream_options: { include_usage: true },
+    model: "stories",
+    prompt: "Lily had a red ball.",
+    max_tokens: 10,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
   });
   let text = "";
   let usage: OpenAI.CompletionUsage | undefined;
@@ -123,7 +163,11 @@ t.test("completions: echo + logprobs + max_tokens 0 scores the prompt, steering 
   const prompt = "Lily had a red ball. Tom had a blue kite. Lily wanted to play with the";
   const score = async (steering?: object) => {
     const res = await client.completions.create({
-      model: "stories", prompt, max_tokens: 0, echo: true, logprobs: 3,
+      model: "stories",
+      prompt,
+      max_tokens: 0,
+      echo: true,
+      logprobs: 3,
       // @ts-expect-error extra body field
       steering,
     });
@@ -135,9 +179,18 @@ t.test("completions: echo + logprobs + max_tokens 0 scores the prompt, steering 
   t.equal(lp.tokens!.join(""), prompt, "the tokens spell the prompt");
   t.equal(lp.token_logprobs![0], null, "the first token has no log-prob");
   t.ok(lp.token_logprobs!.slice(1).every((v) => typeof v === "number" && v <= 0));
-  t.same(lp.text_offset, lp.tokens!.map((_, i) => lp.tokens!.slice(0, i).join("").length), "text_offset is each token's start");
+  t.same(
+    lp.text_offset,
+    lp.tokens!.map((_, i) => lp.tokens!.slice(0, i).join("").length),
+    "text_offset is each token's start",
+  );
   // OpenAI's schema has no null in token_logprobs; the contract puts one first, as lm-evaluation-harness expects
-  validate(t, "CreateCompletionResponse", { ...plain, choices: [{ ...plain.choices[0], logprobs: { ...lp, token_logprobs: lp.token_logprobs!.slice(1), top_logprobs: lp.top_logprobs!.slice(1) } }] });
+  validate(t, "CreateCompletionResponse", {
+    ...plain,
+    choices: [
+      { ...plain.choices[0], logprobs: { ...lp, token_logprobs: lp.token_logprobs!.slice(1), top_logprobs: lp.top_logprobs!.slice(1) } },
+    ],
+  });
   t.equal(plain.usage!.prompt_tokens, lp.tokens!.length);
 
   const steered = await score({ emphasis: ["Tom had a blue kite."], heads: HEADS });
@@ -153,15 +206,32 @@ t.test("completions: echo + logprobs + max_tokens 0 scores the prompt, steering 
 });
 
 t.test("typed errors in the client", async (t) => {
-  const failure = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e);
-  t.type(await failure(client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] })), OpenAI.NotFoundError);
-  t.type(await failure(client.chat.completions.create({ model: "stories", messages: [{ role: "user", content: "x" }], n: 2 })), OpenAI.BadRequestError);
-  t.type(await failure(new OpenAI({ apiKey: "wrong", baseURL: `${server.base}/v1`, maxRetries: 0 }).models.list()), OpenAI.AuthenticationError);
-  const err = await client.completions.create({
-    model: "stories", prompt: "Tom", max_tokens: 2,
-    // @ts-expect-error extra body field
-    steering: { emphasis: ["Tom"], heads: { "0": [99] } },
-  }).catch((e: unknown) => e);
+  const failure = (p: Promise<unknown>) =>
+    p.then(
+      () => null,
+      (e: unknown) => e,
+    );
+  t.type(
+    await failure(client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] })),
+    OpenAI.NotFoundError,
+  );
+  t.type(
+    await failure(client.chat.completions.create({ model: "stories", messages: [{ role: "user", content: "x" }], n: 2 })),
+    OpenAI.BadRequestError,
+  );
+  t.type(
+    await failure(new OpenAI({ apiKey: "wrong", baseURL: `${server.base}/v1`, maxRetries: 0 }).models.list()),
+    OpenAI.AuthenticationError,
+  );
+  const err = await client.completions
+    .create({
+      model: "stories",
+      prompt: "Tom",
+      max_tokens: 2,
+      // @ts-expect-error extra body field
+      steering: { emphasis: ["Tom"], heads: { "0": [99] } },
+    })
+    .catch((e: unknown) => e);
   t.type(err, OpenAI.BadRequestError);
   t.equal((err as InstanceType<typeof OpenAI.BadRequestError>).param, "steering.heads");
   t.match((err as Error).message, /head 99 of layer 0 is out of range/);
@@ -171,7 +241,7 @@ const LONG_PROMPT = "Lily had a red ball. ".repeat(60);
 const withSteering = (steering: object, prompt = "Tom had a kite.") => ({ prompt, max_tokens: 2, steering });
 type Case = [name: string, path: string, body: unknown, status: number, type: string, param?: string];
 const BAD_REQUESTS: Case[] = [
-  ["bad JSON", "/v1/generate", "{\"prompt\": ", 400, "invalid_request_error"],
+  ["bad JSON", "/v1/generate", '{"prompt": ', 400, "invalid_request_error"],
   ["prompt of the wrong type", "/v1/generate", { prompt: 5 }, 400, "invalid_request_error", "prompt"],
   ["missing prompt", "/v1/generate", { max_tokens: 3 }, 400, "invalid_request_error", "prompt"],
   ["unknown field", "/v1/generate", { prompt: "x", bogus: 1 }, 400, "invalid_request_error"],
@@ -181,33 +251,176 @@ const BAD_REQUESTS: Case[] = [
   ["top_p 0", "/v1/generate", { prompt: "x", top_p: 0 }, 400, "invalid_request_error", "top_p"],
   ["logprobs above 20", "/v1/generate", { prompt: "x", logprobs: 21 }, 400, "invalid_request_error", "logprobs"],
   ["too many stop strings", "/v1/generate", { prompt: "x", stop: Array(9).fill("a") }, 400, "invalid_request_error", "stop"],
-  ["unbalanced html markup", "/v1/generate", withSteering({ markup: "html", heads: [0] }, "<em>Tom had"), 400, "invalid_request_error", "steering.markup"],
-  ["nested html markup", "/v1/generate", withSteering({ markup: "html", heads: [0] }, "<em>Tom <b>had</b></em>"), 400, "invalid_request_error", "steering.markup"],
-  ["unbalanced markdown", "/v1/generate", withSteering({ markup: "markdown", heads: [0] }, "**Tom had"), 400, "invalid_request_error", "steering.markup"],
-  ["span out of range", "/v1/generate", withSteering({ emphasis: [{ start: 0, end: 999 }], heads: [0] }), 400, "invalid_request_error", "steering.emphasis"],
-  ["empty span", "/v1/generate", withSteering({ emphasis: [{ start: 3, end: 3 }], heads: [0] }), 400, "invalid_request_error", "steering.emphasis"],
-  ["emphasized string not in the prompt", "/v1/generate", withSteering({ emphasis: ["dragon"], heads: [0] }), 400, "invalid_request_error", "steering.emphasis"],
-  ["layer out of range", "/v1/generate", withSteering({ emphasis: ["Tom"], heads: { "99": [0] } }), 400, "invalid_request_error", "steering.heads"],
-  ["head out of range", "/v1/generate", withSteering({ emphasis: ["Tom"], heads: { "0": [8] } }), 400, "invalid_request_error", "steering.heads"],
+  [
+    "unbalanced html markup",
+    "/v1/generate",
+    withSteering({ markup: "html", heads: [0] }, "<em>Tom had"),
+    400,
+    "invalid_request_error",
+    "steering.markup",
+  ],
+  [
+    "nested html markup",
+    "/v1/generate",
+    withSteering({ markup: "html", heads: [0] }, "<em>Tom <b>had</b></em>"),
+    400,
+    "invalid_request_error",
+    "steering.markup",
+  ],
+  [
+    "unbalanced markdown",
+    "/v1/generate",
+    withSteering({ markup: "markdown", heads: [0] }, "**Tom had"),
+    400,
+    "invalid_request_error",
+    "steering.markup",
+  ],
+  [
+    "span out of range",
+    "/v1/generate",
+    withSteering({ emphasis: [{ start: 0, end: 999 }], heads: [0] }),
+    400,
+    "invalid_request_error",
+    "steering.emphasis",
+  ],
+  [
+    "empty span",
+    "/v1/generate",
+    withSteering({ emphasis: [{ start: 3, end: 3 }], heads: [0] }),
+    400,
+    "invalid_request_error",
+    "steering.emphasis",
+  ],
+  [
+    "emphasized string not in the prompt",
+    "/v1/generate",
+    withSteering({ emphasis: ["dragon"], heads: [0] }),
+    400,
+    "invalid_request_error",
+    "steering.emphasis",
+  ],
+  [
+    "layer out of range",
+    "/v1/generate",
+    withSteering({ emphasis: ["Tom"], heads: { "99": [0] } }),
+    400,
+    "invalid_request_error",
+    "steering.heads",
+  ],
+  [
+    "head out of range",
+    "/v1/generate",
+    withSteering({ emphasis: ["Tom"], heads: { "0": [8] } }),
+    400,
+    "invalid_request_error",
+    "steering.heads",
+  ],
   ["alpha 0", "/v1/generate", withSteering({ emphasis: ["Tom"], heads: [0], alpha: 0 }), 400, "invalid_request_error", "steering.alpha"],
-  ["alpha above 1 in exclude mode", "/v1/generate", withSteering({ emphasis: ["Tom"], heads: [0], alpha: 2 }), 400, "invalid_request_error", "steering.alpha"],
-  ["unknown steering mode", "/v1/generate", withSteering({ emphasis: ["Tom"], heads: [0], mode: "boost" }), 400, "invalid_request_error", "steering.mode"],
+  [
+    "alpha above 1 in exclude mode",
+    "/v1/generate",
+    withSteering({ emphasis: ["Tom"], heads: [0], alpha: 2 }),
+    400,
+    "invalid_request_error",
+    "steering.alpha",
+  ],
+  [
+    "unknown steering mode",
+    "/v1/generate",
+    withSteering({ emphasis: ["Tom"], heads: [0], mode: "boost" }),
+    400,
+    "invalid_request_error",
+    "steering.mode",
+  ],
   ["no heads and no profile", "/v1/generate", withSteering({ emphasis: ["Tom"] }), 400, "invalid_request_error", "steering.heads"],
-  ["unknown head profile", "/v1/generate", withSteering({ emphasis: ["Tom"], heads: "nope" }), 400, "invalid_request_error", "steering.heads"],
-  ["unknown steering field", "/v1/generate", withSteering({ emphasis: ["Tom"], heads: [0], strength: 3 }), 400, "invalid_request_error", "steering"],
-  ["chat span for a plain prompt", "/v1/generate", withSteering({ emphasis: [{ start: 0, end: 3, message: 0 }], heads: [0] }), 400, "invalid_request_error"],
+  [
+    "unknown head profile",
+    "/v1/generate",
+    withSteering({ emphasis: ["Tom"], heads: "nope" }),
+    400,
+    "invalid_request_error",
+    "steering.heads",
+  ],
+  [
+    "unknown steering field",
+    "/v1/generate",
+    withSteering({ emphasis: ["Tom"], heads: [0], strength: 3 }),
+    400,
+    "invalid_request_error",
+    "steering",
+  ],
+  [
+    "chat span for a plain prompt",
+    "/v1/generate",
+    withSteering({ emphasis: [{ start: 0, end: 3, message: 0 }], heads: [0] }),
+    400,
+    "invalid_request_error",
+  ],
   ["prompt longer than the context", "/v1/generate", { prompt: LONG_PROMPT, max_tokens: 1 }, 400, "invalid_request_error", "prompt"],
-  ["prompt plus max_tokens beyond the context", "/v1/generate", { prompt: "Tom", max_tokens: CONTEXT }, 400, "invalid_request_error", "prompt"],
+  [
+    "prompt plus max_tokens beyond the context",
+    "/v1/generate",
+    { prompt: "Tom", max_tokens: CONTEXT },
+    400,
+    "invalid_request_error",
+    "prompt",
+  ],
   ["no messages", "/v1/chat/completions", { model: "stories", messages: [] }, 400, "invalid_request_error", "messages"],
   ["unknown role", "/v1/chat/completions", { model: "stories", messages: [{ role: "robot", content: "x" }] }, 400, "invalid_request_error"],
-  ["n = 2", "/v1/chat/completions", { model: "stories", messages: [{ role: "user", content: "x" }], n: 2 }, 400, "invalid_request_error", "n"],
-  ["penalties", "/v1/chat/completions", { model: "stories", messages: [{ role: "user", content: "x" }], frequency_penalty: 1 }, 400, "invalid_request_error", "frequency_penalty"],
-  ["unknown model", "/v1/chat/completions", { model: "gpt-9", messages: [{ role: "user", content: "x" }] }, 404, "invalid_request_error", "model"],
-  ["emphasis in a message that does not exist", "/v1/chat/completions", { model: "stories", messages: [{ role: "user", content: "Tom" }], steering: { emphasis: [{ start: 0, end: 3, message: 4 }], heads: [0] } }, 400, "invalid_request_error", "steering.emphasis.0.message"],
-  ["AutoPASTA on legacy completions", "/v1/completions", { model: "stories", prompt: "Tom", steering: { auto: true, heads: [0] } }, 400, "invalid_request_error", "steering.auto"],
+  [
+    "n = 2",
+    "/v1/chat/completions",
+    { model: "stories", messages: [{ role: "user", content: "x" }], n: 2 },
+    400,
+    "invalid_request_error",
+    "n",
+  ],
+  [
+    "penalties",
+    "/v1/chat/completions",
+    { model: "stories", messages: [{ role: "user", content: "x" }], frequency_penalty: 1 },
+    400,
+    "invalid_request_error",
+    "frequency_penalty",
+  ],
+  [
+    "unknown model",
+    "/v1/chat/completions",
+    { model: "gpt-9", messages: [{ role: "user", content: "x" }] },
+    404,
+    "invalid_request_error",
+    "model",
+  ],
+  [
+    "emphasis in a message that does not exist",
+    "/v1/chat/completions",
+    {
+      model: "stories",
+      messages: [{ role: "user", content: "Tom" }],
+      steering: { emphasis: [{ start: 0, end: 3, message: 4 }], heads: [0] },
+    },
+    400,
+    "invalid_request_error",
+    "steering.emphasis.0.message",
+  ],
+  [
+    "AutoPASTA on legacy completions",
+    "/v1/completions",
+    { model: "stories", prompt: "Tom", steering: { auto: true, heads: [0] } },
+    400,
+    "invalid_request_error",
+    "steering.auto",
+  ],
   ["two prompts", "/v1/completions", { model: "stories", prompt: ["a", "b"] }, 400, "invalid_request_error", "prompt"],
   ["negative logprobs", "/v1/completions", { model: "stories", prompt: "a", logprobs: -1 }, 400, "invalid_request_error", "logprobs"],
-  ["streamed echo with logprobs", "/v1/completions", { model: "stories", prompt: "a", echo: true, logprobs: 1, stream: true }, 400, "invalid_request_error", "echo"],
+  [
+    "streamed echo with logprobs",
+    "/v1/completions",
+    { model: "stories", prompt: "a", echo: true, logprobs: 1, stream: true },
+    400,
+    "invalid_request_error",
+    "echo",
+  ],
   ["oversized body", "/v1/generate", { prompt: "x".repeat(5 * 1024 * 1024) }, 413, "invalid_request_error"],
   ["unknown route", "/v1/embeddings", { input: "x" }, 404, "not_found_error"],
   ["missing API key", "/v1/generate", { prompt: "x" }, 401, "authentication_error"],

@@ -8,8 +8,19 @@ import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import t, { type Test } from "tap";
 import {
-  logLines, metricValue, postJson, request, runCli, scrapeMetrics, sleep, sseEvents, startServer, waitForExit,
-  type Answer, type CliResult, type ServerProcess,
+  logLines,
+  metricValue,
+  postJson,
+  request,
+  runCli,
+  scrapeMetrics,
+  sleep,
+  sseEvents,
+  startServer,
+  waitForExit,
+  type Answer,
+  type CliResult,
+  type ServerProcess,
 } from "../../../harness/index.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -17,7 +28,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** A server with the default flags, started by the first subtest that needs it. */
 let shared: Promise<ServerProcess> | undefined;
 const defaultServer = () => (shared ??= startServer([]));
-t.teardown(async () => { if (shared) await (await shared).stop(); });
+t.teardown(async () => {
+  if (shared) await (await shared).stop();
+});
 
 /** Starts a server for one subtest and stops it when the subtest ends. */
 async function serverFor(t: Test, args: string[], env?: Record<string, string>): Promise<ServerProcess> {
@@ -52,7 +65,11 @@ async function openStream(base: string, body: object, controller = new AbortCont
 }
 
 /** The first log line matching, waiting up to `ms` for it (the child's output arrives asynchronously). */
-async function logLine(server: ServerProcess, match: (line: Record<string, any>) => boolean, ms = 2000): Promise<Record<string, any> | undefined> {
+async function logLine(
+  server: ServerProcess,
+  match: (line: Record<string, any>) => boolean,
+  ms = 2000,
+): Promise<Record<string, any> | undefined> {
   const until = performance.now() + ms;
   for (;;) {
     const line = logLines(server.log()).find(match);
@@ -87,8 +104,10 @@ t.test("a client that disconnects mid-stream frees its sequence at once", async 
   const secondDoneMs = performance.now() - abortedAt;
   status(t, second, 200);
   t.equal(second.body.usage.completion_tokens, 4);
-  t.ok(secondDoneMs < longAtLeastMs / 4 && secondDoneMs < 2000,
-    `the next request got the only sequence at once: done ${secondDoneMs.toFixed(0)} ms after the abort; the aborted ${LONG}-token generation needed >= ${longAtLeastMs.toFixed(0)} ms (200 tokens: ${t200.toFixed(0)} ms)`);
+  t.ok(
+    secondDoneMs < longAtLeastMs / 4 && secondDoneMs < 2000,
+    `the next request got the only sequence at once: done ${secondDoneMs.toFixed(0)} ms after the abort; the aborted ${LONG}-token generation needed >= ${longAtLeastMs.toFixed(0)} ms (200 tokens: ${t200.toFixed(0)} ms)`,
+  );
 
   const exposition = await scrapeMetrics(server.base);
   t.equal(metricValue(exposition, "pasta_active_sequences"), 0, "no sequence is active afterwards");
@@ -103,9 +122,14 @@ t.test("a full wait queue answers 429 with Retry-After", async (t) => {
   const server = await serverFor(t, ["--parallel", "1", "--max-queue", "1", "--ctx-size", "1024"]);
   const N = 4;
   const MAX = 400;
-  const answers = await Promise.all(Array.from({ length: N }, (_, i) => generate(server.base, { prompt: `Once upon a time ${i}`, max_tokens: MAX, temperature: 0 })));
+  const answers = await Promise.all(
+    Array.from({ length: N }, (_, i) => generate(server.base, { prompt: `Once upon a time ${i}`, max_tokens: MAX, temperature: 0 })),
+  );
   const statuses = answers.map((a) => a.status);
-  t.ok(statuses.every((s) => s === 200 || s === 429), `every answer is 200 or 429: ${statuses}`);
+  t.ok(
+    statuses.every((s) => s === 200 || s === 429),
+    `every answer is 200 or 429: ${statuses}`,
+  );
   const ok = answers.filter((a) => a.status === 200);
   const rejected = answers.filter((a) => a.status === 429);
   t.ok(rejected.length >= 1, `at least one request was refused (${rejected.length} of ${N})`);
@@ -119,7 +143,11 @@ t.test("a full wait queue answers 429 with Retry-After", async (t) => {
     t.type(a.body.error.message, "string");
   }
   const exposition = await scrapeMetrics(server.base);
-  t.equal(metricValue(exposition, "pasta_http_requests_total", { route: "/v1/generate", status: "429" }), rejected.length, "429s are counted");
+  t.equal(
+    metricValue(exposition, "pasta_http_requests_total", { route: "/v1/generate", status: "429" }),
+    rejected.length,
+    "429s are counted",
+  );
   t.equal(metricValue(exposition, "pasta_queue_depth"), 0, "the queue is empty afterwards");
 });
 
@@ -149,12 +177,21 @@ t.test("SIGTERM drains: probes and new requests get 503, the open stream ends cl
   t.match(refused.headers.get("retry-after"), /^\d+$/);
 
   const events = sseEvents(await streamText);
-  t.ok(events.every((e) => e.event === undefined), "no error event");
+  t.ok(
+    events.every((e) => e.event === undefined),
+    "no error event",
+  );
   t.equal(events.at(-1)?.data, "[DONE]", "the stream ends with data: [DONE]");
   const last = JSON.parse(events.at(-2)!.data);
   t.type(last.finish_reason, "string", `the last chunk carries a finish_reason (${last.finish_reason})`);
-  t.ok(last.usage.completion_tokens > 0 && last.usage.completion_tokens < MAX, `the generation was cut short by the shutdown deadline (${last.usage.completion_tokens} tokens)`);
-  const text = events.slice(0, -2).map((e) => JSON.parse(e.data).text).join("");
+  t.ok(
+    last.usage.completion_tokens > 0 && last.usage.completion_tokens < MAX,
+    `the generation was cut short by the shutdown deadline (${last.usage.completion_tokens} tokens)`,
+  );
+  const text = events
+    .slice(0, -2)
+    .map((e) => JSON.parse(e.data).text)
+    .join("");
   t.ok(text.length > 0, "text was streamed before the end");
 
   const code = await waitForExit(server.proc);
@@ -228,9 +265,11 @@ t.test("x-request-id", async (t) => {
 });
 
 t.test("CORS is opt-in", async (t) => {
-  const preflight = (base: string, origin: string) => request(base, "/v1/generate", {
-    method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type,authorization" },
-  });
+  const preflight = (base: string, origin: string) =>
+    request(base, "/v1/generate", {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type,authorization" },
+    });
   t.test("off by default", async (t) => {
     const { base } = await defaultServer();
     const res = await preflight(base, "https://app.example");
@@ -251,9 +290,14 @@ t.test("CORS is opt-in", async (t) => {
     t.match(get.headers.get("access-control-expose-headers"), /x-request-id/, "x-request-id is readable by the page");
     const unauthorized = await generate(server.base, { prompt: "Tom", max_tokens: 2 }, { origin: "https://app.example" });
     status(t, unauthorized, 401);
-    t.equal(unauthorized.headers.get("access-control-allow-origin"), "https://app.example", "a 401 carries CORS headers, so the page can read it");
+    t.equal(
+      unauthorized.headers.get("access-control-allow-origin"),
+      "https://app.example",
+      "a 401 carries CORS headers, so the page can read it",
+    );
     const stream = await fetch(`${server.base}/v1/generate`, {
-      method: "POST", headers: { "content-type": "application/json", authorization: "Bearer k", origin: "https://app.example" },
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer k", origin: "https://app.example" },
       body: JSON.stringify({ prompt: "Tom", max_tokens: 2, stream: true }),
     });
     await stream.text();
@@ -266,8 +310,17 @@ t.test("/metrics", async (t) => {
   const before = await scrapeMetrics(base);
   status(t, await generate(base, { prompt: "Once upon a time", max_tokens: 8, temperature: 0 }), 200);
   const unsteered = await scrapeMetrics(base);
-  t.equal(metricValue(unsteered, "pasta_steered_requests_total", { endpoint: "generate" }) ?? 0, metricValue(before, "pasta_steered_requests_total", { endpoint: "generate" }) ?? 0, "an unsteered request is not counted as steered");
-  const steered = await generate(base, { prompt: "Tom went to the park with his dog.", max_tokens: 8, temperature: 0, steering: { emphasis: ["Tom"], heads: [0] } });
+  t.equal(
+    metricValue(unsteered, "pasta_steered_requests_total", { endpoint: "generate" }) ?? 0,
+    metricValue(before, "pasta_steered_requests_total", { endpoint: "generate" }) ?? 0,
+    "an unsteered request is not counted as steered",
+  );
+  const steered = await generate(base, {
+    prompt: "Tom went to the park with his dog.",
+    max_tokens: 8,
+    temperature: 0,
+    steering: { emphasis: ["Tom"], heads: [0] },
+  });
   status(t, steered, 200);
   t.ok(steered.body.steering?.spans?.length >= 1, "the request was steered");
 
@@ -276,7 +329,8 @@ t.test("/metrics", async (t) => {
   t.match(res.headers.get("content-type"), /^text\/plain/, "Prometheus text format");
   const text = res.text;
   t.match(text, /# TYPE pasta_http_requests_total counter/);
-  const delta = (name: string, labels: Record<string, string> = {}) => (metricValue(text, name, labels) ?? 0) - (metricValue(before, name, labels) ?? 0);
+  const delta = (name: string, labels: Record<string, string> = {}) =>
+    (metricValue(text, name, labels) ?? 0) - (metricValue(before, name, labels) ?? 0);
   t.equal(delta("pasta_http_requests_total", { route: "/v1/generate", method: "POST", status: "200" }), 2, "requests by route and status");
   t.equal(delta("pasta_time_to_first_token_seconds_count", { endpoint: "generate" }), 2, "time to first token observed per generation");
   t.ok(metricValue(text, "pasta_time_to_first_token_seconds_sum", { endpoint: "generate" })! > 0);
@@ -304,7 +358,10 @@ t.test("/openapi.json", async (t) => {
   const schema = doc.paths["/v1/generate"].post.requestBody.content["application/json"].schema;
   t.ok(schema.properties.steering, "the /v1/generate body has steering");
   t.ok(schema.properties.prompt, "and prompt");
-  t.ok(doc.paths["/v1/chat/completions"].post.requestBody.content["application/json"].schema.properties.steering, "chat requests can steer too");
+  t.ok(
+    doc.paths["/v1/chat/completions"].post.requestBody.content["application/json"].schema.properties.steering,
+    "chat requests can steer too",
+  );
 });
 
 t.test("startup errors", async (t) => {
@@ -384,7 +441,10 @@ t.test("prompts stay out of the log unless --log-prompts", async (t) => {
     await sleep(100); // the request's last lines
     const lines = linesOf(server.log(), "no-prompt-log");
     t.ok(lines.filter((l) => l.endpoint === "generate").length >= 2, "the generation is logged (when it starts and when it ends)");
-    t.notOk(lines.some((l) => "prompt" in l), "without a prompt field");
+    t.notOk(
+      lines.some((l) => "prompt" in l),
+      "without a prompt field",
+    );
     t.notOk(server.log().includes(marker), "the prompt text is nowhere in the log");
   });
   t.test("with --log-prompts", async (t) => {

@@ -43,14 +43,18 @@ function texts(t: Test, context: string, answer: string, threshold?: number): st
     t.ok(s.score >= 0 && s.score <= 1 && Math.round(s.score * 1000) === s.score * 1000, `score ${s.score} in [0,1], 3 decimals`);
   }
   const starts = result.sentences.map((s) => s.start);
-  t.same(starts, [...starts].sort((a, b) => a - b), "sorted by position");
+  t.same(
+    starts,
+    [...starts].sort((a, b) => a - b),
+    "sorted by position",
+  );
   return result.sentences.map((s) => s.text);
 }
 
 t.test("segmentation: exact offsets with abbreviations, decimals, quotes, newlines and list items", async (t) => {
   const text =
-    "Dr. Smith paid $3.14 for a pen, e.g. a cheap one. He shouted \"Stop!\" and ran. J. K. Rowling met Mrs. Gray vs. Mr. Lee in St. Louis.\n" +
-    "She said, \"It is done.\" (The end came later.) Wait... what? Yes!\n" +
+    'Dr. Smith paid $3.14 for a pen, e.g. a cheap one. He shouted "Stop!" and ran. J. K. Rowling met Mrs. Gray vs. Mr. Lee in St. Louis.\n' +
+    'She said, "It is done." (The end came later.) Wait... what? Yes!\n' +
     "\n" +
     "Shopping list:\n" +
     "- eggs and milk\n" +
@@ -61,9 +65,9 @@ t.test("segmentation: exact offsets with abbreviations, decimals, quotes, newlin
     "I chose plan B. Then I left.";
   const expected = [
     "Dr. Smith paid $3.14 for a pen, e.g. a cheap one.",
-    "He shouted \"Stop!\" and ran.",
+    'He shouted "Stop!" and ran.',
     "J. K. Rowling met Mrs. Gray vs. Mr. Lee in St. Louis.",
-    "She said, \"It is done.\"",
+    'She said, "It is done."',
     "(The end came later.)",
     "Wait... what?",
     "Yes!",
@@ -78,7 +82,10 @@ t.test("segmentation: exact offsets with abbreviations, decimals, quotes, newlin
     "Then I left.",
   ];
   const sentences = splitSentences(text);
-  t.same(sentences.map((s) => s.text), expected);
+  t.same(
+    sentences.map((s) => s.text),
+    expected,
+  );
   let from = 0;
   for (const s of sentences) {
     t.equal(s.start, text.indexOf(s.text, from), `start of ${JSON.stringify(s.text)}`);
@@ -92,15 +99,23 @@ t.test("segmentation: exact offsets with abbreviations, decimals, quotes, newlin
 });
 
 t.test("segmentation of the test contexts gives back their sentences", async (t) => {
-  for (const [name, sentences] of [["bio", BIO], ["product", PRODUCT], ["story", STORY]] as const) {
-    t.same(splitSentences(CONTEXTS[name]).map((s) => s.text), sentences, name);
+  for (const [name, sentences] of [
+    ["bio", BIO],
+    ["product", PRODUCT],
+    ["story", STORY],
+  ] as const) {
+    t.same(
+      splitSentences(CONTEXTS[name]).map((s) => s.text),
+      sentences,
+      name,
+    );
   }
 });
 
 t.test("splitAnswer: lines, bullets, numbering, quotes, then sentences", async (t) => {
   const answer =
     "Here are the key sentences:\n" +
-    "1. \"Marie Curie was born in Warsaw.\"\n" +
+    '1. "Marie Curie was born in Warsaw."\n' +
     "2) “She moved to Lisbon.” \n" +
     "- 'They married.'\n" +
     "* Dr. Curie met her. They married later.\n" +
@@ -117,14 +132,22 @@ t.test("splitAnswer: lines, bullets, numbering, quotes, then sentences", async (
     "Her daughter won.",
   ]);
   t.same(splitAnswer(""), []);
-  t.same(splitAnswer("\"\"\n- \n"), []);
+  t.same(splitAnswer('""\n- \n'), []);
 });
 
 t.test("exact quotes map to their own sentence with score 1", async (t) => {
-  for (const [name, sentences] of [["bio", BIO], ["product", PRODUCT], ["story", STORY]] as const) {
+  for (const [name, sentences] of [
+    ["bio", BIO],
+    ["product", PRODUCT],
+    ["story", STORY],
+  ] as const) {
     for (const sentence of sentences) {
       const result = matchSentences(CONTEXTS[name], sentence);
-      t.same(result.sentences.map((s) => [s.text, s.score]), [[sentence, 1]], `${name}: ${sentence}`);
+      t.same(
+        result.sentences.map((s) => [s.text, s.score]),
+        [[sentence, 1]],
+        `${name}: ${sentence}`,
+      );
     }
   }
   const context = CONTEXTS.bio;
@@ -165,7 +188,8 @@ t.test("several sentences in one answer map to all of them", async (t) => {
   // two sentences on one line, and the same sentence twice: deduplicated
   t.same(texts(t, CONTEXTS.product, `${PRODUCT[2]} ${PRODUCT[3]}\n${PRODUCT[2]}`), [PRODUCT[2], PRODUCT[3]]);
   // one quote running two sentences together, with no sentence break between them
-  const runOn = "They married a year later, in 1895, and she won the Nobel Prize in Physics in 1903, shared with Pierre and Henri Becquerel";
+  const runOn =
+    "They married a year later, in 1895, and she won the Nobel Prize in Physics in 1903, shared with Pierre and Henri Becquerel";
   t.same(texts(t, CONTEXTS.bio, runOn), [BIO[3], BIO[4]]);
 });
 
@@ -186,7 +210,7 @@ t.test("invented text maps to nothing", async (t) => {
 });
 
 t.test("empty answers and 'None' map to nothing", async (t) => {
-  for (const answer of ["", "   \n ", "None", "None.", "\"None\"", "- None", "N/A", "Nothing."]) {
+  for (const answer of ["", "   \n ", "None", "None.", '"None"', "- None", "N/A", "Nothing."]) {
     t.same(matchSentences(CONTEXTS.bio, answer), { matched: false, sentences: [] }, JSON.stringify(answer));
   }
   t.same(matchSentences("", BIO[0]!), { matched: false, sentences: [] }, "empty context");

@@ -7,7 +7,16 @@ import t from "tap";
 import YAML from "yaml";
 import { parseServeConfig, SERVE_USAGE } from "../../../src/cli/config.js";
 import {
-  DOCKER_DIR, DOCKERFILE, GATEWAY_TEMPLATE, healthcheckCommand, parseDockerfile, readEnvFile, REPLICA_ENV_FILE, ROOT, stageEnv, templatePlaceholders,
+  DOCKER_DIR,
+  DOCKERFILE,
+  GATEWAY_TEMPLATE,
+  healthcheckCommand,
+  parseDockerfile,
+  readEnvFile,
+  REPLICA_ENV_FILE,
+  ROOT,
+  stageEnv,
+  templatePlaceholders,
 } from "../../support/deployment.js";
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -19,11 +28,17 @@ const imageUser = dockerfile.filter((i) => i.keyword === "USER").at(-1)!.args;
 const SERVE_VARIABLES = new Set(/come from the environment: (.*)\./.exec(SERVE_USAGE)![1]!.split(", "));
 /** compose's ${NAME:-default}, with nothing set in the shell */
 const interpolate = (v: string) => v.replace(/\$\{\w+:-([^}]*)\}/g, "$1");
-const seconds = (v: string) => { const m = /^(\d+)(s|m)?$/.exec(v)!; return Number(m[1]) * (m[2] === "m" ? 60 : 1); };
+const seconds = (v: string) => {
+  const m = /^(\d+)(s|m)?$/.exec(v)!;
+  return Number(m[1]) * (m[2] === "m" ? 60 : 1);
+};
 
 t.test("docker/pasta.env and the k8s ConfigMap are settings the server accepts", async (t) => {
   const configMap = yamlFile("k8s", "configmap.yaml").data as Record<string, string>;
-  for (const [name, env] of [["docker/pasta.env", readEnvFile(REPLICA_ENV_FILE)], ["k8s/configmap.yaml", configMap]] as const) {
+  for (const [name, env] of [
+    ["docker/pasta.env", readEnvFile(REPLICA_ENV_FILE)],
+    ["k8s/configmap.yaml", configMap],
+  ] as const) {
     for (const key of Object.keys(env)) t.ok(SERVE_VARIABLES.has(key), `${name}: ${key} is a serve variable`);
     t.doesNotThrow(() => parseServeConfig([], { ...imageEnv, ...env }), `${name}: valid for pasta-server serve`);
   }
@@ -36,13 +51,31 @@ t.test("docker/compose.yaml: replicas, gateway and template fit together", async
   const template = readFileSync(GATEWAY_TEMPLATE, "utf8");
   const gateway = compose.services.gateway;
   const placeholders = templatePlaceholders(template);
-  t.same(Object.keys(gateway.environment).filter((k) => k.startsWith("PASTA_GATEWAY_")).sort(), placeholders.sort(), "the gateway's environment provides exactly the template's placeholders");
+  t.same(
+    Object.keys(gateway.environment)
+      .filter((k) => k.startsWith("PASTA_GATEWAY_"))
+      .sort(),
+    placeholders.sort(),
+    "the gateway's environment provides exactly the template's placeholders",
+  );
   const filter = new RegExp(gateway.environment.NGINX_ENVSUBST_FILTER);
-  t.ok(placeholders.every((p) => filter.test(p)), "NGINX_ENVSUBST_FILTER lets them through");
-  t.notOk(/\$(HOSTNAME|HOME|PATH|PWD|NGINX_\w+|PKG_RELEASE)\b/.test(template), "no variable of the nginx image's environment in the template");
-  t.ok(gateway.volumes.includes("./nginx.conf.template:/etc/nginx/templates/default.conf.template:ro"), "the template, rendered to conf.d/default.conf");
+  t.ok(
+    placeholders.every((p) => filter.test(p)),
+    "NGINX_ENVSUBST_FILTER lets them through",
+  );
+  t.notOk(
+    /\$(HOSTNAME|HOME|PATH|PWD|NGINX_\w+|PKG_RELEASE)\b/.test(template),
+    "no variable of the nginx image's environment in the template",
+  );
+  t.ok(
+    gateway.volumes.includes("./nginx.conf.template:/etc/nginx/templates/default.conf.template:ro"),
+    "the template, rendered to conf.d/default.conf",
+  );
   t.match(template, /include gateway-keys\.map;/);
-  t.ok(gateway.volumes.includes("./gateway-keys.map:/etc/nginx/gateway-keys.map:ro"), "the keys map where the template's relative include finds it (/etc/nginx)");
+  t.ok(
+    gateway.volumes.includes("./gateway-keys.map:/etc/nginx/gateway-keys.map:ro"),
+    "the keys map where the template's relative include finds it (/etc/nginx)",
+  );
 
   const port = imageEnv.PASTA_PORT;
   const upstreams = placeholders.filter((p) => /REPLICA_\d+$/.test(p)).map((p) => gateway.environment[p]);
@@ -52,11 +85,21 @@ t.test("docker/compose.yaml: replicas, gateway and template fit together", async
 
   for (const [name, replica] of replicas) {
     t.equal(replica.env_file, "pasta.env", `${name}: docker/pasta.env`);
-    const env = { ...imageEnv, ...readEnvFile(join(DOCKER_DIR, replica.env_file)), ...Object.fromEntries(Object.entries(replica.environment).map(([k, v]) => [k, interpolate(String(v))])) };
+    const env = {
+      ...imageEnv,
+      ...readEnvFile(join(DOCKER_DIR, replica.env_file)),
+      ...Object.fromEntries(Object.entries(replica.environment).map(([k, v]) => [k, interpolate(String(v))])),
+    };
     const config = parseServeConfig([], env);
     t.ok(config.model?.startsWith("/models/"), `${name}: the model from the volume`);
-    t.ok(replica.volumes.some((v: string) => interpolate(v).endsWith(":/models")), `${name}: the models volume`);
-    t.ok(seconds(replica.stop_grace_period) > config["shutdown-timeout"], `${name}: stop_grace_period ${replica.stop_grace_period} > the drain (${config["shutdown-timeout"]} s)`);
+    t.ok(
+      replica.volumes.some((v: string) => interpolate(v).endsWith(":/models")),
+      `${name}: the models volume`,
+    );
+    t.ok(
+      seconds(replica.stop_grace_period) > config["shutdown-timeout"],
+      `${name}: stop_grace_period ${replica.stop_grace_period} > the drain (${config["shutdown-timeout"]} s)`,
+    );
   }
 });
 
@@ -64,9 +107,16 @@ t.test("the gateway's limits and timeouts match the replicas'", async (t) => {
   const template = readFileSync(GATEWAY_TEMPLATE, "utf8");
   const config = parseServeConfig([], { ...imageEnv, ...readEnvFile(REPLICA_ENV_FILE) });
   const directive = (name: string) => new RegExp(`^\\s*${name}\\s+([^;]+);`, "m").exec(template)![1]!;
-  t.equal(Number(/^(\d+)m$/.exec(directive("client_max_body_size"))![1]) * 1024 * 1024, config["body-limit"], "client_max_body_size = the body limit");
+  t.equal(
+    Number(/^(\d+)m$/.exec(directive("client_max_body_size"))![1]) * 1024 * 1024,
+    config["body-limit"],
+    "client_max_body_size = the body limit",
+  );
   t.ok(seconds(directive("proxy_read_timeout")) > config.timeout, "nginx waits for a reply longer than a replica's own time limit");
-  t.ok(seconds(directive("keepalive_timeout")) < 72, "idle upstream connections close before Fastify's keepAliveTimeout (72 s) closes them");
+  t.ok(
+    seconds(directive("keepalive_timeout")) < 72,
+    "idle upstream connections close before Fastify's keepAliveTimeout (72 s) closes them",
+  );
   t.equal(directive("proxy_buffering"), "off");
   t.notMatch(directive("proxy_next_upstream"), /non_idempotent/, "a POST that reached a replica is never replayed");
 });
@@ -74,7 +124,11 @@ t.test("the gateway's limits and timeouts match the replicas'", async (t) => {
 t.test("k8s/: probes, draining, names and the image agree", async (t) => {
   const files = readdirSync(join(ROOT, "k8s")).filter((f) => f.endsWith(".yaml"));
   const kustomization = yamlFile("k8s", "kustomization.yaml");
-  t.same([...kustomization.resources].sort(), files.filter((f) => f !== "kustomization.yaml").sort(), "kustomization.yaml lists every manifest");
+  t.same(
+    [...kustomization.resources].sort(),
+    files.filter((f) => f !== "kustomization.yaml").sort(),
+    "kustomization.yaml lists every manifest",
+  );
 
   const deployment = yamlFile("k8s", "deployment.yaml");
   const configMap = yamlFile("k8s", "configmap.yaml");
@@ -88,9 +142,15 @@ t.test("k8s/: probes, draining, names and the image agree", async (t) => {
   t.same(container.startupProbe.httpGet, { path: "/health", port: "http" });
   const preStop = container.lifecycle.preStop.exec.command;
   t.equal(preStop[0], "sleep", "preStop sleeps while the endpoints drain");
-  t.ok(pod.terminationGracePeriodSeconds > Number(preStop[1]) + config["shutdown-timeout"],
-    `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} > preStop ${preStop[1]} s + --shutdown-timeout ${config["shutdown-timeout"]} s`);
-  t.same(container.envFrom.map((e: any) => e.configMapRef?.name ?? e.secretRef?.name), [configMap.metadata.name, "pasta-server-api-keys"], "env from the ConfigMap and the API keys' Secret");
+  t.ok(
+    pod.terminationGracePeriodSeconds > Number(preStop[1]) + config["shutdown-timeout"],
+    `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} > preStop ${preStop[1]} s + --shutdown-timeout ${config["shutdown-timeout"]} s`,
+  );
+  t.same(
+    container.envFrom.map((e: any) => e.configMapRef?.name ?? e.secretRef?.name),
+    [configMap.metadata.name, "pasta-server-api-keys"],
+    "env from the ConfigMap and the API keys' Secret",
+  );
   t.equal(container.envFrom[1].secretRef.optional, true);
   t.equal(String(pod.securityContext.runAsUser), imageUser.split(":")[0], "runs as the image's user");
   t.equal(pod.securityContext.runAsNonRoot, true);
@@ -101,13 +161,23 @@ t.test("k8s/: probes, draining, names and the image agree", async (t) => {
 
   const labels = deployment.spec.template.metadata.labels;
   const service = yamlFile("k8s", "service.yaml");
-  t.ok(Object.entries(service.spec.selector).every(([k, v]) => labels[k] === v), "the Service selects the pods");
+  t.ok(
+    Object.entries(service.spec.selector).every(([k, v]) => labels[k] === v),
+    "the Service selects the pods",
+  );
   t.equal(service.spec.ports[0].targetPort, "http");
   const pdb = yamlFile("k8s", "pdb.yaml");
-  t.ok(Object.entries(pdb.spec.selector.matchLabels).every(([k, v]) => labels[k] === v), "the PodDisruptionBudget too");
+  t.ok(
+    Object.entries(pdb.spec.selector.matchLabels).every(([k, v]) => labels[k] === v),
+    "the PodDisruptionBudget too",
+  );
 
   const hpa = yamlFile("k8s", "hpa.yaml");
-  t.same(hpa.spec.scaleTargetRef, { apiVersion: "apps/v1", kind: "Deployment", name: deployment.metadata.name }, "the HPA scales the Deployment");
+  t.same(
+    hpa.spec.scaleTargetRef,
+    { apiVersion: "apps/v1", kind: "Deployment", name: deployment.metadata.name },
+    "the HPA scales the Deployment",
+  );
   t.equal(hpa.spec.metrics[0].resource.name, "cpu");
   t.ok(container.resources.requests.cpu, "CPU requests, which CPU utilization is measured against");
   t.match(readFileSync(join(ROOT, "k8s", "hpa.yaml"), "utf8"), /name: pasta_queue_depth/, "the queue-depth example");

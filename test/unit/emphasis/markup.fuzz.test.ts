@@ -5,7 +5,15 @@
 import fc from "fast-check";
 import tap from "tap";
 const t = tap;
-import { EmphasisError, parseMarkup, resolveEmphasis, unionSpans, type CharSpan, type EmphasisItem, type MarkupKind } from "../../../src/emphasis/markup.js";
+import {
+  EmphasisError,
+  parseMarkup,
+  resolveEmphasis,
+  unionSpans,
+  type CharSpan,
+  type EmphasisItem,
+  type MarkupKind,
+} from "../../../src/emphasis/markup.js";
 import { ChatTemplate, ChatTemplateError, CHATML_TEMPLATE, type ChatMessage } from "../../../src/prompt/chatTemplate.js";
 import { chatPrompt, plainPrompt, type EmphasisRequest } from "../../../src/prompt/prompts.js";
 
@@ -40,28 +48,76 @@ const unicodeText = fc.oneof(
 
 const HTML_NAMES = ["em", "b", "strong"] as const;
 /** the tag name with each letter's case chosen at random */
-const casedName = fc.constantFrom(...HTML_NAMES).chain((name) =>
-  fc.array(fc.boolean(), { minLength: name.length, maxLength: name.length })
-    .map((upper) => [...name].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join("")));
+const casedName = fc
+  .constantFrom(...HTML_NAMES)
+  .chain((name) =>
+    fc
+      .array(fc.boolean(), { minLength: name.length, maxLength: name.length })
+      .map((upper) => [...name].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join("")),
+  );
 const htmlTag = fc.tuple(fc.boolean(), casedName).map(([closing, name]) => `<${closing ? "/" : ""}${name}>`);
 const NEAR_MISSES = [
-  "<em", "</ em>", "<emx>", "< em>", "<em >", "</em", "em>", "</>", "<>", "<", ">", "/", "<<", ">>", "<i>", "</i>",
-  "<e m>", "<EMx>", "<bb>", "<br>", "<strongg>", "<stron>", "</strong", "<em/>", "<b/>", "</b >", "<\u0000em>",
-  "<ｅm>", "<\u212Am>", "*", "***", "* *", "\\**", "*\u200b*", "****", "*\n*", "＊＊",
+  "<em",
+  "</ em>",
+  "<emx>",
+  "< em>",
+  "<em >",
+  "</em",
+  "em>",
+  "</>",
+  "<>",
+  "<",
+  ">",
+  "/",
+  "<<",
+  ">>",
+  "<i>",
+  "</i>",
+  "<e m>",
+  "<EMx>",
+  "<bb>",
+  "<br>",
+  "<strongg>",
+  "<stron>",
+  "</strong",
+  "<em/>",
+  "<b/>",
+  "</b >",
+  "<\u0000em>",
+  "<ｅm>",
+  "<\u212Am>",
+  "*",
+  "***",
+  "* *",
+  "\\**",
+  "*\u200b*",
+  "****",
+  "*\n*",
+  "＊＊",
 ];
 const nearMiss = fc.constantFrom(...NEAR_MISSES);
-const markupToken = fc.oneof({ weight: 3, arbitrary: htmlTag }, { weight: 2, arbitrary: fc.constant("**") }, { weight: 2, arbitrary: nearMiss });
+const markupToken = fc.oneof(
+  { weight: 3, arbitrary: htmlTag },
+  { weight: 2, arbitrary: fc.constant("**") },
+  { weight: 2, arbitrary: nearMiss },
+);
 
 /** strings mixing text, recognized tags and near misses at random */
-const tokenSoup = fc.array(fc.oneof({ weight: 2, arbitrary: unicodeText }, { weight: 3, arbitrary: markupToken }), { maxLength: 14 }).map((parts) => parts.join(""));
+const tokenSoup = fc
+  .array(fc.oneof({ weight: 2, arbitrary: unicodeText }, { weight: 3, arbitrary: markupToken }), { maxLength: 14 })
+  .map((parts) => parts.join(""));
 /** a balanced html or markdown source with a few random edits (a token inserted, a slice cut out) */
-const nearlyBalanced = fc.tuple(
-  fc.oneof(fc.constant("html" as const), fc.constant("markdown" as const)).chain((m) => balanced(m)),
-  fc.array(fc.tuple(fc.nat(), fc.oneof(markupToken, unicodeText, fc.constant(null)), fc.nat(3)), { maxLength: 2 }),
-).map(([built, edits]) => edits.reduce((source, [at, token, cut]) => {
-  const i = at % (source.length + 1);
-  return token === null ? source.slice(0, i) + source.slice(i + cut) : source.slice(0, i) + token + source.slice(i);
-}, built.source));
+const nearlyBalanced = fc
+  .tuple(
+    fc.oneof(fc.constant("html" as const), fc.constant("markdown" as const)).chain((m) => balanced(m)),
+    fc.array(fc.tuple(fc.nat(), fc.oneof(markupToken, unicodeText, fc.constant(null)), fc.nat(3)), { maxLength: 2 }),
+  )
+  .map(([built, edits]) =>
+    edits.reduce((source, [at, token, cut]) => {
+      const i = at % (source.length + 1);
+      return token === null ? source.slice(0, i) + source.slice(i + cut) : source.slice(0, i) + token + source.slice(i);
+    }, built.source),
+  );
 const markupSource = fc.oneof(tokenSoup, nearlyBalanced);
 const markupKind = fc.constantFrom<MarkupKind>("none", "html", "markdown");
 
@@ -93,9 +149,13 @@ function referenceParse(source: string, markup: MarkupKind): RefResult {
   let text = "";
   const spans: CharSpan[] = [];
   let open: { name: string; start: number } | null = null;
-  for (let i = 0; i < source.length;) {
+  for (let i = 0; i < source.length; ) {
     const tag = tagAt(source, i, markup);
-    if (!tag) { text += source[i]; i++; continue; }
+    if (!tag) {
+      text += source[i];
+      i++;
+      continue;
+    }
     i += tag.length;
     const closing = markup === "markdown" ? open !== null : tag.closing;
     if (!closing) {
@@ -141,48 +201,70 @@ function assertSortedDisjoint(spans: readonly CharSpan[], what: string, strict: 
 // ---------------------------------------------------------------------------------------------
 // parseMarkup
 
-t.test("parseMarkup on arbitrary mixes of text, tags and near misses: returns or throws EmphasisError, and agrees with a reference parser", async (t) => {
-  const outcomes: Record<string, number> = {};
-  const count = (key: string) => { outcomes[key] = (outcomes[key] ?? 0) + 1; };
-  check(t, "parseMarkup vs reference", fc.property(markupSource, markupKind, (source, markup) => {
-    const got = orEmphasisError(() => parseMarkup(source, markup));
-    const want = referenceParse(source, markup);
-    count(`${markup} ${want.ok ? (want.spans.length > 0 ? "spans" : "no spans") : want.why.source.split(" ")[0]}`);
-    if ("error" in got) {
-      if (want.ok) throw new Error(`threw ${got.error.message}; the reference parses it as ${JSON.stringify(want)}`);
-      if (!want.why.test(got.error.message)) throw new Error(`threw ${JSON.stringify(got.error.message)}; the reference expected ${want.why}`);
-      if ((got.error as EmphasisError).param !== "steering.markup") throw new Error(`param ${(got.error as EmphasisError).param}`);
-      return;
-    }
-    const { text, spans } = got.value;
-    assertSpansInside(spans, text.length, "spans");
-    assertSortedDisjoint(spans, "spans", false);
-    if (!want.ok) throw new Error(`returned ${JSON.stringify(got.value)}; the reference rejects it (${want.why})`);
-    if (text !== want.text) throw new Error(`text ${JSON.stringify(text)}, the reference says ${JSON.stringify(want.text)}`);
-    if (JSON.stringify(spans) !== JSON.stringify(want.spans)) throw new Error(`spans ${JSON.stringify(spans)}, the reference says ${JSON.stringify(want.spans)}`);
-    // the removed characters are exactly the recognized tags: two per span
-    const tagRegex = markup === "html" ? /<\/?(em|b|strong)>/gi : markup === "markdown" ? /\*\*/g : null;
-    if (tagRegex) {
-      const matches = [...source.matchAll(tagRegex)].map((m) => m[0]);
-      if (matches.length !== 2 * spans.length || source.length - text.length !== matches.join("").length) {
-        throw new Error(`removed ${source.length - text.length} characters for ${spans.length} spans`);
-      }
-    } else if (text !== source || spans.length !== 0) {
-      throw new Error("markup none changed the text");
-    }
-  }));
-  t.comment(`parseMarkup outcomes (reference): ${JSON.stringify(outcomes)}`);
-  t.ok((outcomes["html spans"] ?? 0) > RUNS / 50 && (outcomes["markdown spans"] ?? 0) > RUNS / 50, "the generator reaches successful parses with spans");
-});
+t.test(
+  "parseMarkup on arbitrary mixes of text, tags and near misses: returns or throws EmphasisError, and agrees with a reference parser",
+  async (t) => {
+    const outcomes: Record<string, number> = {};
+    const count = (key: string) => {
+      outcomes[key] = (outcomes[key] ?? 0) + 1;
+    };
+    check(
+      t,
+      "parseMarkup vs reference",
+      fc.property(markupSource, markupKind, (source, markup) => {
+        const got = orEmphasisError(() => parseMarkup(source, markup));
+        const want = referenceParse(source, markup);
+        count(`${markup} ${want.ok ? (want.spans.length > 0 ? "spans" : "no spans") : want.why.source.split(" ")[0]}`);
+        if ("error" in got) {
+          if (want.ok) throw new Error(`threw ${got.error.message}; the reference parses it as ${JSON.stringify(want)}`);
+          if (!want.why.test(got.error.message))
+            throw new Error(`threw ${JSON.stringify(got.error.message)}; the reference expected ${want.why}`);
+          if ((got.error as EmphasisError).param !== "steering.markup") throw new Error(`param ${(got.error as EmphasisError).param}`);
+          return;
+        }
+        const { text, spans } = got.value;
+        assertSpansInside(spans, text.length, "spans");
+        assertSortedDisjoint(spans, "spans", false);
+        if (!want.ok) throw new Error(`returned ${JSON.stringify(got.value)}; the reference rejects it (${want.why})`);
+        if (text !== want.text) throw new Error(`text ${JSON.stringify(text)}, the reference says ${JSON.stringify(want.text)}`);
+        if (JSON.stringify(spans) !== JSON.stringify(want.spans))
+          throw new Error(`spans ${JSON.stringify(spans)}, the reference says ${JSON.stringify(want.spans)}`);
+        // the removed characters are exactly the recognized tags: two per span
+        const tagRegex = markup === "html" ? /<\/?(em|b|strong)>/gi : markup === "markdown" ? /\*\*/g : null;
+        if (tagRegex) {
+          const matches = [...source.matchAll(tagRegex)].map((m) => m[0]);
+          if (matches.length !== 2 * spans.length || source.length - text.length !== matches.join("").length) {
+            throw new Error(`removed ${source.length - text.length} characters for ${spans.length} spans`);
+          }
+        } else if (text !== source || spans.length !== 0) {
+          throw new Error("markup none changed the text");
+        }
+      }),
+    );
+    t.comment(`parseMarkup outcomes (reference): ${JSON.stringify(outcomes)}`);
+    t.ok(
+      (outcomes["html spans"] ?? 0) > RUNS / 50 && (outcomes["markdown spans"] ?? 0) > RUNS / 50,
+      "the generator reaches successful parses with spans",
+    );
+  },
+);
 
 /** (text, emphasized) segments -> the source with markup, the plain text, and the emphasized slices */
-interface Built { source: string; text: string; emphasized: string[]; spans: CharSpan[] }
+interface Built {
+  source: string;
+  text: string;
+  emphasized: string[];
+  spans: CharSpan[];
+}
 
 function segmentText(markup: "html" | "markdown") {
-  return fc.array(fc.oneof({ weight: 3, arbitrary: unicodeText }, { weight: 1, arbitrary: nearMiss }), { maxLength: 5 })
-    .map((parts) => parts.join(""))
-    // text must not hold markup itself, and in markdown a '*' before "**" would move the tag
-    .filter((s) => (markup === "html" ? !/<\/?(em|b|strong)>/i.test(s) : !s.includes("**") && !s.endsWith("*")));
+  return (
+    fc
+      .array(fc.oneof({ weight: 3, arbitrary: unicodeText }, { weight: 1, arbitrary: nearMiss }), { maxLength: 5 })
+      .map((parts) => parts.join(""))
+      // text must not hold markup itself, and in markdown a '*' before "**" would move the tag
+      .filter((s) => (markup === "html" ? !/<\/?(em|b|strong)>/i.test(s) : !s.includes("**") && !s.endsWith("*")))
+  );
 }
 
 function balanced(markup: "html" | "markdown"): fc.Arbitrary<Built> {
@@ -193,8 +275,10 @@ function balanced(markup: "html" | "markdown"): fc.Arbitrary<Built> {
     closeCase: fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }),
   });
   return fc.tuple(fc.array(segment, { maxLength: 6 }), segmentText(markup)).map(([segments, tail]) => {
-    let source = "", text = "";
-    const emphasized: string[] = [], spans: CharSpan[] = [];
+    let source = "",
+      text = "";
+    const emphasized: string[] = [],
+      spans: CharSpan[] = [];
     for (const s of segments) {
       source += s.plain;
       text += s.plain;
@@ -212,23 +296,30 @@ function balanced(markup: "html" | "markdown"): fc.Arbitrary<Built> {
 
 for (const markup of ["html", "markdown"] as const) {
   t.test(`parseMarkup round trip (${markup}): balanced inputs built from (text, emphasized?) segments`, async (t) => {
-    check(t, `${markup} round trip`, fc.property(balanced(markup), (built) => {
-      const { text, spans } = parseMarkup(built.source, markup);
-      if (text !== built.text) throw new Error(`text ${JSON.stringify(text)}, expected ${JSON.stringify(built.text)}`);
-      if (JSON.stringify(spans) !== JSON.stringify(built.spans)) throw new Error(`spans ${JSON.stringify(spans)}, expected ${JSON.stringify(built.spans)}`);
-      const slices = spans.map((s) => text.slice(s.start, s.end));
-      if (JSON.stringify(slices) !== JSON.stringify(built.emphasized)) throw new Error(`slices ${JSON.stringify(slices)}`);
-      // markup "none" keeps every character
-      const none = parseMarkup(built.source, "none");
-      if (none.text !== built.source || none.spans.length !== 0) throw new Error("markup none changed the text");
-    }));
+    check(
+      t,
+      `${markup} round trip`,
+      fc.property(balanced(markup), (built) => {
+        const { text, spans } = parseMarkup(built.source, markup);
+        if (text !== built.text) throw new Error(`text ${JSON.stringify(text)}, expected ${JSON.stringify(built.text)}`);
+        if (JSON.stringify(spans) !== JSON.stringify(built.spans))
+          throw new Error(`spans ${JSON.stringify(spans)}, expected ${JSON.stringify(built.spans)}`);
+        const slices = spans.map((s) => text.slice(s.start, s.end));
+        if (JSON.stringify(slices) !== JSON.stringify(built.emphasized)) throw new Error(`slices ${JSON.stringify(slices)}`);
+        // markup "none" keeps every character
+        const none = parseMarkup(built.source, "none");
+        if (none.text !== built.source || none.spans.length !== 0) throw new Error("markup none changed the text");
+      }),
+    );
   });
 }
 
 // ---------------------------------------------------------------------------------------------
 // resolveEmphasis + unionSpans
 
-const smallText = fc.array(fc.oneof(fc.constantFrom("a", "b", "ab", " ", "😀", "é"), unicodeText), { maxLength: 12 }).map((p) => p.join(""));
+const smallText = fc
+  .array(fc.oneof(fc.constantFrom("a", "b", "ab", " ", "😀", "é"), unicodeText), { maxLength: 12 })
+  .map((p) => p.join(""));
 const anyNumber = fc.oneof(
   { weight: 6, arbitrary: fc.integer({ min: -3, max: 40 }) },
   { weight: 1, arbitrary: fc.double() },
@@ -236,9 +327,16 @@ const anyNumber = fc.oneof(
 );
 
 function emphasisItems(text: string): fc.Arbitrary<EmphasisItem[]> {
-  const substring = text.length === 0 ? fc.constant("") : fc.tuple(fc.nat(text.length), fc.nat(text.length)).map(([a, b]) => text.slice(Math.min(a, b), Math.max(a, b)));
-  const validSpan = text.length === 0 ? fc.constant({ start: 0, end: 0 }) : fc.tuple(fc.nat(text.length - 1), fc.integer({ min: 1, max: text.length }))
-    .map(([a, n]) => ({ start: a, end: Math.min(text.length, a + n) }));
+  const substring =
+    text.length === 0
+      ? fc.constant("")
+      : fc.tuple(fc.nat(text.length), fc.nat(text.length)).map(([a, b]) => text.slice(Math.min(a, b), Math.max(a, b)));
+  const validSpan =
+    text.length === 0
+      ? fc.constant({ start: 0, end: 0 })
+      : fc
+          .tuple(fc.nat(text.length - 1), fc.integer({ min: 1, max: text.length }))
+          .map(([a, n]) => ({ start: a, end: Math.min(text.length, a + n) }));
   const item: fc.Arbitrary<EmphasisItem> = fc.oneof(
     { weight: 3, arbitrary: validSpan },
     { weight: 3, arbitrary: substring },
@@ -253,37 +351,46 @@ function itemValid(text: string, item: EmphasisItem): boolean {
   return Number.isInteger(item.start) && Number.isInteger(item.end) && item.start >= 0 && item.start < item.end && item.end <= text.length;
 }
 
-t.test("resolveEmphasis: EmphasisError exactly when an item is invalid, else spans inside the text; unionSpans: the exact union", async (t) => {
-  const input = smallText.chain((text) => fc.tuple(fc.constant(text), emphasisItems(text)));
-  check(t, "resolveEmphasis + unionSpans", fc.property(input, ([text, items]) => {
-    const frozen = JSON.stringify(items);
-    const got = orEmphasisError(() => resolveEmphasis(text, items));
-    const allValid = items.every((item) => itemValid(text, item));
-    if ("error" in got) {
-      if (allValid) throw new Error(`threw ${got.error.message} for valid items`);
-      return;
-    }
-    if (!allValid) throw new Error(`accepted invalid items: ${JSON.stringify(got.value)}`);
-    const spans = got.value;
-    if (spans.length !== items.length) throw new Error("one span per item");
-    assertSpansInside(spans, text.length, "resolved");
-    items.forEach((item, i) => {
-      const s = spans[i]!;
-      if (typeof item === "string") {
-        if (text.slice(s.start, s.end) !== item || s.start !== text.indexOf(item)) throw new Error(`item ${i}: not the first occurrence`);
-      } else if (s.start !== item.start || s.end !== item.end) throw new Error(`item ${i}: span changed`);
-    });
-    const union = unionSpans(spans);
-    if (JSON.stringify(items) !== frozen) throw new Error("the input items were mutated");
-    assertUnion(spans, union, text.length);
-  }));
-});
+t.test(
+  "resolveEmphasis: EmphasisError exactly when an item is invalid, else spans inside the text; unionSpans: the exact union",
+  async (t) => {
+    const input = smallText.chain((text) => fc.tuple(fc.constant(text), emphasisItems(text)));
+    check(
+      t,
+      "resolveEmphasis + unionSpans",
+      fc.property(input, ([text, items]) => {
+        const frozen = JSON.stringify(items);
+        const got = orEmphasisError(() => resolveEmphasis(text, items));
+        const allValid = items.every((item) => itemValid(text, item));
+        if ("error" in got) {
+          if (allValid) throw new Error(`threw ${got.error.message} for valid items`);
+          return;
+        }
+        if (!allValid) throw new Error(`accepted invalid items: ${JSON.stringify(got.value)}`);
+        const spans = got.value;
+        if (spans.length !== items.length) throw new Error("one span per item");
+        assertSpansInside(spans, text.length, "resolved");
+        items.forEach((item, i) => {
+          const s = spans[i]!;
+          if (typeof item === "string") {
+            if (text.slice(s.start, s.end) !== item || s.start !== text.indexOf(item))
+              throw new Error(`item ${i}: not the first occurrence`);
+          } else if (s.start !== item.start || s.end !== item.end) throw new Error(`item ${i}: span changed`);
+        });
+        const union = unionSpans(spans);
+        if (JSON.stringify(items) !== frozen) throw new Error("the input items were mutated");
+        assertUnion(spans, union, text.length);
+      }),
+    );
+  },
+);
 
 /** `union` is sorted, disjoint, non-adjacent and covers exactly what `spans` cover */
 function assertUnion(spans: readonly CharSpan[], union: readonly CharSpan[], length: number): void {
   assertSpansInside(union, length, "union");
   assertSortedDisjoint(union, "union", true);
-  const want = new Array<boolean>(length).fill(false), got = new Array<boolean>(length).fill(false);
+  const want = new Array<boolean>(length).fill(false),
+    got = new Array<boolean>(length).fill(false);
   for (const s of spans) for (let i = s.start; i < s.end; i++) want[i] = true;
   for (const s of union) for (let i = s.start; i < s.end; i++) got[i] = true;
   if (want.some((w, i) => w !== got[i])) throw new Error(`union ${JSON.stringify(union)} does not cover ${JSON.stringify(spans)}`);
@@ -291,18 +398,28 @@ function assertUnion(spans: readonly CharSpan[], union: readonly CharSpan[], len
 }
 
 t.test("unionSpans on many random spans: sorted, disjoint, exact coverage, input untouched", async (t) => {
-  const spans = fc.nat(80).chain((length) => fc.tuple(fc.constant(Math.max(length, 1)),
-    fc.array(fc.tuple(fc.nat(Math.max(length, 1) - 1), fc.integer({ min: 1, max: 30 })), { maxLength: 25 })));
-  check(t, "unionSpans", fc.property(spans, ([length, raw]) => {
-    const input = raw.map(([start, n]) => ({ start, end: Math.min(length, start + n) }));
-    const frozen = JSON.stringify(input);
-    const union = unionSpans(input);
-    if (JSON.stringify(input) !== frozen) throw new Error("unionSpans mutated its input");
-    assertUnion(input, union, length);
-    // idempotent, and independent of the order of its input
-    if (JSON.stringify(unionSpans(union)) !== JSON.stringify(union)) throw new Error("not idempotent");
-    if (JSON.stringify(unionSpans([...input].reverse())) !== JSON.stringify(union)) throw new Error("depends on the input order");
-  }));
+  const spans = fc
+    .nat(80)
+    .chain((length) =>
+      fc.tuple(
+        fc.constant(Math.max(length, 1)),
+        fc.array(fc.tuple(fc.nat(Math.max(length, 1) - 1), fc.integer({ min: 1, max: 30 })), { maxLength: 25 }),
+      ),
+    );
+  check(
+    t,
+    "unionSpans",
+    fc.property(spans, ([length, raw]) => {
+      const input = raw.map(([start, n]) => ({ start, end: Math.min(length, start + n) }));
+      const frozen = JSON.stringify(input);
+      const union = unionSpans(input);
+      if (JSON.stringify(input) !== frozen) throw new Error("unionSpans mutated its input");
+      assertUnion(input, union, length);
+      // idempotent, and independent of the order of its input
+      if (JSON.stringify(unionSpans(union)) !== JSON.stringify(union)) throw new Error("not idempotent");
+      if (JSON.stringify(unionSpans([...input].reverse())) !== JSON.stringify(union)) throw new Error("depends on the input order");
+    }),
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -311,23 +428,35 @@ t.test("unionSpans on many random spans: sorted, disjoint, exact coverage, input
 type Emphasis = EmphasisRequest["emphasis"][number];
 /** steering for these message contents: items often valid (substrings of a content, spans inside one), sometimes not */
 const emphasisRequest = (raw: readonly string[], chat: boolean): fc.Arbitrary<EmphasisRequest> =>
-  fc.oneof({ weight: 1, arbitrary: fc.constant<MarkupKind>("none") }, { weight: 2, arbitrary: fc.constantFrom<MarkupKind>("html", "markdown") })
+  fc
+    .oneof(
+      { weight: 1, arbitrary: fc.constant<MarkupKind>("none") },
+      { weight: 2, arbitrary: fc.constantFrom<MarkupKind>("html", "markdown") },
+    )
     .chain((markup) => emphasisFor(markup, raw, chat));
 
 function emphasisFor(markup: MarkupKind, raw: readonly string[], chat: boolean): fc.Arbitrary<EmphasisRequest> {
   // items are aimed at the contents as they are after markup removal (the raw text where that fails)
-  const contents = raw.map((c) => { const r = referenceParse(c, markup); return r.ok ? r.text : c; });
+  const contents = raw.map((c) => {
+    const r = referenceParse(c, markup);
+    return r.ok ? r.text : c;
+  });
   const which = fc.nat(contents.length - 1);
   const substring = fc.tuple(which, fc.nat(), fc.nat(6)).map(([m, a, n]) => {
-    const c = contents[m]!, i = a % (c.length + 1);
+    const c = contents[m]!,
+      i = a % (c.length + 1);
     return c.slice(i, i + n);
   });
   const inside = fc.tuple(which, fc.nat(), fc.nat(6)).map(([m, a, n]) => {
-    const length = contents[m]!.length, start = a % (length + 1);
+    const length = contents[m]!.length,
+      start = a % (length + 1);
     return chat ? { start, end: start + n, message: m } : { start, end: start + n };
   });
   const items: Array<fc.Arbitrary<Emphasis>> = [
-    substring, inside, substring, inside,
+    substring,
+    inside,
+    substring,
+    inside,
     fc.record({ start: fc.integer({ min: -1, max: 30 }), end: fc.integer({ min: -1, max: 40 }) }),
     fc.oneof(unicodeText, fc.constantFrom("a", "b", "ab", "😀", " ")),
   ];
@@ -335,12 +464,17 @@ function emphasisFor(markup: MarkupKind, raw: readonly string[], chat: boolean):
   return fc.record({ markup: fc.constant(markup), emphasis: fc.array(fc.oneof(...items), { maxLength: 3 }) });
 }
 
-const contentSoup = fc.array(fc.oneof(
-  { weight: 3, arbitrary: unicodeText },
-  { weight: 3, arbitrary: fc.constantFrom("a", "b", "ab", "😀") },
-  { weight: 2, arbitrary: markupToken },
-  { weight: 1, arbitrary: fc.constantFrom("<|im_start|>", "<|im_end|>", "\n", "{{ x }}", "{% if %}", "\uE0000\uE001") },
-), { maxLength: 8 }).map((p) => p.join(""));
+const contentSoup = fc
+  .array(
+    fc.oneof(
+      { weight: 3, arbitrary: unicodeText },
+      { weight: 3, arbitrary: fc.constantFrom("a", "b", "ab", "😀") },
+      { weight: 2, arbitrary: markupToken },
+      { weight: 1, arbitrary: fc.constantFrom("<|im_start|>", "<|im_end|>", "\n", "{{ x }}", "{% if %}", "\uE0000\uE001") },
+    ),
+    { maxLength: 8 },
+  )
+  .map((p) => p.join(""));
 const contentText = fc.oneof(
   { weight: 1, arbitrary: contentSoup },
   { weight: 2, arbitrary: balanced("html").map((b) => b.source) },
@@ -348,19 +482,27 @@ const contentText = fc.oneof(
   { weight: 1, arbitrary: nearlyBalanced },
 );
 
-const messagesArb = fc.array(fc.record({
-  role: fc.constantFrom("system", "developer", "user", "assistant", "tool"),
-  content: contentText,
-}), { minLength: 1, maxLength: 4 });
+const messagesArb = fc.array(
+  fc.record({
+    role: fc.constantFrom("system", "developer", "user", "assistant", "tool"),
+    content: contentText,
+  }),
+  { minLength: 1, maxLength: 4 },
+);
 
 const hasSentinel = (c: string) => c.includes("\uE000") || c.includes("\uE001");
 const CHATML = new ChatTemplate(CHATML_TEMPLATE, { bos_token: "<s>", eos_token: "</s>" });
 const chatml = (messages: readonly ChatMessage[]) =>
-  messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join("") + "<|im_start|>assistant\n";
+  `${messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join("")}<|im_start|>assistant\n`;
 
 /** What chatPrompt must return for these messages, computed without it: the prompt and the emphasized texts in order, or null (refused) */
-function expectedChat(messages: readonly ChatMessage[], steering: EmphasisRequest | undefined): { prompt: string; contents: string[]; emphasized: string[][] } | null {
-  const parsed = messages.map((m) => (steering ? referenceParse(m.content, steering.markup) : { ok: true as const, text: m.content, spans: [] }));
+function expectedChat(
+  messages: readonly ChatMessage[],
+  steering: EmphasisRequest | undefined,
+): { prompt: string; contents: string[]; emphasized: string[][] } | null {
+  const parsed = messages.map((m) =>
+    steering ? referenceParse(m.content, steering.markup) : { ok: true as const, text: m.content, spans: [] },
+  );
   if (parsed.some((p) => !p.ok)) return null;
   const contents = parsed.map((p) => (p as { text: string }).text);
   // markup spans first, then the items in order
@@ -384,117 +526,180 @@ function expectedChat(messages: readonly ChatMessage[], steering: EmphasisReques
   return { prompt: chatml(messages.map((m, i) => ({ ...m, content: contents[i]! }))), contents, emphasized };
 }
 
-t.test("chatPrompt with ChatML: errors are EmphasisError or ChatTemplateError; emphasis lands on the emphasized message text", async (t) => {
-  const input = messagesArb.chain((messages) => fc.tuple(fc.constant(messages), fc.option(emphasisRequest(messages.map((m) => m.content), true), { nil: undefined, freq: 8 })));
-  const outcomes = { refused: 0, plain: 0, emphasized: 0 };
-  check(t, "chatPrompt", fc.property(input, ([messages, steering]) => {
-    const got = orEmphasisError(() => chatPrompt(CHATML, messages, steering), [ChatTemplateError]);
-    const want = expectedChat(messages, steering);
-    if ("error" in got) {
-      if (got.error instanceof ChatTemplateError) throw new Error(`ChatML failed to render: ${got.error.message}`);
-      if (want) throw new Error(`refused with ${JSON.stringify(got.error.message)}; expected ${JSON.stringify(want)}`);
-      outcomes.refused++;
-      return;
-    }
-    const r = got.value;
-    if (!want) throw new Error(`accepted a request that must be refused: ${JSON.stringify(r)}`);
-    if (r.prompt !== want.prompt) throw new Error(`prompt ${JSON.stringify(r.prompt)}, expected ${JSON.stringify(want.prompt)}`);
-    if (!r.specialTokens) throw new Error("chat prompts parse special tokens");
-    if (JSON.stringify(r.contents) !== JSON.stringify(want.contents)) throw new Error("contents differ");
-    r.contentSpans.forEach((span, i) => {
-      if (span === null) { if (!want.contents.some(hasSentinel)) throw new Error(`message ${i} not placed`); return; }
-      if (want.contents.some(hasSentinel) || r.prompt.slice(span.start, span.end) !== want.contents[i]) throw new Error(`content span ${i} is wrong`);
-    });
-    const spans = r.emphasis as CharSpan[];
-    assertSpansInside(spans, r.prompt.length, "prompt emphasis");
-    const texts = spans.map((s) => r.prompt.slice(s.start, s.end));
-    if (JSON.stringify(texts) !== JSON.stringify(want.emphasized.flat())) throw new Error(`emphasized ${JSON.stringify(texts)}, expected ${JSON.stringify(want.emphasized)}`);
-    // and each span lies inside its own message's content
-    let k = 0;
-    want.emphasized.forEach((list, i) => {
-      for (let n = 0; n < list.length; n++, k++) {
-        const s = spans[k]!, c = r.contentSpans[i];
-        if (!c || s.start < c.start || s.end > c.end) throw new Error(`span ${k} is outside message ${i}`);
-      }
-    });
-    if (spans.length > 0) outcomes.emphasized++;
-    else outcomes.plain++;
-  }));
-  t.comment(`chatPrompt outcomes: ${JSON.stringify(outcomes)}`);
-  t.ok(outcomes.emphasized > RUNS / 10 && outcomes.refused > RUNS / 10, "the generator reaches both accepted emphasis and refusals");
-});
+t.test(
+  "chatPrompt with ChatML: errors are EmphasisError or ChatTemplateError; emphasis lands on the emphasized message text",
+  async (t) => {
+    const input = messagesArb.chain((messages) =>
+      fc.tuple(
+        fc.constant(messages),
+        fc.option(
+          emphasisRequest(
+            messages.map((m) => m.content),
+            true,
+          ),
+          { nil: undefined, freq: 8 },
+        ),
+      ),
+    );
+    const outcomes = { refused: 0, plain: 0, emphasized: 0 };
+    check(
+      t,
+      "chatPrompt",
+      fc.property(input, ([messages, steering]) => {
+        const got = orEmphasisError(() => chatPrompt(CHATML, messages, steering), [ChatTemplateError]);
+        const want = expectedChat(messages, steering);
+        if ("error" in got) {
+          if (got.error instanceof ChatTemplateError) throw new Error(`ChatML failed to render: ${got.error.message}`);
+          if (want) throw new Error(`refused with ${JSON.stringify(got.error.message)}; expected ${JSON.stringify(want)}`);
+          outcomes.refused++;
+          return;
+        }
+        const r = got.value;
+        if (!want) throw new Error(`accepted a request that must be refused: ${JSON.stringify(r)}`);
+        if (r.prompt !== want.prompt) throw new Error(`prompt ${JSON.stringify(r.prompt)}, expected ${JSON.stringify(want.prompt)}`);
+        if (!r.specialTokens) throw new Error("chat prompts parse special tokens");
+        if (JSON.stringify(r.contents) !== JSON.stringify(want.contents)) throw new Error("contents differ");
+        r.contentSpans.forEach((span, i) => {
+          if (span === null) {
+            if (!want.contents.some(hasSentinel)) throw new Error(`message ${i} not placed`);
+            return;
+          }
+          if (want.contents.some(hasSentinel) || r.prompt.slice(span.start, span.end) !== want.contents[i])
+            throw new Error(`content span ${i} is wrong`);
+        });
+        const spans = r.emphasis as CharSpan[];
+        assertSpansInside(spans, r.prompt.length, "prompt emphasis");
+        const texts = spans.map((s) => r.prompt.slice(s.start, s.end));
+        if (JSON.stringify(texts) !== JSON.stringify(want.emphasized.flat()))
+          throw new Error(`emphasized ${JSON.stringify(texts)}, expected ${JSON.stringify(want.emphasized)}`);
+        // and each span lies inside its own message's content
+        let k = 0;
+        want.emphasized.forEach((list, i) => {
+          for (let n = 0; n < list.length; n++, k++) {
+            const s = spans[k]!,
+              c = r.contentSpans[i];
+            if (!c || s.start < c.start || s.end > c.end) throw new Error(`span ${k} is outside message ${i}`);
+          }
+        });
+        if (spans.length > 0) outcomes.emphasized++;
+        else outcomes.plain++;
+      }),
+    );
+    t.comment(`chatPrompt outcomes: ${JSON.stringify(outcomes)}`);
+    t.ok(outcomes.emphasized > RUNS / 10 && outcomes.refused > RUNS / 10, "the generator reaches both accepted emphasis and refusals");
+  },
+);
 
-t.test("plainPrompt: the prompt is the text after markup removal, emphasis = markup spans then items", async (t) => {
-  const input = contentText.chain((source) => fc.tuple(fc.constant(source), fc.option(emphasisRequest([source], false), { nil: undefined, freq: 8 })));
-  check(t, "plainPrompt", fc.property(input, ([source, steering]) => {
-    const got = orEmphasisError(() => plainPrompt(source, steering));
-    const want = steering ? referenceParse(source, steering.markup) : { ok: true as const, text: source, spans: [] };
-    const chatOnly = steering?.emphasis.some((e) => typeof e === "object" && e.message !== undefined) ?? false;
-    if ("error" in got) {
-      if (want.ok && !chatOnly) throw new Error(`threw ${got.error.message}`);
-      return;
-    }
-    if (!want.ok || chatOnly) throw new Error("accepted a request it should refuse");
-    if (got.value.prompt !== want.text || got.value.specialTokens) throw new Error("wrong prompt");
-    if (JSON.stringify(got.value.emphasis) !== JSON.stringify([...want.spans, ...(steering?.emphasis ?? [])])) throw new Error("wrong emphasis");
-  }));
+t.test("plainPrompt: the prompt is the text after markup removal, emphasis = markup spans then the items resolved", async (t) => {
+  const input = contentText.chain((source) =>
+    fc.tuple(fc.constant(source), fc.option(emphasisRequest([source], false), { nil: undefined, freq: 8 })),
+  );
+  check(
+    t,
+    "plainPrompt",
+    fc.property(input, ([source, steering]) => {
+      const got = orEmphasisError(() => plainPrompt(source, steering));
+      const want = steering ? referenceParse(source, steering.markup) : { ok: true as const, text: source, spans: [] };
+      const chatOnly = steering?.emphasis.some((e) => typeof e === "object" && e.message !== undefined) ?? false;
+      // items are resolved here, once: a substring to its first occurrence, a span kept if it lies in the text
+      const items = want.ok
+        ? (steering?.emphasis ?? []).map((e) => {
+            if (typeof e === "string") {
+              const at = want.text.indexOf(e);
+              return at < 0 || e === "" ? null : { start: at, end: at + e.length };
+            }
+            const inText =
+              Number.isInteger(e.start) && Number.isInteger(e.end) && e.start >= 0 && e.start < e.end && e.end <= want.text.length;
+            return inText ? { start: e.start, end: e.end } : null;
+          })
+        : [];
+      const resolvable = items.every((i) => i !== null);
+      if ("error" in got) {
+        if (want.ok && !chatOnly && resolvable) throw new Error(`threw ${got.error.message}`);
+        return;
+      }
+      if (!want.ok || chatOnly || !resolvable) throw new Error("accepted a request it should refuse");
+      if (got.value.prompt !== want.text || got.value.specialTokens) throw new Error("wrong prompt");
+      if (JSON.stringify(got.value.emphasis) !== JSON.stringify([...want.spans, ...items])) throw new Error("wrong emphasis");
+    }),
+  );
 });
 
 // A template that trims contents (as many models' templates do): emphasis on trimmed whitespace is
 // clipped to the kept characters, or refused when nothing is left.
 const TRIMMING = new ChatTemplate(
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + (message['content'] | trim) + '<|im_end|>\\n' }}{% endfor %}" +
-  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
   { bos_token: "<s>", eos_token: "</s>" },
 );
 
 t.test("chatPrompt with a trimming template: emphasis is clipped to the kept characters, never misplaced", async (t) => {
-  const padded = fc.tuple(fc.constantFrom("", " ", "\n", "  \n\t", "\u00a0", "\u3000 "), contentText, fc.constantFrom("", " ", "\n\n", "\t \r\n")).map(([a, c, b]) => a + c + b);
-  const messages = fc.array(fc.record({ role: fc.constantFrom("system", "user", "assistant"), content: padded }), { minLength: 1, maxLength: 3 });
-  const input = messages.chain((m) => fc.tuple(fc.constant(m), emphasisRequest(m.map((x) => x.content), true)));
+  const padded = fc
+    .tuple(fc.constantFrom("", " ", "\n", "  \n\t", "\u00a0", "\u3000 "), contentText, fc.constantFrom("", " ", "\n\n", "\t \r\n"))
+    .map(([a, c, b]) => a + c + b);
+  const messages = fc.array(fc.record({ role: fc.constantFrom("system", "user", "assistant"), content: padded }), {
+    minLength: 1,
+    maxLength: 3,
+  });
+  const input = messages.chain((m) =>
+    fc.tuple(
+      fc.constant(m),
+      emphasisRequest(
+        m.map((x) => x.content),
+        true,
+      ),
+    ),
+  );
   const outcomes = { refused: 0, clipped: 0, exact: 0 };
-  check(t, "chatPrompt (trim)", fc.property(input, ([messages, steering]) => {
-    const got = orEmphasisError(() => chatPrompt(TRIMMING, messages, steering), [ChatTemplateError]);
-    // the untrimmed expectation (ChatML): what is emphasized in content coordinates, or null
-    const want = expectedChat(messages, steering);
-    if ("error" in got) {
-      if (got.error instanceof ChatTemplateError) throw new Error(`the template failed to render: ${got.error.message}`);
-      outcomes.refused++;
-      // refusals beyond ChatML's: whitespace-only emphasis, or contents that cannot be placed
-      if (want && !/whitespace the chat template removes|rewrites message contents/.test(got.error.message)) throw new Error(`refused: ${got.error.message}`);
-      return;
-    }
-    if (!want) throw new Error("accepted a request that must be refused");
-    const r = got.value;
-    const spans = r.emphasis as CharSpan[];
-    assertSpansInside(spans, r.prompt.length, "prompt emphasis");
-    let k = 0;
-    want.contents.forEach((content, i) => {
-      const placed = r.contentSpans[i];
-      const kept = content.trim();
-      const lead = kept.length === 0 ? 0 : content.indexOf(kept);
-      if (placed && r.prompt.slice(placed.start, placed.end) !== kept) throw new Error(`message ${i} is not placed on its trimmed content`);
-      // the emphasized texts of this message, as the ChatML expectation lists them, re-derived as spans
-      for (const text of want.emphasized[i]!) {
-        const s = spans[k++];
-        if (!s || !placed) throw new Error(`span for ${JSON.stringify(text)} missing`);
-        if (s.start < placed.start || s.end > placed.end) throw new Error(`span ${JSON.stringify(s)} outside message ${i}`);
-        const got = r.prompt.slice(s.start, s.end);
-        // the prompt text is the emphasized text with only trimmed whitespace cut off its ends
-        const offset = s.start - placed.start + lead; // in content coordinates
-        if (content.slice(offset, offset + got.length) !== got || !text.includes(got) || got.length === 0) {
-          throw new Error(`message ${i}: emphasized ${JSON.stringify(got)} for ${JSON.stringify(text)}`);
-        }
-        if (got === text) outcomes.exact++;
-        else {
-          outcomes.clipped++;
-          const [before, after] = [text.slice(0, text.indexOf(got)), text.slice(text.indexOf(got) + got.length)];
-          if (before.trim() !== "" || after.trim() !== "") throw new Error(`clipped more than whitespace: ${JSON.stringify(text)} -> ${JSON.stringify(got)}`);
-        }
+  check(
+    t,
+    "chatPrompt (trim)",
+    fc.property(input, ([messages, steering]) => {
+      const got = orEmphasisError(() => chatPrompt(TRIMMING, messages, steering), [ChatTemplateError]);
+      // the untrimmed expectation (ChatML): what is emphasized in content coordinates, or null
+      const want = expectedChat(messages, steering);
+      if ("error" in got) {
+        if (got.error instanceof ChatTemplateError) throw new Error(`the template failed to render: ${got.error.message}`);
+        outcomes.refused++;
+        // refusals beyond ChatML's: whitespace-only emphasis, or contents that cannot be placed
+        if (want && !/whitespace the chat template removes|rewrites message contents/.test(got.error.message))
+          throw new Error(`refused: ${got.error.message}`);
+        return;
       }
-    });
-    if (k !== spans.length) throw new Error(`${spans.length} spans for ${k} emphasized texts`);
-  }));
+      if (!want) throw new Error("accepted a request that must be refused");
+      const r = got.value;
+      const spans = r.emphasis as CharSpan[];
+      assertSpansInside(spans, r.prompt.length, "prompt emphasis");
+      let k = 0;
+      want.contents.forEach((content, i) => {
+        const placed = r.contentSpans[i];
+        const kept = content.trim();
+        const lead = kept.length === 0 ? 0 : content.indexOf(kept);
+        if (placed && r.prompt.slice(placed.start, placed.end) !== kept)
+          throw new Error(`message ${i} is not placed on its trimmed content`);
+        // the emphasized texts of this message, as the ChatML expectation lists them, re-derived as spans
+        for (const text of want.emphasized[i]!) {
+          const s = spans[k++];
+          if (!s || !placed) throw new Error(`span for ${JSON.stringify(text)} missing`);
+          if (s.start < placed.start || s.end > placed.end) throw new Error(`span ${JSON.stringify(s)} outside message ${i}`);
+          const got = r.prompt.slice(s.start, s.end);
+          // the prompt text is the emphasized text with only trimmed whitespace cut off its ends
+          const offset = s.start - placed.start + lead; // in content coordinates
+          if (content.slice(offset, offset + got.length) !== got || !text.includes(got) || got.length === 0) {
+            throw new Error(`message ${i}: emphasized ${JSON.stringify(got)} for ${JSON.stringify(text)}`);
+          }
+          if (got === text) outcomes.exact++;
+          else {
+            outcomes.clipped++;
+            const [before, after] = [text.slice(0, text.indexOf(got)), text.slice(text.indexOf(got) + got.length)];
+            if (before.trim() !== "" || after.trim() !== "")
+              throw new Error(`clipped more than whitespace: ${JSON.stringify(text)} -> ${JSON.stringify(got)}`);
+          }
+        }
+      });
+      if (k !== spans.length) throw new Error(`${spans.length} spans for ${k} emphasized texts`);
+    }),
+  );
   t.comment(`trimming template outcomes: ${JSON.stringify(outcomes)}`);
   t.ok(outcomes.clipped > 0 && outcomes.exact > RUNS / 20, "clipping and exact placement are both reached");
 });

@@ -32,10 +32,32 @@ function cgroup(files: Record<string, string>): string {
 const noQuota = cgroup({ "cpu.max": "max 100000\n" });
 
 t.test("hyperthread siblings count once; packages apart", async (t) => {
-  const smt = sysfs([[0, 0], [0, 1], [0, 0], [0, 1], [1, 0], [1, 1], [1, 0], [1, 1]]);
+  const smt = sysfs([
+    [0, 0],
+    [0, 1],
+    [0, 0],
+    [0, 1],
+    [1, 0],
+    [1, 1],
+    [1, 0],
+    [1, 1],
+  ]);
   t.equal(physicalCores(smt), 4);
   t.equal(defaultThreads({ sysfs: smt, cgroupRoot: noQuota, cpus: 8 }), 4);
-  t.equal(physicalCores(sysfs([[0, 0], [0, 1], [0, 2]], [2])), 2, "offline CPUs do not count");
+  t.equal(
+    physicalCores(
+      sysfs(
+        [
+          [0, 0],
+          [0, 1],
+          [0, 2],
+        ],
+        [2],
+      ),
+    ),
+    2,
+    "offline CPUs do not count",
+  );
 });
 
 t.test("a container's CPU quota caps the threads", async (t) => {

@@ -10,7 +10,11 @@ import { loadBuiltinTasks } from "../../../src/profiles/tasks.js";
 /** At least this many items per family (issue #12). */
 const MIN_ITEMS = 40;
 
-const sentences = (text: string) => text.split(/(?<=[.!?])\s+|\n+/).map((s) => s.trim()).filter((s) => s.length > 20);
+const sentences = (text: string) =>
+  text
+    .split(/(?<=[.!?])\s+|\n+/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 20);
 
 t.test("every family has enough well-formed items", async (t) => {
   for (const family of FAMILIES) {
@@ -21,7 +25,11 @@ t.test("every family has enough well-formed items", async (t) => {
       if (item.contrast) {
         // the wrong answer must not be given away by the message, and the right one must not contain it
         t.notOk(item.contrast.right.toLowerCase().includes(item.contrast.wrong.toLowerCase()), `${item.source}: answers differ`);
-        if (family.name === "knowledge_conflict") t.notOk(item.message.toLowerCase().includes(item.contrast.wrong.toLowerCase()), `${item.source}: the old answer is not in the prompt`);
+        if (family.name === "knowledge_conflict")
+          t.notOk(
+            item.message.toLowerCase().includes(item.contrast.wrong.toLowerCase()),
+            `${item.source}: the old answer is not in the prompt`,
+          );
       }
       if (item.passage) t.ok(item.passage.indexOf(item.emphasis) > 0, `${item.source}: the deciding sentence is not the passage's first`);
     }
@@ -43,8 +51,13 @@ t.test("no sentence of an eval item comes from the profiling tasks", async (t) =
 });
 
 t.test("the knowledge-conflict facts are not the profiling tasks' facts", async (t) => {
-  const profilingText = loadBuiltinTasks().flatMap((task) => task.examples.map((e) => `${e.context} ${e.target}`)).join("\n").toLowerCase();
-  for (const line of readFileSync(join(PROJECT_ROOT, "prompts", "eval", "knowledge_conflict.jsonl"), "utf8").trim().split("\n")) {
+  const profilingText = loadBuiltinTasks()
+    .flatMap((task) => task.examples.map((e) => `${e.context} ${e.target}`))
+    .join("\n")
+    .toLowerCase();
+  for (const line of readFileSync(join(PROJECT_ROOT, "prompts", "eval", "knowledge_conflict.jsonl"), "utf8")
+    .trim()
+    .split("\n")) {
     const { answer_prefix: prefix } = JSON.parse(line) as { answer_prefix: string };
     t.notOk(profilingText.includes(prefix.toLowerCase()), `"${prefix}" is not asked in profiling`);
   }

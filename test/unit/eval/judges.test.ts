@@ -18,7 +18,7 @@ t.test("firstJsonObject finds the answer's JSON object", async (t) => {
 
 t.test("hasWord matches whole words, any case", async (t) => {
   t.ok(hasWord("Then I walked home.", "i"));
-  t.ok(hasWord("\"Her\" cat", "her"));
+  t.ok(hasWord('"Her" cat', "her"));
   t.notOk(hasWord("There is a theme here", "her"), "not inside a word");
   t.notOk(hasWord("Iris walked", "I"));
   t.ok(mentions("The capital is VIENNA.", "Vienna"));
@@ -26,22 +26,56 @@ t.test("hasWord matches whole words, any case", async (t) => {
 
 t.test("each family judges a greedy answer as its metric says", async (t) => {
   const kc = familyNamed("knowledge_conflict").parse(
-    { prompt: "The capital of Italy is Vienna. What is the capital of Italy?", emphasis: "The capital of Italy is Vienna.", answer_prefix: "The capital of Italy is", new: "Vienna", old: "Rome" }, "kc:1");
+    {
+      prompt: "The capital of Italy is Vienna. What is the capital of Italy?",
+      emphasis: "The capital of Italy is Vienna.",
+      answer_prefix: "The capital of Italy is",
+      new: "Vienna",
+      old: "Rome",
+    },
+    "kc:1",
+  );
   t.same(kc.judge("The capital of Italy is Vienna."), { states_new: true });
   t.same(kc.judge("Vienna, though really Rome."), { states_new: false }, "both facts: not only the new one");
   t.same(kc.contrast, { prefix: "The capital of Italy is", right: "Vienna", wrong: "Rome" });
 
-  const json = familyNamed("json_format").parse({ prompt: "Ana is a nurse. Answer in JSON with \"name\" and \"occupation\".", emphasis: "Answer in JSON with \"name\" and \"occupation\".", keys: ["name", "occupation"], expect: { occupation: "nurse" } }, "json:1");
+  const json = familyNamed("json_format").parse(
+    {
+      prompt: 'Ana is a nurse. Answer in JSON with "name" and "occupation".',
+      emphasis: 'Answer in JSON with "name" and "occupation".',
+      keys: ["name", "occupation"],
+      expect: { occupation: "nurse" },
+    },
+    "json:1",
+  );
   t.same(json.judge('{"name": "Ana", "occupation": "a nurse"}'), { json: true, json_value: true });
   t.same(json.judge('{"name": "Ana", "occupation": "doctor"}'), { json: true, json_value: false }, "keys right, value wrong");
   t.same(json.judge('{"name": "Ana"}'), { json: false, json_value: false }, "a key missing");
 
-  const pronoun = familyNamed("pronoun_change").parse({ prompt: "She sings. She dances.\n\nRewrite in the first person.", emphasis: "Rewrite in the first person.", required: ["I", "my", "me"], forbidden: ["she", "her", "hers", "herself"] }, "p:1");
+  const pronoun = familyNamed("pronoun_change").parse(
+    {
+      prompt: "She sings. She dances.\n\nRewrite in the first person.",
+      emphasis: "Rewrite in the first person.",
+      required: ["I", "my", "me"],
+      forbidden: ["she", "her", "hers", "herself"],
+    },
+    "p:1",
+  );
   t.same(pronoun.judge("I sing. I dance."), { person: true });
   t.same(pronoun.judge("I sing. She dances."), { person: false }, "a source pronoun left");
   t.same(pronoun.judge("Sings and dances."), { person: false }, "no target pronoun");
 
-  const book = familyNamed("open_book").parse({ context: "First it was Saturday. Then it moved to Sunday. Fine.", question: "Which day?", gold: "Then it moved to Sunday.", answer: "Sunday", distractor: "Saturday", answer_prefix: "It was on" }, "ob:1");
+  const book = familyNamed("open_book").parse(
+    {
+      context: "First it was Saturday. Then it moved to Sunday. Fine.",
+      question: "Which day?",
+      gold: "Then it moved to Sunday.",
+      answer: "Sunday",
+      distractor: "Saturday",
+      answer_prefix: "It was on",
+    },
+    "ob:1",
+  );
   t.equal(book.message, "First it was Saturday. Then it moved to Sunday. Fine.\n\nWhich day?", "the passage, then the question");
   t.equal(book.passage, "First it was Saturday. Then it moved to Sunday. Fine.");
   t.same(book.judge("On Sunday."), { correct: true });
@@ -50,9 +84,14 @@ t.test("each family judges a greedy answer as its metric says", async (t) => {
 
 t.test("items are refused with the line and the field", async (t) => {
   const family = familyNamed("knowledge_conflict");
-  t.throws(() => family.parse({ prompt: "x", emphasis: "y", answer_prefix: "a", new: "b", old: "c" }, "kc.jsonl:3"), { name: "EvalItemError", message: /kc\.jsonl:3: "emphasis" must occur exactly once/ });
+  t.throws(() => family.parse({ prompt: "x", emphasis: "y", answer_prefix: "a", new: "b", old: "c" }, "kc.jsonl:3"), {
+    name: "EvalItemError",
+    message: /kc\.jsonl:3: "emphasis" must occur exactly once/,
+  });
   t.throws(() => family.parse({ prompt: "x" }, "kc.jsonl:4"), { name: "EvalItemError", message: /kc\.jsonl:4: emphasis/ });
-  t.throws(() => familyNamed("nope"), { message: /unknown eval task "nope": the tasks are knowledge_conflict, json_format, pronoun_change, open_book/ });
+  t.throws(() => familyNamed("nope"), {
+    message: /unknown eval task "nope": the tasks are knowledge_conflict, json_format, pronoun_change, open_book/,
+  });
 });
 
 t.test("baseline arms: every head, and random heads as many as the profile's, fixed by the seed", async (t) => {
@@ -63,30 +102,63 @@ t.test("baseline arms: every head, and random heads as many as the profile's, fi
   t.same(randomHeads(3, headsPerLayer, 7), random, "the same seed, the same heads");
   t.not(JSON.stringify(randomHeads(3, headsPerLayer, 8)), JSON.stringify(random), "another seed, other heads");
   const arms = buildArms(["unsteered", "prompting", "profile", "all_heads", "random_heads", "auto"], profile, headsPerLayer, 7);
-  t.same(arms.map((a) => a.heads), [null, null, profile, [0, 1, 2], random, profile]);
-  t.same(arms.map((a) => a.markdown), [false, true, false, false, false, false]);
-  t.same(arms.map((a) => a.auto), [false, false, false, false, false, true]);
+  t.same(
+    arms.map((a) => a.heads),
+    [null, null, profile, [0, 1, 2], random, profile],
+  );
+  t.same(
+    arms.map((a) => a.markdown),
+    [false, true, false, false, false, false],
+  );
+  t.same(
+    arms.map((a) => a.auto),
+    [false, false, false, false, false, true],
+  );
   t.equal(headCount([0, 2], headsPerLayer), 8, "a layer list counts all its heads");
 });
 
 t.test("summarize: the share of items passing each metric per arm", async (t) => {
   const family = familyNamed("open_book");
-  const item = (n: number) => family.parse({ context: `A was first. Then B${n} won.`, question: "Who won?", gold: `Then B${n} won.`, answer: `B${n}`, distractor: "A", answer_prefix: "The winner was" }, `ob:${n}`);
+  const item = (n: number) =>
+    family.parse(
+      {
+        context: `A was first. Then B${n} won.`,
+        question: "Who won?",
+        gold: `Then B${n} won.`,
+        answer: `B${n}`,
+        distractor: "A",
+        answer_prefix: "The winner was",
+      },
+      `ob:${n}`,
+    );
   const items = [item(1), item(2)];
   const arms = buildArms(["unsteered", "profile", "auto"], { "0": [0] }, [2], 0);
   const outcome = (i: number, arm: ItemOutcome["arm"], right: number, correct: boolean, gold?: boolean): ItemOutcome => ({
-    item: items[i]!, arm, output: "", checks: { correct }, ...(arm === "auto" ? { auto: { sentences: [], gold: gold! } } : { contrast: { right, wrong: 0 } }),
+    item: items[i]!,
+    arm,
+    output: "",
+    checks: { correct },
+    ...(arm === "auto" ? { auto: { sentences: [], gold: gold! } } : { contrast: { right, wrong: 0 } }),
   });
-  const rows = summarize([
-    outcome(0, "unsteered", -1, false), outcome(1, "unsteered", 1, true),
-    outcome(0, "profile", 1, true), outcome(1, "profile", 1, true),
-    outcome(0, "auto", 0, true, true), outcome(1, "auto", 0, false, false),
-  ], arms);
-  t.same(rows.map((r) => [r.metric, r.items, r.byArm]), [
-    ["efficacy", 2, { unsteered: 0.5, profile: 1, auto: null }],
-    ["correct", 2, { unsteered: 0.5, profile: 1, auto: 0.5 }],
-    ["auto_gold", 2, { unsteered: null, profile: null, auto: 0.5 }],
-  ]);
+  const rows = summarize(
+    [
+      outcome(0, "unsteered", -1, false),
+      outcome(1, "unsteered", 1, true),
+      outcome(0, "profile", 1, true),
+      outcome(1, "profile", 1, true),
+      outcome(0, "auto", 0, true, true),
+      outcome(1, "auto", 0, false, false),
+    ],
+    arms,
+  );
+  t.same(
+    rows.map((r) => [r.metric, r.items, r.byArm]),
+    [
+      ["efficacy", 2, { unsteered: 0.5, profile: 1, auto: null }],
+      ["correct", 2, { unsteered: 0.5, profile: 1, auto: 0.5 }],
+      ["auto_gold", 2, { unsteered: null, profile: null, auto: 0.5 }],
+    ],
+  );
   const table = markdownTable(rows, arms);
   t.match(table, /^\| task \| metric \| items \| unsteered \| profile \| AutoPASTA \|$/m);
   t.match(table, /^\| open-book QA \| answer more likely than the misleading one \| 2 \| 50\.0% \| 100\.0% \| – \|$/m);

@@ -7,7 +7,10 @@ import { findShippedProfile, SHIPPED_PROFILES_DIR } from "../../../src/profiles/
 import { sha256File } from "../../../src/util/fileHash.js";
 import { SMOLLM2_MODEL, STORIES_MODEL, unprofiledStoriesModel } from "../../support/models.js";
 
-for (const [model, file] of [[SMOLLM2_MODEL, "SmolLM2-135M-Instruct.Q4_1.json"], [STORIES_MODEL, "stories260K.json"]] as const) {
+for (const [model, file] of [
+  [SMOLLM2_MODEL, "SmolLM2-135M-Instruct.Q4_1.json"],
+  [STORIES_MODEL, "stories260K.json"],
+] as const) {
   t.test(file, async (t) => {
     const path = join(SHIPPED_PROFILES_DIR, file);
     t.equal(findShippedProfile(await sha256File(model)), path, "found by the model file's sha256");
@@ -17,7 +20,13 @@ for (const [model, file] of [[SMOLLM2_MODEL, "SmolLM2-135M-Instruct.Q4_1.json"],
     t.equal(doc.alpha, 0.01);
     t.ok(!Number.isNaN(Date.parse(doc.created_at)), "its date");
     t.match(doc.eval.command, /^pasta-server eval --model \S+ .*--record/, "the eval that measured it");
-    t.ok(doc.eval.summary.some((row: { task: string; metric: string; by_arm: { profile: number } }) => row.task === "knowledge_conflict" && row.metric === "efficacy" && typeof row.by_arm.profile === "number"), "and its numbers");
+    t.ok(
+      doc.eval.summary.some(
+        (row: { task: string; metric: string; by_arm: { profile: number } }) =>
+          row.task === "knowledge_conflict" && row.metric === "efficacy" && typeof row.by_arm.profile === "number",
+      ),
+      "and its numbers",
+    );
   });
 }
 

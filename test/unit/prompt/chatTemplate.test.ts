@@ -7,7 +7,8 @@ import { chatPrompt } from "../../../src/prompt/prompts.js";
 
 const specials = { bos_token: "<s>", eos_token: "</s>" };
 // the shape of Llama 3's template: BOS from the template, contents trimmed
-const LLAMA3_LIKE = "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}" +
+const LLAMA3_LIKE =
+  "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}" +
   "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
 const UPPERCASING = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] | upper }}\n{% endfor %}";
 
@@ -24,7 +25,10 @@ const TOM = "  Lily had a red ball. Tom had a kite. ".indexOf("Tom");
 t.test("ChatML: markup and explicit spans map onto the rendered prompt", async (t) => {
   const template = new ChatTemplate(CHATML_TEMPLATE, specials);
   const out = chatPrompt(template, messages, { markup: "html", emphasis: ["briefly", { start: TOM, end: TOM + 3, message: 1 }] });
-  t.equal(out.prompt, "<|im_start|>system\nYou answer briefly.<|im_end|>\n<|im_start|>user\n  Lily had a red ball. Tom had a kite. <|im_end|>\n<|im_start|>assistant\n");
+  t.equal(
+    out.prompt,
+    "<|im_start|>system\nYou answer briefly.<|im_end|>\n<|im_start|>user\n  Lily had a red ball. Tom had a kite. <|im_end|>\n<|im_start|>assistant\n",
+  );
   t.same(emphasized(out.prompt, out.emphasis), ["Tom", "briefly", "red ball"]);
   t.ok(out.specialTokens);
 });
@@ -35,7 +39,11 @@ t.test("a trimming template: offsets shift by the dropped whitespace", async (t)
   t.ok(out.prompt.startsWith("<s><|start_header_id|>system"));
   t.match(out.prompt, /<\|end_header_id\|>\n\nLily had a red ball\. Tom had a kite\.<\|eot_id\|>/);
   t.same(emphasized(out.prompt, out.emphasis), ["Tom", "red ball"], "span without `message` points into the last user message");
-  t.throws(() => chatPrompt(template, messages, { markup: "none", emphasis: [{ start: 0, end: 2, message: 1 }] }), EmphasisError, "emphasized whitespace the template removes");
+  t.throws(
+    () => chatPrompt(template, messages, { markup: "none", emphasis: [{ start: 0, end: 2, message: 1 }] }),
+    EmphasisError,
+    "emphasized whitespace the template removes",
+  );
 });
 
 t.test("a template that rewrites contents refuses emphasis, renders without it", async (t) => {
@@ -48,5 +56,10 @@ t.test("emphasis that cannot be placed is a clear error", async (t) => {
   const template = new ChatTemplate(CHATML_TEMPLATE, specials);
   t.throws(() => chatPrompt(template, messages, { markup: "none", emphasis: ["dragon"] }), /occurs in no message/);
   t.throws(() => chatPrompt(template, messages, { markup: "none", emphasis: [{ start: 0, end: 99, message: 0 }] }), EmphasisError);
-  t.throws(() => chatPrompt(template, messages, { markup: "html", emphasis: [] }).prompt && chatPrompt(template, [{ role: "user", content: "<em>x" }], { markup: "html", emphasis: [] }), /never closed/);
+  t.throws(
+    () =>
+      chatPrompt(template, messages, { markup: "html", emphasis: [] }).prompt &&
+      chatPrompt(template, [{ role: "user", content: "<em>x" }], { markup: "html", emphasis: [] }),
+    /never closed/,
+  );
 });

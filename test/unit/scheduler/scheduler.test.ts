@@ -7,7 +7,9 @@ import { JobStopped, QueueFullError, QueueTimeoutError, Scheduler, ShuttingDownE
 /** a job that runs until released or stopped */
 function controllable() {
   let release!: () => void;
-  const released = new Promise<void>((r) => { release = r; });
+  const released = new Promise<void>((r) => {
+    release = r;
+  });
   const job = async (signal: AbortSignal) => {
     await Promise.race([released, new Promise((r) => signal.addEventListener("abort", r, { once: true }))]);
     return signal.aborted ? (signal.reason as JobStopped).reason : "done";
@@ -26,7 +28,7 @@ t.test("at most `parallel` run; the queue is bounded; freed slots pass in order"
   t.equal(s.queued, 1);
   const full = await s.run(async () => "x").catch((e: unknown) => e);
   t.type(full, QueueFullError);
-  t.equal((full as QueueFullError).retryAfterSeconds, 3);
+  t.equal((full as QueueFullError).retryAfter, 3);
   a.release();
   t.equal(await ra, "done");
   await sleep(5);

@@ -1,6 +1,7 @@
 // The HTTP layer in process (fastify's app.inject) over a fake generation service: what each route
 // hands the service, the JSON and SSE shapes it answers with, declarative errors (status, type,
 // code, param, Retry-After), auth, body limits. No model is loaded.
+import type { InjectOptions } from "fastify";
 import t from "tap";
 import { sseEvents } from "../../../harness/index.js";
 import { QueueFullError, JobStopped } from "../../../src/scheduler/scheduler.js";
@@ -15,14 +16,28 @@ t.test("chat: the rendered prompt with emphasis moved onto it, and OpenAI's body
   const app = await fakeApp({ service });
   t.teardown(() => app.close());
   const res = await app.inject({
-    method: "POST", url: "/v1/chat/completions",
-    payload: { messages: [{ role: "user", content: "Tom had a **blue** kite." }], steering: { markup: "markdown", heads: [0] }, max_tokens: 9, temperature: 0 },
+    method: "POST",
+    url: "/v1/chat/completions",
+    payload: {
+      messages: [{ role: "user", content: "Tom had a **blue** kite." }],
+      steering: { markup: "markdown", heads: [0] },
+      max_tokens: 9,
+      temperature: 0,
+    },
   });
   t.equal(res.statusCode, 200, res.body);
   const input = service.inputs[0]!;
   t.equal(input.endpoint, "chat");
-  t.equal(input.prompt.prompt, "<|im_start|>user\nTom had a blue kite.<|im_end|>\n<|im_start|>assistant\n", "ChatML rendering, markup removed");
-  t.same(input.prompt.emphasis.map((s) => input.prompt.prompt.slice(s.start, s.end)), ["blue"], "the emphasis is a resolved span of the rendered prompt");
+  t.equal(
+    input.prompt.prompt,
+    "<|im_start|>user\nTom had a blue kite.<|im_end|>\n<|im_start|>assistant\n",
+    "ChatML rendering, markup removed",
+  );
+  t.same(
+    input.prompt.emphasis.map((s) => input.prompt.prompt.slice(s.start, s.end)),
+    ["blue"],
+    "the emphasis is a resolved span of the rendered prompt",
+  );
   t.equal(input.maxTokens, 9);
   t.same(input.sampling, { temperature: 0, topP: 1, topK: 0 });
   const body = res.json();
@@ -40,7 +55,14 @@ t.test("defaults: chat 256 tokens at OpenAI's temperature 1; completions 16", as
   await app.inject({ method: "POST", url: "/v1/chat/completions", payload: { messages: [{ role: "user", content: "x" }] } });
   await app.inject({ method: "POST", url: "/v1/completions", payload: { prompt: "x" } });
   await app.inject({ method: "POST", url: "/v1/generate", payload: { prompt: "x" } });
-  t.same(service.inputs.map((i) => [i.endpoint, i.maxTokens, i.sampling.temperature]), [["chat", 256, 1], ["completions", 16, 1], ["generate", 256, 1]]);
+  t.same(
+    service.inputs.map((i) => [i.endpoint, i.maxTokens, i.sampling.temperature]),
+    [
+      ["chat", 256, 1],
+      ["completions", 16, 1],
+      ["generate", 256, 1],
+    ],
+  );
 });
 
 t.test("streams: the first chunk carries steering, text chunks follow, finish and usage last, then [DONE]", async (t) => {
@@ -48,33 +70,78 @@ t.test("streams: the first chunk carries steering, text chunks follow, finish an
   const app = await fakeApp({ service });
   t.teardown(() => app.close());
   const chat = await app.inject({
-    method: "POST", url: "/v1/chat/completions",
+    method: "POST",
+    url: "/v1/chat/completions",
     payload: { messages: [{ role: "user", content: "go" }], stream: true, stream_options: { include_usage: true } },
   });
   t.equal(chat.headers["content-type"], "text/event-stream; charset=utf-8");
   const events = sseEvents(chat.body);
-  t.ok(events.every((e) => e.wellFormed && e.event === undefined), "data events only, each one data line");
-  const chunks = events.map((e) => e.data).slice(0, -1).map((d) => JSON.parse(d));
+  t.ok(
+    events.every((e) => e.wellFormed && e.event === undefined),
+    "data events only, each one data line",
+  );
+  const chunks = events
+    .map((e) => e.data)
+    .slice(0, -1)
+    .map((d) => JSON.parse(d));
   t.equal(events.at(-1)!.data, "[DONE]");
   t.same(chunks[0].choices[0].delta, { role: "assistant", content: "" });
   t.same(chunks[0].steering.spans[0], { start: 20, end: 24, text: "blue", token_start: 6, token_end: 7 });
-  t.same(chunks.slice(1, 3).map((c) => c.choices[0].delta.content), ["Once", " upon"]);
+  t.same(
+    chunks.slice(1, 3).map((c) => c.choices[0].delta.content),
+    ["Once", " upon"],
+  );
   t.equal(chunks[3].choices[0].finish_reason, "stop");
   t.same(chunks[4].choices, []);
   t.equal(chunks[4].usage.completion_tokens, 9);
 
   const native = await app.inject({ method: "POST", url: "/v1/generate", payload: { prompt: "go", stream: true } });
   const data = sseEvents(native.body).map((e) => e.data);
-  t.same(data.slice(0, -1).map((d) => JSON.parse(d).text), ["", "Once", " upon", ""]);
+  t.same(
+    data.slice(0, -1).map((d) => JSON.parse(d).text),
+    ["", "Once", " upon", ""],
+  );
   t.equal(JSON.parse(data.at(-2)!).finish_reason, "stop");
 });
 
 t.test("errors declare their own answer: before the stream a status code, after it an error event", async (t) => {
   const cases: Array<[string, () => Iterable<CompletionEvent>, number, Record<string, unknown>, string | undefined]> = [
-    ["queue full", () => { throw new QueueFullError(2); }, 429, { type: "rate_limit_error", code: "queue_full", param: null }, "2"],
-    ["steering refused", () => { throw new SteeringError("steering.heads: layer 9 is out of range", "steering.heads"); }, 400, { type: "invalid_request_error", code: "invalid_steering", param: "steering.heads" }, undefined],
-    ["time limit", () => { throw new JobStopped("time_limit"); }, 504, { type: "timeout_error", code: "timeout" }, undefined],
-    ["unexpected", () => { throw new Error("secret detail"); }, 500, { type: "server_error", message: "internal server error" }, undefined],
+    [
+      "queue full",
+      () => {
+        throw new QueueFullError(2);
+      },
+      429,
+      { type: "rate_limit_error", code: "queue_full", param: null },
+      "2",
+    ],
+    [
+      "steering refused",
+      () => {
+        throw new SteeringError("steering.heads: layer 9 is out of range", "steering.heads");
+      },
+      400,
+      { type: "invalid_request_error", code: "invalid_steering", param: "steering.heads" },
+      undefined,
+    ],
+    [
+      "time limit",
+      () => {
+        throw new JobStopped("time_limit");
+      },
+      504,
+      { type: "timeout_error", code: "timeout" },
+      undefined,
+    ],
+    [
+      "unexpected",
+      () => {
+        throw new Error("secret detail");
+      },
+      500,
+      { type: "server_error", message: "internal server error" },
+      undefined,
+    ],
   ];
   for (const [name, script, status, fields, retryAfter] of cases) {
     const app = await fakeApp({ service: new FakeService(script) });
@@ -94,7 +161,11 @@ t.test("errors declare their own answer: before the stream a status code, after 
   });
   const app = await fakeApp({ service: failing });
   t.teardown(() => app.close());
-  const res = await app.inject({ method: "POST", url: "/v1/chat/completions", payload: { messages: [{ role: "user", content: "x" }], stream: true } });
+  const res = await app.inject({
+    method: "POST",
+    url: "/v1/chat/completions",
+    payload: { messages: [{ role: "user", content: "x" }], stream: true },
+  });
   t.equal(res.statusCode, 200, "the stream had begun");
   const events = sseEvents(res.body);
   t.equal(events.at(-1)!.event, "error", "it ends on an error event");
@@ -106,16 +177,61 @@ t.test("validation, routing, model and auth errors in OpenAI's shape", async (t)
   const app = await fakeApp({ apiKeys: ["k1"], bodyLimit: 2048 });
   t.teardown(() => app.close());
   const auth = { authorization: "Bearer k1" };
-  const cases: Array<[string, Parameters<typeof app.inject>[0], number, Record<string, unknown>]> = [
-    ["no key", { method: "POST", url: "/v1/generate", payload: { prompt: "x" } }, 401, { type: "authentication_error", code: "missing_api_key" }],
-    ["wrong key", { method: "POST", url: "/v1/generate", payload: { prompt: "x" }, headers: { authorization: "Bearer k2" } }, 401, { code: "invalid_api_key" }],
-    ["bad field", { method: "POST", url: "/v1/generate", payload: { prompt: "x", max_tokens: 0 }, headers: auth }, 400, { type: "invalid_request_error", param: "max_tokens", code: "invalid_value" }],
-    ["unknown native field", { method: "POST", url: "/v1/generate", payload: { prompt: "x", nope: 1 }, headers: auth }, 400, { type: "invalid_request_error" }],
+  const cases: Array<[string, InjectOptions, number, Record<string, unknown>]> = [
+    [
+      "no key",
+      { method: "POST", url: "/v1/generate", payload: { prompt: "x" } },
+      401,
+      { type: "authentication_error", code: "missing_api_key" },
+    ],
+    [
+      "wrong key",
+      { method: "POST", url: "/v1/generate", payload: { prompt: "x" }, headers: { authorization: "Bearer k2" } },
+      401,
+      { code: "invalid_api_key" },
+    ],
+    [
+      "bad field",
+      { method: "POST", url: "/v1/generate", payload: { prompt: "x", max_tokens: 0 }, headers: auth },
+      400,
+      { type: "invalid_request_error", param: "max_tokens", code: "invalid_value" },
+    ],
+    [
+      "unknown native field",
+      { method: "POST", url: "/v1/generate", payload: { prompt: "x", nope: 1 }, headers: auth },
+      400,
+      { type: "invalid_request_error" },
+    ],
     ["unknown route", { method: "GET", url: "/v2/nothing", headers: auth }, 404, { type: "not_found_error" }],
-    ["other model", { method: "POST", url: "/v1/chat/completions", payload: { model: "gpt-4", messages: [{ role: "user", content: "x" }] }, headers: auth }, 404, { param: "model", code: "model_not_found" }],
-    ["auto on completions", { method: "POST", url: "/v1/completions", payload: { prompt: "x", steering: { auto: true } }, headers: auth }, 400, { param: "steering.auto" }],
-    ["markup unbalanced", { method: "POST", url: "/v1/generate", payload: { prompt: "a **b", steering: { markup: "markdown", heads: [0] } }, headers: auth }, 400, { param: "steering.markup", code: "invalid_steering" }],
-    ["body too large", { method: "POST", url: "/v1/generate", payload: { prompt: "x".repeat(4096) }, headers: auth }, 413, { type: "invalid_request_error" }],
+    [
+      "other model",
+      {
+        method: "POST",
+        url: "/v1/chat/completions",
+        payload: { model: "gpt-4", messages: [{ role: "user", content: "x" }] },
+        headers: auth,
+      },
+      404,
+      { param: "model", code: "model_not_found" },
+    ],
+    [
+      "auto on completions",
+      { method: "POST", url: "/v1/completions", payload: { prompt: "x", steering: { auto: true } }, headers: auth },
+      400,
+      { param: "steering.auto" },
+    ],
+    [
+      "markup unbalanced",
+      { method: "POST", url: "/v1/generate", payload: { prompt: "a **b", steering: { markup: "markdown", heads: [0] } }, headers: auth },
+      400,
+      { param: "steering.markup", code: "invalid_steering" },
+    ],
+    [
+      "body too large",
+      { method: "POST", url: "/v1/generate", payload: { prompt: "x".repeat(4096) }, headers: auth },
+      413,
+      { type: "invalid_request_error" },
+    ],
   ];
   for (const [name, request, status, fields] of cases) {
     const res = await app.inject(request);
@@ -123,7 +239,11 @@ t.test("validation, routing, model and auth errors in OpenAI's shape", async (t)
     t.match(res.json().error, fields, name);
   }
   t.equal((await app.inject({ method: "GET", url: "/health" })).statusCode, 200, "probes need no key");
-  t.equal((await app.inject({ method: "POST", url: "/v1/generate", payload: { prompt: "x" }, headers: auth })).statusCode, 200, "the right key passes");
+  t.equal(
+    (await app.inject({ method: "POST", url: "/v1/generate", payload: { prompt: "x" }, headers: auth })).statusCode,
+    200,
+    "the right key passes",
+  );
 });
 
 t.test("while the model loads: /ready and generation answer 503 with Retry-After", async (t) => {

@@ -23,7 +23,10 @@ t.test("chat.completion", async (t) => {
   assertOpenAI(t, "CreateChatCompletionResponse", chatCompletion());
 
   const badCreated = validateOpenAI("CreateChatCompletionResponse", { ...chatCompletion(), created: "x" });
-  t.ok(badCreated.some((e) => e.startsWith("/created ")), `created: "x" is rejected: ${badCreated.join("; ")}`);
+  t.ok(
+    badCreated.some((e) => e.startsWith("/created ")),
+    `created: "x" is rejected: ${badCreated.join("; ")}`,
+  );
 
   const bogus = chatCompletion();
   bogus.choices[0]!.finish_reason = "bogus";
@@ -35,7 +38,10 @@ t.test("chat.completion", async (t) => {
 
   const { choices: _, ...noChoices } = chatCompletion();
   const missing = validateOpenAI("CreateChatCompletionResponse", noChoices);
-  t.ok(missing.some((e) => e.includes("choices")), `missing choices is rejected: ${missing.join("; ")}`);
+  t.ok(
+    missing.some((e) => e.includes("choices")),
+    `missing choices is rejected: ${missing.join("; ")}`,
+  );
 
   // The spec requires `refusal` and `logprobs` to be present (possibly null), not just allowed.
   const noRefusal = chatCompletion();
