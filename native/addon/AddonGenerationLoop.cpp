@@ -11,7 +11,7 @@
 //
 // While the loop runs nothing else may decode on, or edit the KV cache of, this context:
 // pasta-server's engine sends every decode through it (a job's `keep` trims the sequence's cache on
-// the loop's thread).
+// the loop's thread, which decides how much of it is still exact: reusablePositions).
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -31,8 +31,8 @@ namespace {
 struct Job {
     int32_t id = 0;
     llama_seq_id seq = 0;
-    int32_t keep = 0;                 // leading KV positions of the sequence kept from earlier requests
-    std::vector<llama_token> input;   // evaluated from position `keep` on
+    int32_t keep = 0;                 // leading positions of `input` the sequence's cache may still hold
+    std::vector<llama_token> input;   // the sequence from position 0; evaluated from what is kept on
     AddonSampler* sampler = nullptr;  // null: a scoring job (log-prob of each next input token)
     int32_t maxTokens = 0;
     int32_t topLogprobs = -1;         // -1: no log-probs; k >= 0: the token's and the k most likely
@@ -41,6 +41,7 @@ struct Job {
     bool delivered = false;           // some output has gone to JavaScript
     bool cancelled = false;
     bool finished = false;
+    int32_t reused = 0;               // positions kept from the cache (at most `keep`)
     size_t evaluated = 0;             // input tokens in the KV cache
     int32_t kv = 0;                   // the sequence's KV positions
     llama_token pending = -1;         // sampled and not yet evaluated
@@ -59,6 +60,7 @@ struct Event {
     std::string finish;               // "stop" | "length" | "cancelled" | "error"
     std::string error;
     int32_t kvTokens = -1;            // the sequence's KV positions once done; -1: unknown (failed decode)
+    int32_t reused = 0;               // leading positions taken from the cache instead of evaluated
     AddonSampler* sampler = nullptr;  // released on the JavaScript thread once done
 };
 
@@ -97,6 +99,7 @@ void deliver(Napi::Env env, Napi::Function callback, const std::shared_ptr<Outbo
             o.Set("finish", e.finish);
             if (!e.error.empty()) o.Set("error", e.error);
             o.Set("kvTokens", e.kvTokens);
+            o.Set("reused", e.reused);
             if (e.sampler != nullptr) e.sampler->Unref();
             if (--box->activeJobs == 0) box->tsfn.Unref(env);
         }
@@ -113,6 +116,7 @@ class PastaGenerationLoop {
             : ctx(ctx), box(std::make_shared<Outbox>()), deliveryInterval(deliveryInterval) {
             box->tsfn = Napi::ThreadSafeFunction::New(env, onEvents, "pastaGenerationLoop", 0, 1);
             box->tsfn.Unref(env);  // idle: do not keep Node alive
+            nSwa = llama_model_n_swa(llama_get_model(ctx));
             thread = std::thread([this] { run(); });
         }
 
@@ -150,6 +154,7 @@ class PastaGenerationLoop {
 
     private:
         llama_context* ctx;
+        int32_t nSwa = 0;  // the model's sliding-window size; 0: no sliding-window layers
         std::shared_ptr<Outbox> box;
         std::thread thread;
         std::mutex mutex;
@@ -181,6 +186,7 @@ class PastaGenerationLoop {
             e.finish = reason;
             e.error = error;
             e.kvTokens = job.kv;
+            e.reused = job.reused;
             e.sampler = job.sampler;
             job.finished = true;
             urgent = true;
@@ -206,6 +212,7 @@ class PastaGenerationLoop {
                     waiting->finish = e.finish;
                     waiting->error = e.error;
                     waiting->kvTokens = e.kvTokens;
+                    waiting->reused = e.reused;
                     waiting->sampler = e.sampler;
                 }
                 // not yet due: the events wait in the outbox for a later step's flush
@@ -265,12 +272,14 @@ class PastaGenerationLoop {
                         finish(*job, "cancelled");
                     } else if (!job->started) {
                         job->started = true;
-                        if (!llama_memory_seq_rm(llama_get_memory(ctx), job->seq, job->keep, -1)) {
+                        const int32_t kept = reusablePositions(*job);
+                        if (kept < 0) {
                             job->kv = -1;
-                            finish(*job, "error", "could not trim the sequence's KV cache");
+                            finish(*job, "error", "could not clear the sequence's KV cache");
                             continue;
                         }
-                        job->kv = job->keep;
+                        job->kv = job->reused = kept;
+                        job->evaluated = (size_t)kept;
                         if (job->sampler != nullptr && job->maxTokens <= 0) finish(*job, "length");
                         else if (job->input.empty()) finish(*job, "stop");
                     }
@@ -332,6 +341,24 @@ class PastaGenerationLoop {
             }
             flush();
             llama_batch_free(batch);
+        }
+
+        // Trims the sequence's cache to the job's `keep` positions, or to none when what is left would
+        // not be exact: a sliding-window layer evicts cells older than its window (plus a ubatch), so a
+        // query at `keep` needs the window before it still cached (llama-server's check, via
+        // llama_memory_seq_pos_min); a recurrent state cannot be rolled back part of the way. Returns
+        // the positions kept, -1 if even clearing failed.
+        int32_t reusablePositions(const Job& job) {
+            llama_memory_t mem = llama_get_memory(ctx);
+            // the last input token is always evaluated: its logits are the job's first output
+            int32_t keep = std::max(0, std::min<int32_t>(job.keep, (int32_t)job.input.size() - 1));
+            if (keep > 0 && !llama_memory_seq_rm(mem, job.seq, keep, -1)) keep = 0;
+            if (keep > 0 && nSwa > 0) {
+                const llama_pos posMin = llama_memory_seq_pos_min(mem, job.seq);
+                if (posMin < 0 || posMin > std::max(0, keep - nSwa)) keep = 0;
+            }
+            if (keep == 0 && !llama_memory_seq_rm(mem, job.seq, 0, -1)) return -1;
+            return keep;
         }
 
         void score(Job& job, int32_t nVocab) {
@@ -404,7 +431,8 @@ Napi::Value AddonContext::GenerationStart(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
 }
 
-// generationSubmit(jobs: {id, sequenceId, keep, tokens: Uint32Array, sampler?, maxTokens, topLogprobs}[])
+// generationSubmit(jobs: {id, sequenceId, keep, tokens: Uint32Array, sampler?, maxTokens, topLogprobs}[]):
+// `tokens` is the sequence from position 0, of which the first `keep` may be taken from the cache
 Napi::Value AddonContext::GenerationSubmit(const Napi::CallbackInfo& info) {
     if (!ensureLoop(info, this)) return info.Env().Undefined();
     Napi::Array list = info[0].As<Napi::Array>();

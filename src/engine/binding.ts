@@ -47,6 +47,8 @@ interface LoopEvent {
   finish?: LoopFinish;
   error?: string;
   kvTokens?: number;
+  /** done: leading positions taken from the cache */
+  reused?: number;
 }
 
 type LoopFinish = "stop" | "length" | "cancelled" | "error";
@@ -112,9 +114,11 @@ export interface NativeSteering {
 }
 
 /**
- * One job for the native generation loop: evaluate `tokens` on a sequence from KV position `keep`
- * (later positions are dropped first), then either sample up to `maxTokens` tokens (with a
- * sampler) or score: report the log-prob of each next input token.
+ * One job for the native generation loop: `tokens` is the sequence from position 0; the first
+ * `keep` may come from the sequence's cache (later positions are dropped first; the loop keeps fewer,
+ * or none, when the rest would not be exact: sliding-window layers, recurrent state), the others
+ * are evaluated; then it either samples up to `maxTokens` tokens (with a sampler) or scores: reports
+ * the log-prob of each next input token.
  */
 export interface LoopJob {
   keep: number;
@@ -131,6 +135,8 @@ export interface LoopResult {
   finish: LoopFinish;
   /** the sequence's KV positions now; -1 when unknown (a failed decode) */
   kvTokens: number;
+  /** leading positions of `tokens` taken from the cache, at most `keep` */
+  reused: number;
   /** why the job failed: the loop's error, or what `onTokens` threw (which cancels the job) */
   error?: Error;
 }
@@ -234,10 +240,11 @@ export class GenerationLoop {
       if (!event.done) continue;
       this.jobs.delete(event.id);
       const kvTokens = event.kvTokens ?? -1;
-      if (entry.failure) entry.resolve({ finish: "error", kvTokens, error: entry.failure });
+      const reused = event.reused ?? 0;
+      if (entry.failure) entry.resolve({ finish: "error", kvTokens, reused, error: entry.failure });
       else if (event.finish === "error")
-        entry.resolve({ finish: "error", kvTokens, error: new Error(event.error ?? "the generation loop failed") });
-      else entry.resolve({ finish: event.finish!, kvTokens });
+        entry.resolve({ finish: "error", kvTokens, reused, error: new Error(event.error ?? "the generation loop failed") });
+      else entry.resolve({ finish: event.finish!, kvTokens, reused });
     }
   }
 }

@@ -27,11 +27,11 @@ export async function generateOn(
     // at least the last prompt token is evaluated: its logits give the first sampled token
     const reuse = Math.min(sequence.reusablePrefix(promptTokens, steering?.spec), promptTokens.length - 1);
     sequence.steer(steering?.spec, promptTokens.length);
-    const generated = await decode(model, sequence, sampler, promptTokens, reuse, request, maxTokens);
+    const { reused, ...generated } = await decode(model, sequence, sampler, promptTokens, reuse, request, maxTokens);
     return {
       ...generated,
       promptTokens: promptTokens.length,
-      evaluatedPromptTokens: promptTokens.length - reuse,
+      evaluatedPromptTokens: promptTokens.length - reused,
       ...(steering ? { steering: { spans: steering.spans } } : {}),
     };
   } finally {
@@ -50,7 +50,7 @@ async function decode(
 ) {
   const wantLogprobs = request.logprobs !== undefined;
   const stride = recordStride(request.logprobs ?? 0);
-  const assembler = new TextAssembler(model, request.stop ?? []);
+  const assembler = new TextAssembler(model, request.stop ?? [], promptTokens.slice(-8));
   const { tokens, logprobs } = assembler;
   let stopped = false;
   const start = performance.now();
@@ -60,7 +60,7 @@ async function decode(
   const result = await sequence.run(
     {
       keep: reuse,
-      tokens: promptTokens.slice(reuse),
+      tokens: promptTokens,
       sampler,
       maxTokens,
       topLogprobs: wantLogprobs ? request.logprobs! : -1,
@@ -87,5 +87,5 @@ async function decode(
   // "cancelled" is a client gone or a deadline: the server reports what it has as cut at length
   const finishReason: "stop" | "length" = stopped || result.finish === "stop" ? "stop" : "length";
   const timings = { promptMs: firstTokenAt - start, generationMs: performance.now() - firstTokenAt };
-  return { text: assembler.fullText, tokens, finishReason, timings, ...(wantLogprobs ? { logprobs } : {}) };
+  return { text: assembler.fullText, tokens, finishReason, timings, reused: result.reused, ...(wantLogprobs ? { logprobs } : {}) };
 }

@@ -18,22 +18,30 @@ export class TextAssembler {
   private emittedLogprobs = 0;
   private readonly holdBack: number;
 
+  /**
+   * `promptTail`: the prompt's last tokens, the context of the first generated ones: a word-initial
+   * first token keeps its leading space, as llama-server keeps it (a tokenizer drops it at a text's start).
+   */
   constructor(
     private readonly model: LlamaModel,
     private readonly stop: readonly string[],
+    private readonly promptTail: readonly Token[] = [],
   ) {
     this.holdBack = Math.max(0, ...stop.map((s) => s.length - 1));
+  }
+
+  /** The tokens before the unsettled ones, at most DETOKENIZE_CONTEXT, reaching back into the prompt. */
+  private context(): Token[] {
+    const generated = this.tokens.slice(Math.max(0, this.settledTokens - DETOKENIZE_CONTEXT), this.settledTokens);
+    if (generated.length >= DETOKENIZE_CONTEXT) return generated;
+    return [...this.promptTail.slice(-(DETOKENIZE_CONTEXT - generated.length)), ...generated];
   }
 
   /** Takes one sampled token (and its log-probs); false once a stop string has ended the text. */
   accept(token: Token, logprobs: GeneratedTokenLogprobs | undefined): boolean {
     this.tokens.push(token);
     if (logprobs) this.logprobs.push(logprobs);
-    const tail = this.model.detokenize(
-      this.tokens.slice(this.settledTokens),
-      false,
-      this.tokens.slice(Math.max(0, this.settledTokens - DETOKENIZE_CONTEXT), this.settledTokens),
-    );
+    const tail = this.model.detokenize(this.tokens.slice(this.settledTokens), false, this.context());
     this.text = this.settledText + tail;
     if (!tail.endsWith("\uFFFD")) {
       this.settledText = this.text;

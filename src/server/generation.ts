@@ -130,9 +130,10 @@ export class GenerationService implements CompletionService {
 
   /**
    * One generation as events: `admitted` (once it holds a sequence), `text`..., `done`. Every error
-   * a request can be refused for is thrown at the first pull, before it waits for a sequence.
+   * a request can be refused for is thrown here, before it waits for a sequence; later ones come out
+   * of the iteration.
    */
-  async *stream(input: CompletionInput, context: RequestContext): AsyncGenerator<CompletionEvent> {
+  stream(input: CompletionInput, context: RequestContext): AsyncIterable<CompletionEvent> {
     const startedAt = performance.now();
     const { request, prepared, plan } = this.translate(input);
     this.logStart(input, context, prepared);
@@ -171,7 +172,7 @@ export class GenerationService implements CompletionService {
       },
       (err: unknown) => events.fail(err),
     );
-    yield* events;
+    return events;
   }
 
   /** The prompt's own token log-probs under the request's steering (completions' echo). */

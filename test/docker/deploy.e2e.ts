@@ -18,6 +18,7 @@ import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
 import t, { type Test } from "tap";
+import { sleep } from "../../harness/index.js";
 import { DOCKERFILE, DOCKERFILE_CUDA, freePort, globalArgs, parseDockerfile, ROOT, stageBase } from "../support/deployment.js";
 
 function env(name: string): string {
@@ -40,7 +41,6 @@ const EXTRA_CA = process.env.PASTA_TEST_DOCKER_EXTRA_CA;
 const CONTAINER = `pasta-server-test-${RUN_ID}`;
 const PROJECT = `pasta-test-${RUN_ID}`;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const seconds = (ms: number) => (ms / 1000).toFixed(1);
 /** A line of the summary run.sh prints at the end, and a comment in the TAP output. */
 function report(t: Tap, line: string) {

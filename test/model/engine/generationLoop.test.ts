@@ -66,14 +66,15 @@ t.test("one loop job equals step-by-step decoding, token for token and log-prob 
     const result = await fast.run(collect({ keep: 0, tokens: prompt, sampler: fastSampler, maxTokens: N, topLogprobs: TOP }, a)).done;
     fastSampler.dispose();
 
-    // step by step: the prompt, then one job per token that evaluates the previous token (same sampler, so the same RNG stream)
+    // step by step: the prompt, then one job per token that keeps the cache and evaluates the previous token (same sampler, so the same RNG stream)
     const b = { tokens: [] as number[], logprobs: [] as number[] };
     const stepSampler = new NativeSampler(model, variant.sampling);
     let kv = (await step.run(collect({ keep: 0, tokens: prompt, sampler: stepSampler, maxTokens: 1, topLogprobs: TOP }, b)).done).kvTokens;
     while (b.tokens.length < N) {
       kv = (
-        await step.run(collect({ keep: kv, tokens: [b.tokens.at(-1)! as Token], sampler: stepSampler, maxTokens: 1, topLogprobs: TOP }, b))
-          .done
+        await step.run(
+          collect({ keep: kv, tokens: [...prompt, ...(b.tokens as Token[])], sampler: stepSampler, maxTokens: 1, topLogprobs: TOP }, b),
+        ).done
       ).kvTokens;
     }
     stepSampler.dispose();

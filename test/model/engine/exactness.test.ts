@@ -1,6 +1,6 @@
 // The engine refuses or works exactly, never silently differently (issue #14): the length check before
 // any per-token work, include mode as the authors' library computes it, generation mode without
-// emphasis, and scoring that keeps a warm prefix cache.
+// emphasis, scoring that keeps a warm prefix cache, and generated text as llama.cpp detokenizes it.
 import t from "tap";
 import { STORIES_MODEL } from "../../../harness/index.js";
 import { emphasize } from "../../../src/emphasis/markup.js";
@@ -62,4 +62,14 @@ t.test("scoring takes the coldest sequence: a warm prefix cache survives it", as
   await engine.score({ prompt: "The sun was hot and the cat was sleepy.", topLogprobs: 0 });
   const again = await engine.generate({ prompt: PROMPT, maxTokens: 2, temperature: 0 });
   t.equal(again.evaluatedPromptTokens, 1, "only the last prompt token is evaluated again");
+});
+
+t.test("the first generated token keeps its leading space, as llama-server's text does", async (t) => {
+  const prompt = PROMPT; // "... Lily wanted to play with the": " ball."
+  const result = await engine.generate({ prompt, maxTokens: 6, temperature: 0 });
+  const { tokens } = engine.tokenizePrompt(prompt);
+  // llama.cpp's own detokenization of prompt + answer, minus the prompt's: the answer as it reads in context
+  const inContext = engine.model.detokenize([...tokens, ...result.tokens]).slice(engine.model.detokenize(tokens).length);
+  t.equal(result.text, inContext);
+  t.ok(result.text.startsWith(" "), `a word-initial first token keeps its space: ${JSON.stringify(result.text)}`);
 });
