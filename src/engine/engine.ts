@@ -13,7 +13,7 @@ import { scoreOn } from "./score.js";
 import { PooledSequence, SequencePool } from "./sequencePool.js";
 import { resolveHeads, validateAlpha } from "./steering.js";
 import { defaultThreads } from "./threads.js";
-import { mergeRanges, spansToTokenRanges, tokenOffsets } from "./tokenSpans.js";
+import { spansToTokenRanges, tokenOffsets } from "./tokenSpans.js";
 import { tokenText } from "./tokenText.js";
 import type {
   EngineOptions,
@@ -125,7 +125,7 @@ export class SteeringEngine {
         throw new SteeringError(`steering.emphasis: characters ${c.start}-${c.end} cover no token`, "steering.emphasis");
       return { start: c.start, end: c.end, text: text.slice(c.start, c.end), tokenStart: ranges[0]!.start, tokenEnd: ranges.at(-1)!.end };
     });
-    const emphasized = mergeRanges(perSpan.flat());
+    const emphasized = unionSpans(perSpan.flat());
     return { spec: { emphasized, heads, alpha, mode }, spans };
   }
 

@@ -1,6 +1,6 @@
 // Character offsets of tokens, and character spans -> token ranges.
 import type { LlamaModel, Token } from "node-llama-cpp";
-import type { CharSpan } from "../emphasis/markup.js";
+import { type CharSpan, unionSpans } from "../emphasis/markup.js";
 import type { TokenRange } from "./steering.js";
 
 /** Longest run of tokens that can be needed to form whole characters (UTF-8 byte tokens). */
@@ -68,17 +68,5 @@ export function spansToTokenRanges(offsets: ReadonlyArray<readonly [number, numb
       ranges.push({ start: t, end: t + 1 });
     }
   }
-  return mergeRanges(ranges);
-}
-
-/** Sorted, disjoint union of token ranges (adjacent ones joined). */
-export function mergeRanges(ranges: readonly TokenRange[]): TokenRange[] {
-  const sorted = [...ranges].sort((a, b) => a.start - b.start);
-  const out: TokenRange[] = [];
-  for (const r of sorted) {
-    const last = out[out.length - 1];
-    if (last && r.start <= last.end) last.end = Math.max(last.end, r.end);
-    else out.push({ ...r });
-  }
-  return out;
+  return unionSpans(ranges);
 }

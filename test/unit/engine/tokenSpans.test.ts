@@ -1,7 +1,8 @@
 // Span -> token range mapping: bounded work per span (issue #14: huge steered prompts must not block
 // the event loop), the same ranges as a plain overlap scan.
 import t from "tap";
-import { mergeRanges, spansToTokenRanges } from "../../../src/engine/tokenSpans.js";
+import { unionSpans } from "../../../src/emphasis/markup.js";
+import { spansToTokenRanges } from "../../../src/engine/tokenSpans.js";
 
 /** offsets of `n` tokens of 3 characters, every 10th one empty (a token the tokenizer normalised away) */
 function offsetsOf(n: number): Array<[number, number]> {
@@ -22,7 +23,7 @@ function overlapScan(offsets: ReadonlyArray<readonly [number, number]>, spans: R
   offsets.forEach(([s, e], i) => {
     if (e > s && spans.some((sp) => s < sp.end && e > sp.start)) ranges.push({ start: i, end: i + 1 });
   });
-  return mergeRanges(ranges);
+  return unionSpans(ranges);
 }
 
 t.test("the same ranges as an overlap scan", async (t) => {
