@@ -83,6 +83,7 @@ const methods = [
   ["generationStart", "GenerationStart"],
   ["generationSubmit", "GenerationSubmit"],
   ["generationCancel", "GenerationCancel"],
+  ["tokenPieces", "TokenPieces"],
 ];
 const addonEdits = [
   [

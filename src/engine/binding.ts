@@ -30,6 +30,7 @@ interface SteeringAddonContext {
     }>,
   ): void;
   generationCancel(id: number): void;
+  tokenPieces(tokens: Uint32Array, special: boolean): TokenPieces;
 }
 
 interface AddonSampler {
@@ -83,6 +84,18 @@ function addonOf(context: LlamaContext): SteeringAddonContext {
     throw new EngineNotBuiltError(`The loaded llama.cpp binary has no attention-steering support (unpatched build). ${REBUILD_HINT}`);
   }
   return ctx as SteeringAddonContext;
+}
+
+/** Each token's raw bytes as the vocabulary spells it (special tokens by their text), concatenated. */
+export interface TokenPieces {
+  bytes: Uint8Array;
+  /** where each token's piece ends in `bytes` */
+  ends: Uint32Array;
+}
+
+/** The pieces of `tokens` (no leading space stripped): what exact character offsets are computed from. */
+export function tokenPieces(context: LlamaContext, tokens: readonly Token[]): TokenPieces {
+  return addonOf(context).tokenPieces(Uint32Array.from(tokens), true);
 }
 
 /** Steering facts about a loaded context. */

@@ -6,7 +6,7 @@ import type { LlamaContext, LlamaModel, Llama, Token } from "node-llama-cpp";
 import { DEFAULT_ALPHA, DEFAULT_CONTEXT_SIZE, DEFAULT_MAX_TOKENS, DEFAULT_PARALLEL, DEFAULT_STREAM_INTERVAL_MS } from "../defaults.js";
 import { unionSpans } from "../emphasis/markup.js";
 import { Scheduler, type JobOptions } from "../scheduler/scheduler.js";
-import { GenerationLoop, loadPatchedLlama, SteerableSequence, steeringInfo } from "./binding.js";
+import { GenerationLoop, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
 import { ContextLengthError, EmphasisError, SteeringError, UnsupportedModelError } from "./errors.js";
 import { generateOn } from "./generate.js";
 import { scoreOn } from "./score.js";
@@ -86,13 +86,18 @@ export class SteeringEngine {
    */
   tokenizePrompt(text: string, specialTokens = false): { tokens: Token[]; offsets: Array<[number, number]> } {
     const tokens = this.promptTokens(text, specialTokens);
-    return { tokens, offsets: tokenOffsets(this.model, tokens, text) };
+    return { tokens, offsets: this.offsetsOf(tokens, text) };
   }
 
   private promptTokens(text: string, specialTokens = false): Token[] {
     const tokens = this.model.tokenize(text, specialTokens);
     const bos = this.model.tokens.bos;
     return bos != null && this.model.tokens.shouldPrependBosToken && tokens[0] !== bos ? [bos, ...tokens] : tokens;
+  }
+
+  /** Character offsets of the tokens of `text`, from the tokens' own bytes (tokenSpans.ts). */
+  private offsetsOf(tokens: readonly Token[], text: string): Array<[number, number]> {
+    return tokenOffsets(tokenPieces(this.context, tokens), text);
   }
 
   /** Text of one token; after `previous`, a word-initial token keeps its leading space. */
@@ -143,7 +148,7 @@ export class SteeringEngine {
     // the length first: offsets and spans cost time per token, which a prompt too long to serve must not take
     const tokens = this.promptTokens(input.prompt, input.specialTokens);
     this.checkLength(tokens, newTokens);
-    const offsets = tokenOffsets(this.model, tokens, input.prompt);
+    const offsets = this.offsetsOf(tokens, input.prompt);
     const steering = this.resolveSteering(input.prompt, offsets, input.steering);
     return { prompt: input.prompt, tokens, offsets, steering };
   }
@@ -152,7 +157,7 @@ export class SteeringEngine {
   withSteering(prepared: PreparedPrompt, steering: SteeringRequest | undefined): PreparedPrompt {
     const { steering: _previous, ...prompt } = prepared;
     if (!steering) return prompt;
-    const offsets = prepared.offsets ?? tokenOffsets(this.model, prepared.tokens, prepared.prompt);
+    const offsets = prepared.offsets ?? this.offsetsOf(prepared.tokens, prepared.prompt);
     return { ...prompt, offsets, steering: this.resolveSteering(prepared.prompt, offsets, steering) };
   }
 
@@ -181,7 +186,11 @@ export class SteeringEngine {
           return generateOn(this.model, take(input), input, { ...request, signal }, maxTokens);
         },
         // scoring reuses nothing cached: it takes the sequence whose cache is worth least
-        score: async (request, prepared) => scoreOn(this.model, take(null), prepared ?? this.prepare(request, 0), { ...request, signal }),
+        score: async (request, prepared) => {
+          const input = prepared ?? this.prepare(request, 0);
+          const withOffsets = { ...input, offsets: input.offsets ?? this.offsetsOf(input.tokens, input.prompt) };
+          return scoreOn(this.model, take(null), withOffsets, { ...request, signal });
+        },
       };
       try {
         return await job(session, signal);

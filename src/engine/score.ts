@@ -2,23 +2,25 @@
 // under the request's steering (lm-evaluation-harness's log-likelihood: echo + logprobs + max_tokens 0).
 import type { LlamaModel } from "node-llama-cpp";
 import type { PooledSequence } from "./sequencePool.js";
-import { tokenOffsets } from "./tokenSpans.js";
 import { describeLogprobs, recordStride } from "./tokenText.js";
 import type { PreparedPrompt, ScoredToken, ScoreRequest, ScoreResult } from "./types.js";
 
 export async function scoreOn(
   model: LlamaModel,
   sequence: PooledSequence,
-  prepared: PreparedPrompt,
+  prepared: PreparedPrompt & { offsets: Array<[number, number]> },
   request: ScoreRequest,
 ): Promise<ScoreResult> {
-  const { tokens, steering, offsets = tokenOffsets(model, tokens, prepared.prompt) } = prepared;
+  const { tokens, steering, offsets } = prepared;
   sequence.steer(steering?.spec, tokens.length);
-  // each token's text is its stretch of the prompt, so the texts join to the prompt
+  // each token's text is the part of its characters no earlier token has: the texts join to the
+  // prompt, and a character that several byte tokens form goes to the first of them
+  let covered = 0;
   const scored: ScoredToken[] = tokens.map((id, i) => {
     const [start, end] = offsets[i]!;
-    const sharesPrevious = i > 0 && offsets[i - 1]![1] > offsets[i - 1]![0] && offsets[i - 1]![0] === start;
-    return { id, text: sharesPrevious ? "" : prepared.prompt.slice(start, end), offset: start, logprob: null, top: null };
+    const from = Math.max(start, covered);
+    covered = Math.max(covered, end);
+    return { id, text: end > from ? prepared.prompt.slice(from, end) : "", offset: start, logprob: null, top: null };
   });
   if (request.signal?.aborted) throw request.signal.reason;
   const stride = recordStride(request.topLogprobs);

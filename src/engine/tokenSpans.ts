@@ -1,48 +1,71 @@
 // Character offsets of tokens, and character spans -> token ranges.
-import type { LlamaModel, Token } from "node-llama-cpp";
+import type { TokenPieces } from "./binding.js";
 import { type CharSpan, unionSpans } from "../emphasis/markup.js";
 import type { TokenRange } from "./steering.js";
 
-/** Longest run of tokens that can be needed to form whole characters (UTF-8 byte tokens). */
-const MAX_TOKENS_PER_CHARACTER = 4;
+/** How far past a mismatch the next token's bytes are looked for (whitespace a tokenizer normalised away). */
+const RESYNC_BYTES = 16;
+
+/** The text's UTF-8 bytes (a lone surrogate as U+FFFD, as N-API hands it to the tokenizer) and, per byte, its character's UTF-16 range. */
+function utf8Index(text: string) {
+  const bytes: number[] = [];
+  const charStart: number[] = [];
+  const charEnd: number[] = [];
+  for (let u = 0; u < text.length; ) {
+    const cp = text.codePointAt(u)!;
+    const units = cp > 0xffff ? 2 : 1;
+    const encoded = cp >= 0xd800 && cp <= 0xdfff ? Buffer.from("\uFFFD") : Buffer.from(text.slice(u, u + units));
+    for (const b of encoded) {
+      bytes.push(b);
+      charStart.push(u);
+      charEnd.push(u + units);
+    }
+    u += units;
+  }
+  return { bytes: Uint8Array.from(bytes), charStart, charEnd };
+}
+
+function matchesAt(haystack: Uint8Array, at: number, needle: Uint8Array): boolean {
+  if (needle.length === 0 || at + needle.length > haystack.length) return false;
+  for (let k = 0; k < needle.length; k++) if (haystack[at + k] !== needle[k]) return false;
+  return true;
+}
 
 /**
- * [start, end) character offsets of each token of `tokens` (the tokenization of `text`, BOS included)
- * in `text`. Special tokens cover their own text when it is there (else an empty range); tokens that only together form characters (byte
- * fallback) share the characters' range; a tokenizer's virtual leading space is not counted.
+ * [start, end) character offsets (UTF-16, JavaScript string indices) of each token in `text`, from
+ * the tokens' own bytes (`pieces`, binding.ts tokenPieces), so they are exact by construction for
+ * every tokenizer: a token covers the characters its bytes are part of, so tokens that only together
+ * form a character (byte fallback) share its range. A token whose bytes are not in the text (an
+ * added BOS) covers nothing; a tokenizer's virtual leading space is not counted; after whitespace a
+ * tokenizer normalised away, the next token is found again a few bytes on (RESYNC_BYTES); a token
+ * that matches nowhere covers nothing where it is, so one mismatch never shifts the tokens after it.
  */
-export function tokenOffsets(model: LlamaModel, tokens: readonly Token[], text: string): Array<[number, number]> {
+export function tokenOffsets(pieces: TokenPieces, text: string): Array<[number, number]> {
+  const { bytes, charStart, charEnd } = utf8Index(text);
+  const unitAt = (b: number) => (b < bytes.length ? charStart[b]! : text.length);
   const offsets: Array<[number, number]> = [];
-  let pos = 0;
-  let i = 0;
-  while (i < tokens.length) {
-    if (model.isSpecialToken(tokens[i])) {
-      // a special token parsed from the text (a chat template's <|im_start|>) covers its text;
-      // one the tokenizer added (BOS) covers nothing
-      const piece = model.detokenize([tokens[i]!], true);
-      const end = piece.length > 0 && text.startsWith(piece, pos) ? pos + piece.length : pos;
-      offsets.push([pos, end]);
-      pos = end;
-      i++;
+  let cursor = 0;
+  let pieceStart = 0;
+  for (const pieceEnd of pieces.ends) {
+    let piece = pieces.bytes.subarray(pieceStart, pieceEnd);
+    pieceStart = pieceEnd;
+    let at = -1;
+    if (matchesAt(bytes, cursor, piece)) at = cursor;
+    else if (piece[0] === 0x20 && (piece.length === 1 || matchesAt(bytes, cursor, piece.subarray(1)))) {
+      piece = piece.subarray(1); // a tokenizer's virtual leading space (alone, it covers nothing)
+      at = cursor;
+    } else {
+      // whitespace or control characters the tokenizer normalised away, never other text
+      for (let skip = 1; skip <= RESYNC_BYTES && at < 0 && (bytes[cursor + skip - 1] ?? 0xff) <= 0x20; skip++) {
+        if (matchesAt(bytes, cursor + skip, piece)) at = cursor + skip;
+      }
+    }
+    if (at < 0 || piece.length === 0) {
+      offsets.push([unitAt(cursor), unitAt(cursor)]);
       continue;
     }
-    let matched = false;
-    for (let j = i + 1; j <= Math.min(tokens.length, i + MAX_TOKENS_PER_CHARACTER); j++) {
-      let piece = model.detokenize(tokens.slice(i, j), false, tokens.slice(Math.max(0, i - 8), i));
-      if (piece.includes("\uFFFD") && !text.slice(pos).startsWith(piece)) continue;
-      if (!text.startsWith(piece, pos) && piece.startsWith(" ") && text.startsWith(piece.slice(1), pos)) piece = piece.slice(1);
-      if (!text.startsWith(piece, pos)) continue;
-      for (let k = i; k < j; k++) offsets.push([pos, pos + piece.length]);
-      pos += piece.length;
-      i = j;
-      matched = true;
-      break;
-    }
-    if (!matched) {
-      // the tokenizer normalised the text (e.g. whitespace): pin this token to the current position
-      offsets.push([pos, pos]);
-      i++;
-    }
+    offsets.push([charStart[at]!, charEnd[at + piece.length - 1]!]);
+    cursor = at + piece.length;
   }
   return offsets;
 }

@@ -6,6 +6,7 @@ import { STORIES_MODEL } from "../../../harness/index.js";
 import { emphasize } from "../../../src/emphasis/markup.js";
 import { SteeringEngine } from "../../../src/engine/engine.js";
 import { ContextLengthError } from "../../../src/engine/errors.js";
+import { SMOLLM2_MODEL } from "../../support/models.js";
 
 const PROMPT = "Lily had a red ball. Tom had a blue kite. Lily wanted to play with the";
 const HEADS = { "2": [0, 3, 5], "3": [1, 6] };
@@ -72,4 +73,37 @@ t.test("the first generated token keeps its leading space, as llama-server's tex
   const inContext = engine.model.detokenize([...tokens, ...result.tokens]).slice(engine.model.detokenize(tokens).length);
   t.equal(result.text, inContext);
   t.ok(result.text.startsWith(" "), `a word-initial first token keeps its space: ${JSON.stringify(result.text)}`);
+});
+
+t.test("token offsets come from the tokens' bytes: a lone surrogate or a byte-fallback character shifts nothing after it", async (t) => {
+  const prompt = "Lily had a \uD800 red ball. Tom had a \u{1F600} blue kite and a caf\u00E9 cake.";
+  const { tokens, offsets } = engine.tokenizePrompt(prompt);
+  t.equal(offsets.length, tokens.length);
+  for (let i = 1; i < offsets.length; i++) t.ok(offsets[i]![0] >= offsets[i - 1]![0], `offsets never go back (token ${i})`);
+  const prepared = engine.prepare({ prompt, steering: { emphasis: emphasize(prompt, ["blue kite"]), heads: HEADS } }, 4);
+  const span = prepared.steering!.spans[0]!;
+  const covered = offsets.slice(span.tokenStart, span.tokenEnd);
+  t.equal(prompt.slice(covered[0]![0], covered.at(-1)![1]).trim(), "blue kite", "the span's tokens spell the emphasized text");
+  const scored = await engine.score({ prompt, topLogprobs: 0 });
+  t.equal(scored.tokens.map((tok) => tok.text).join(""), prompt, "echo token texts join to the prompt");
+  t.ok(
+    scored.tokens.slice(-4).every((tok) => tok.text.length > 0),
+    "tokens after the surrogate have their text",
+  );
+});
+
+t.test("the same on a byte-level BPE tokenizer (SmolLM2), through a chat template's special tokens", async (t) => {
+  const smol = await SteeringEngine.load({ modelPath: SMOLLM2_MODEL, contextSize: 256 });
+  t.teardown(() => smol.dispose());
+  const prompt = "<|im_start|>user\nTom had a \uD800 red ball, a \u{1F600} kite and a caf\u00E9 cake.<|im_end|>\n<|im_start|>assistant\n";
+  const { tokens, offsets } = smol.tokenizePrompt(prompt, true);
+  t.equal(offsets.length, tokens.length);
+  const scored = await smol.score({ prompt, specialTokens: true, topLogprobs: 0 });
+  t.equal(scored.tokens.map((tok) => tok.text).join(""), prompt, "token texts join to the prompt, special tokens included");
+  const prepared = smol.prepare(
+    { prompt, specialTokens: true, steering: { emphasis: emphasize(prompt, ["caf\u00E9 cake"]), heads: [0] } },
+    4,
+  );
+  const span = prepared.steering!.spans[0]!;
+  t.equal(prompt.slice(offsets[span.tokenStart]![0], offsets[span.tokenEnd - 1]![1]).trim(), "caf\u00E9 cake");
 });

@@ -11,7 +11,11 @@ t.test("seeded sampling is reproducible; top_k = 1 is greedy", async (t) => {
   const a = await engine.generate({ prompt, maxTokens: 16, temperature: 1, seed: 7 });
   const b = await engine.generate({ prompt, maxTokens: 16, temperature: 1, seed: 7 });
   t.same(a.tokens, b.tokens);
-  t.equal(a.text, engine.model.detokenize(a.tokens, false, engine.tokenizePrompt(prompt).tokens), "incremental detokenization equals detokenizing all tokens after the prompt");
+  t.equal(
+    a.text,
+    engine.model.detokenize(a.tokens, false, engine.tokenizePrompt(prompt).tokens),
+    "incremental detokenization equals detokenizing all tokens after the prompt",
+  );
   const greedy = await engine.generate({ prompt, maxTokens: 16, temperature: 0 });
   const topK1 = await engine.generate({ prompt, maxTokens: 16, temperature: 1, topK: 1, seed: 3 });
   t.same(topK1.tokens, greedy.tokens);
