@@ -31,6 +31,8 @@ export const MAX_TOKENS_LIMIT = 32768;
 export const MAX_TOP_LOGPROBS = 20;
 /** Stop strings per request: ours (each is searched after every token). */
 export const MAX_STOP_STRINGS = 8;
+/** Token ids per /detokenize request: ours (a long document's worth). */
+export const MAX_DETOKENIZE_TOKENS = 1 << 20;
 /** Emphasis items per request: ours (bounds span resolution work). */
 export const MAX_EMPHASIS_ITEMS = 1024;
 /** Request bodies larger than this get 413: prompts are text (ours; fastify's own default is 1 MiB). */

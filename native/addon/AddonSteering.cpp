@@ -16,7 +16,7 @@ static bool ensureLive(const Napi::CallbackInfo& info, AddonContext* self) {
     return true;
 }
 
-// steeringInfo(): {unsupportedReason: string | null, headsPerLayer: number[]}
+// steeringInfo(): {unsupportedReason: string | null, headsPerLayer: number[], vocabularySize: number}
 Napi::Value AddonContext::SteeringInfo(const Napi::CallbackInfo& info) {
     if (!ensureLive(info, this)) return info.Env().Undefined();
 
@@ -30,6 +30,7 @@ Napi::Value AddonContext::SteeringInfo(const Napi::CallbackInfo& info) {
         heads.Set(il, Napi::Number::New(info.Env(), llama_steering_n_head(ctx, il)));
     }
     res.Set("headsPerLayer", heads);
+    res.Set("vocabularySize", llama_vocab_n_tokens(llama_model_get_vocab(model->model)));
     return res;
 }
 

@@ -14,7 +14,7 @@ import { EngineNotBuiltError } from "./errors.js";
 
 /** Methods our addon files (native/addon) add to node-llama-cpp's AddonContext. */
 interface SteeringAddonContext {
-  steeringInfo(): { unsupportedReason: string | null; headsPerLayer: number[] };
+  steeringInfo(): { unsupportedReason: string | null; headsPerLayer: number[]; vocabularySize: number };
   steeringSet(sequenceId: number, bias: number, ranges: Int32Array, headMask: Uint8Array): number;
   steeringClear(sequenceId: number): void;
   generationStart(onEvents: (events: LoopEvent[]) => void, deliveryIntervalUs: number): void;

@@ -47,6 +47,8 @@ export class SteeringEngine {
     readonly headsPerLayer: readonly number[],
     /** why this model cannot be steered, or null */
     readonly unsupportedReason: string | null,
+    /** tokens in the vocabulary: ids are 0 to this minus 1 */
+    readonly vocabularySize: number,
   ) {}
 
   /**
@@ -72,7 +74,16 @@ export class SteeringEngine {
       { length: parallel },
       () => new PooledSequence(new SteerableSequence(loop, context.getSequence()), info.headsPerLayer),
     );
-    return new SteeringEngine(llama, model, context, new SequencePool(sequences), scheduler, info.headsPerLayer, info.unsupportedReason);
+    return new SteeringEngine(
+      llama,
+      model,
+      context,
+      new SequencePool(sequences),
+      scheduler,
+      info.headsPerLayer,
+      info.unsupportedReason,
+      info.vocabularySize,
+    );
   }
 
   get contextSize(): number {
@@ -93,6 +104,31 @@ export class SteeringEngine {
     const tokens = this.model.tokenize(text, specialTokens);
     const bos = this.model.tokens.bos;
     return bos != null && this.model.tokens.shouldPrependBosToken && tokens[0] !== bos ? [bos, ...tokens] : tokens;
+  }
+
+  /**
+   * Tokenization as a client sees it (POST /tokenize): `addSpecial` puts BOS first where the model
+   * adds one (as prompts get it), `parseSpecial` turns special-token text into special tokens. Each
+   * token with its raw bytes and its character range in `text`.
+   */
+  tokenize(
+    text: string,
+    options: { addSpecial: boolean; parseSpecial: boolean },
+  ): Array<{ id: Token; bytes: Uint8Array; start: number; end: number }> {
+    const tokens = options.addSpecial ? this.promptTokens(text, options.parseSpecial) : this.model.tokenize(text, options.parseSpecial);
+    const pieces = tokenPieces(this.context, tokens);
+    const offsets = tokenOffsets(pieces, text);
+    return tokens.map((id, i) => ({
+      id,
+      bytes: pieces.bytes.subarray(i === 0 ? 0 : pieces.ends[i - 1], pieces.ends[i]),
+      start: offsets[i]![0],
+      end: offsets[i]![1],
+    }));
+  }
+
+  /** The text of token ids (special tokens by their text), as llama-server's /detokenize gives it. */
+  detokenize(tokens: readonly Token[]): string {
+    return this.model.detokenize(tokens, true);
   }
 
   /** Character offsets of the tokens of `text`, from the tokens' own bytes (tokenSpans.ts). */

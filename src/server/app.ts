@@ -17,6 +17,7 @@ import { chatRoutes } from "./routes/chat.js";
 import { completionRoutes } from "./routes/completions.js";
 import { generateRoutes } from "./routes/generate.js";
 import { modelRoutes } from "./routes/models.js";
+import { tokenRoutes } from "./routes/tokens.js";
 
 /** An incoming x-request-id is kept when it looks like an id (bounded, no control characters). */
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
@@ -144,6 +145,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(generateRoutes, { service: getService });
   await app.register(chatRoutes, { service: getService });
   await app.register(completionRoutes, { service: getService });
+  await app.register(tokenRoutes, { service: getService });
   await app.register(modelRoutes, { service: getService, startedAt: Math.floor(Date.now() / 1000) });
   return app;
 }

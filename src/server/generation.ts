@@ -16,6 +16,7 @@ import type {
 } from "../engine/engine.js";
 import type { HeadSelection } from "../engine/steering.js";
 import { InvalidRequestError, RequestError } from "../errors.js";
+import type { Token } from "node-llama-cpp";
 import type { ChatTemplate } from "../prompt/chatTemplate.js";
 import type { RenderedPrompt } from "../prompt/prompts.js";
 import type { JobStopped, StopReason } from "../scheduler/scheduler.js";
@@ -77,8 +78,15 @@ export interface CompletionService {
   readonly modelId: string;
   readonly chatTemplate: ChatTemplate;
   /** for /v1/models: what a client needs to build steering requests */
-  readonly modelInfo: { contextSize: number; headsPerLayer: readonly number[]; steerable: boolean };
+  readonly modelInfo: { contextSize: number; headsPerLayer: readonly number[]; steerable: boolean; vocabularySize: number };
   checkModel(model: string | undefined | null): void;
+  /** POST /tokenize: each token with its raw bytes and its character range in `text` */
+  tokenize(
+    text: string,
+    options: { addSpecial: boolean; parseSpecial: boolean },
+  ): Array<{ id: number; bytes: Uint8Array; start: number; end: number }>;
+  /** POST /detokenize: the text of valid token ids */
+  detokenize(tokens: readonly number[]): string;
   stream(input: CompletionInput, context: RequestContext): AsyncIterable<CompletionEvent>;
   score(input: CompletionInput, topLogprobs: number, context: RequestContext): Promise<ScoreResult>;
 }
@@ -102,7 +110,20 @@ export class GenerationService implements CompletionService {
 
   get modelInfo() {
     const { engine } = this.options;
-    return { contextSize: engine.contextSize, headsPerLayer: engine.headsPerLayer, steerable: engine.unsupportedReason === null };
+    return {
+      contextSize: engine.contextSize,
+      headsPerLayer: engine.headsPerLayer,
+      steerable: engine.unsupportedReason === null,
+      vocabularySize: engine.vocabularySize,
+    };
+  }
+
+  tokenize(text: string, options: { addSpecial: boolean; parseSpecial: boolean }) {
+    return this.engine.tokenize(text, options);
+  }
+
+  detokenize(tokens: readonly number[]): string {
+    return this.engine.detokenize(tokens as Token[]);
   }
 
   get engine(): SteeringEngine {

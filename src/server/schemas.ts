@@ -2,7 +2,14 @@
 // fields; the OpenAI-compatible ones ignore them, as OpenAI-compatible servers do for other
 // clients' extra fields, and refuse known fields they cannot honour.
 import { z } from "zod";
-import { DEFAULT_MAX_TOKENS, MAX_EMPHASIS_ITEMS, MAX_STOP_STRINGS, MAX_TOKENS_LIMIT, MAX_TOP_LOGPROBS } from "../defaults.js";
+import {
+  DEFAULT_MAX_TOKENS,
+  MAX_DETOKENIZE_TOKENS,
+  MAX_EMPHASIS_ITEMS,
+  MAX_STOP_STRINGS,
+  MAX_TOKENS_LIMIT,
+  MAX_TOP_LOGPROBS,
+} from "../defaults.js";
 
 const emphasisSpan = z
   .object({
@@ -113,3 +120,20 @@ export const completionSchema = z.object({
   ...openAICommon,
 });
 export type CompletionBody = z.infer<typeof completionSchema>;
+
+export const tokenizeSchema = z
+  .object({
+    content: z.string(),
+    /** BOS first where the model adds one to prompts (llama-server's default: false) */
+    add_special: z.boolean().default(false),
+    /** special-token text (`<|im_start|>`) becomes the special token (llama-server's default: true) */
+    parse_special: z.boolean().default(true),
+    /** each token as {id, piece, start, end} instead of its id */
+    with_pieces: z.boolean().default(false),
+  })
+  .strict();
+export type TokenizeBody = z.infer<typeof tokenizeSchema>;
+
+export const detokenizeSchema = z.object({ tokens: z.array(z.number().int().nonnegative()).max(MAX_DETOKENIZE_TOKENS) }).strict();
+
+export const applyTemplateSchema = z.object({ messages: z.array(chatMessage).min(1) }).strict();

@@ -36,7 +36,7 @@ export function* answer(pieces: string[], extra: Partial<Generation> = {}): Iter
 export class FakeService implements CompletionService {
   readonly modelId = "fake-model";
   readonly chatTemplate = new ChatTemplate(CHATML_TEMPLATE, { bos_token: "", eos_token: "" });
-  readonly modelInfo = { contextSize: 256, headsPerLayer: [8, 8], steerable: true };
+  readonly modelInfo = { contextSize: 256, headsPerLayer: [8, 8], steerable: true, vocabularySize: 1000 };
   /** every input the routes handed over, in order */
   readonly inputs: CompletionInput[] = [];
 
@@ -50,6 +50,20 @@ export class FakeService implements CompletionService {
   async *stream(input: CompletionInput, _context: RequestContext): AsyncGenerator<CompletionEvent> {
     this.inputs.push(input);
     yield* this.script(input);
+  }
+
+  /** one token per UTF-16 unit, its id the code unit; unit 0xFF is a lone byte (not valid UTF-8) */
+  tokenize(text: string) {
+    return [...text].map((c, i) => ({
+      id: c.charCodeAt(0),
+      bytes: c === "\u00FF" ? Uint8Array.of(0xff) : Uint8Array.from(Buffer.from(c)),
+      start: i,
+      end: i + 1,
+    }));
+  }
+
+  detokenize(tokens: readonly number[]): string {
+    return String.fromCharCode(...tokens);
   }
 
   async score(): Promise<ScoreResult> {

@@ -15,7 +15,7 @@ import { responseId, samplingOptions, SYSTEM_FINGERPRINT, unixSeconds, type Serv
 type Message = ChatCompletionBody["messages"][number];
 
 /** Text parts of a content array are joined as llama-server does. */
-function contentText(content: Message["content"]): string {
+export function contentText(content: Message["content"]): string {
   if (content == null) return "";
   return typeof content === "string" ? content : content.map((part) => part.text).join("\n");
 }

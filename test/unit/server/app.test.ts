@@ -262,3 +262,44 @@ t.test("completions with echo put the prompt before the answer", async (t) => {
   const res = await app.inject({ method: "POST", url: "/v1/completions", payload: { prompt: "x", echo: true } });
   t.equal(res.json().choices[0].text, "x", "echo puts the prompt first");
 });
+
+t.test("tokenize, detokenize and apply-template: llama-server's shapes, ranges, validation", async (t) => {
+  const app = await fakeApp({ apiKeys: ["k1"] });
+  t.teardown(() => app.close());
+  const headers = { authorization: "Bearer k1" };
+  const post = (url: string, payload: object) => app.inject({ method: "POST", url, payload, headers });
+
+  t.same((await post("/tokenize", { content: "ab" })).json(), { tokens: [97, 98] }, "ids by default");
+  t.same(
+    (await post("/tokenize", { content: "a\u00FF", with_pieces: true })).json(),
+    {
+      tokens: [
+        { id: 97, piece: "a", start: 0, end: 1 },
+        { id: 255, piece: [255], start: 1, end: 2 },
+      ],
+    },
+    "pieces with their character ranges; a piece that is not valid UTF-8 as its bytes",
+  );
+  t.equal((await post("/tokenize", { content: "x", with_pieces: "yes" })).statusCode, 400);
+  t.equal((await app.inject({ method: "POST", url: "/tokenize", payload: { content: "x" } })).statusCode, 401, "API keys apply");
+
+  t.same((await post("/detokenize", { tokens: [104, 105] })).json(), { content: "hi" });
+  const bad = await post("/detokenize", { tokens: [1, 1000] });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json().error, { param: "tokens.1", message: /not a token id: the vocabulary has ids 0-999/ });
+
+  const rendered = (
+    await post("/apply-template", {
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "Hi" },
+      ],
+    })
+  ).json();
+  t.equal(rendered.prompt, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  t.same(
+    rendered.content_spans.map((s: { start: number; end: number }) => rendered.prompt.slice(s.start, s.end)),
+    ["Be brief.", "Hi"],
+    "where each content lies",
+  );
+});
