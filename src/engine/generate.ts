@@ -50,7 +50,7 @@ async function decode(
 ) {
   const wantLogprobs = request.logprobs !== undefined;
   const stride = recordStride(request.logprobs ?? 0);
-  const assembler = new TextAssembler(model, request.stop ?? [], promptTokens.slice(-8));
+  const assembler = new TextAssembler(model, request.stop ?? [], promptTokens);
   const { tokens, logprobs } = assembler;
   let stopped = false;
   const start = performance.now();

@@ -17,16 +17,18 @@ export class TextAssembler {
   private emitted = 0;
   private emittedLogprobs = 0;
   private readonly holdBack: number;
+  private readonly promptTail: readonly Token[];
 
   /**
-   * `promptTail`: the prompt's last tokens, the context of the first generated ones: a word-initial
+   * `promptTokens`: the prompt, whose last tokens are the context of the first generated ones: a word-initial
    * first token keeps its leading space, as llama-server keeps it (a tokenizer drops it at a text's start).
    */
   constructor(
     private readonly model: LlamaModel,
     private readonly stop: readonly string[],
-    private readonly promptTail: readonly Token[] = [],
+    promptTokens: readonly Token[] = [],
   ) {
+    this.promptTail = promptTokens.slice(-DETOKENIZE_CONTEXT);
     this.holdBack = Math.max(0, ...stop.map((s) => s.length - 1));
   }
 

@@ -35,8 +35,9 @@ export async function handleCompletion(
   format: CompletionFormat,
   request: FastifyRequest,
   reply: FastifyReply,
+  context: RequestContext = requestContext(request, reply),
 ): Promise<unknown> {
-  const events = service.stream(input, requestContext(request, reply));
+  const events = service.stream(input, context);
   if (!stream) {
     for await (const event of events) if (event.type === "done") return format.body(event.generation);
     throw new Error("the generation ended without a result");

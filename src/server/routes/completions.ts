@@ -108,8 +108,18 @@ export const completionRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }>
       if (stream && echoLogprobs) {
         throw new InvalidRequestError("echo with logprobs is not supported when streaming; ask without stream to score a text", "echo");
       }
-      const promptLogprobs = echoLogprobs ? (await service.score(input, input.logprobs!, requestContext(request, reply))).tokens : null;
-      return handleCompletion(service, input, stream, completionFormat(service.modelId, body, input, promptLogprobs), request, reply);
+      // one context for both: the scoring and the generation stop with the same client
+      const context = requestContext(request, reply);
+      const promptLogprobs = echoLogprobs ? (await service.score(input, input.logprobs!, context)).tokens : null;
+      return handleCompletion(
+        service,
+        input,
+        stream,
+        completionFormat(service.modelId, body, input, promptLogprobs),
+        request,
+        reply,
+        context,
+      );
     },
   );
 };
