@@ -45,6 +45,7 @@ struct Job {
     size_t evaluated = 0;             // input tokens in the KV cache
     int32_t kv = 0;                   // the sequence's KV positions
     llama_token pending = -1;         // sampled and not yet evaluated
+    llama_token stepToken = -1;       // the sampled token in the current batch (-1: none)
     int32_t generated = 0;
     int32_t inBatch = 0;              // tokens of this job in the current batch
     int32_t inputInBatch = 0;         // of which from `input`
@@ -241,18 +242,8 @@ class PastaGenerationLoop {
             const int32_t nBatch = (int32_t)llama_n_batch(ctx);
             const llama_vocab* vocab = llama_model_get_vocab(llama_get_model(ctx));
             const int32_t nVocab = llama_vocab_n_tokens(vocab);
-            llama_batch batch = llama_batch_init(nBatch, 0, 1);
+            batch = llama_batch_init(nBatch, 0, 1);
             std::vector<std::unique_ptr<Job>> active;
-
-            auto add = [&](Job& job, llama_token token, bool output, int32_t inputIndex) {
-                const int32_t i = batch.n_tokens++;
-                batch.token[i] = token;
-                batch.pos[i] = job.kv + job.inBatch++;
-                batch.n_seq_id[i] = 1;
-                batch.seq_id[i][0] = job.seq;
-                batch.logits[i] = output;
-                if (output) job.outputs.emplace_back(i, inputIndex);
-            };
 
             for (;;) {
                 {
@@ -291,18 +282,14 @@ class PastaGenerationLoop {
                 for (auto& job : active) {
                     job->inBatch = 0;
                     job->inputInBatch = 0;
+                    job->stepToken = job->pending;
+                    job->pending = -1;
                     job->outputs.clear();
-                    if (job->pending >= 0) {
-                        add(*job, job->pending, true, -1);
-                        job->pending = -1;
-                    }
+                    if (job->stepToken >= 0) add(*job, job->stepToken, true, -1);
                 }
                 for (auto& job : active) {
                     while (job->evaluated + job->inputInBatch < job->input.size() && batch.n_tokens < nBatch) {
-                        const int32_t index = (int32_t)(job->evaluated + job->inputInBatch++);
-                        const bool last = index + 1 == (int32_t)job->input.size();
-                        const bool output = job->sampler == nullptr ? !last : last;
-                        add(*job, job->input[index], output, index);
+                        addInput(*job, (int32_t)(job->evaluated + job->inputInBatch++));
                     }
                 }
                 if (batch.n_tokens == 0) {
@@ -310,23 +297,25 @@ class PastaGenerationLoop {
                     continue;
                 }
 
-                const int32_t rc = llama_decode(ctx, batch);
-                if (rc != 0) {
-                    const std::string error = rc == 1
-                        ? "could not find a KV slot for the batch (the context is full)"
-                        : "llama_decode failed (" + std::to_string(rc) + ")";
-                    for (auto& job : active) {
-                        if (job->inBatch == 0) continue;
-                        job->kv = -1;  // some of the batch may be in the cache
-                        finish(*job, "error", error);
-                    }
+                std::vector<Job*> inBatch;
+                for (auto& job : active) if (job->inBatch > 0) inBatch.push_back(job.get());
+                const std::string error = decode(batch);
+                if (error.empty()) {
+                    for (Job* job : inBatch) completeStep(*job, vocab, nVocab);
+                } else if (inBatch.size() == 1) {
+                    failStep(*inBatch[0], error);
                 } else {
-                    for (auto& job : active) {
-                        if (job->inBatch == 0) continue;
-                        job->kv += job->inBatch;
-                        job->evaluated += job->inputInBatch;
-                        if (job->sampler == nullptr) score(*job, nVocab);
-                        else if (!job->outputs.empty()) sample(*job, vocab, nVocab);
+                    // one sequence's failure must not fail its neighbours: each job's part again, alone
+                    for (Job* job : inBatch) {
+                        if (!rollBack(*job)) {
+                            failStep(*job, error);
+                            continue;
+                        }
+                        batch.n_tokens = 0;
+                        readd(*job);
+                        const std::string alone = decode(batch);
+                        if (alone.empty()) completeStep(*job, vocab, nVocab);
+                        else failStep(*job, alone);
                     }
                 }
                 active.erase(std::remove_if(active.begin(), active.end(), [](const auto& job) { return job->finished; }), active.end());
@@ -341,6 +330,66 @@ class PastaGenerationLoop {
             }
             flush();
             llama_batch_free(batch);
+        }
+
+        llama_batch batch{};  // loop thread
+
+        void add(Job& job, llama_token token, bool output, int32_t inputIndex) {
+            const int32_t i = batch.n_tokens++;
+            batch.token[i] = token;
+            batch.pos[i] = job.kv + job.inBatch++;
+            batch.n_seq_id[i] = 1;
+            batch.seq_id[i][0] = job.seq;
+            batch.logits[i] = output;
+            if (output) job.outputs.emplace_back(i, inputIndex);
+        }
+
+        void addInput(Job& job, int32_t index) {
+            const bool last = index + 1 == (int32_t)job.input.size();
+            const bool output = job.sampler == nullptr ? !last : last;
+            add(job, job.input[index], output, index);
+        }
+
+        // The job's part of the failed batch, again: its sampled token, then the same input tokens.
+        void readd(Job& job) {
+            const int32_t inputs = job.inputInBatch;
+            job.inBatch = 0;
+            job.outputs.clear();
+            if (job.stepToken >= 0) add(job, job.stepToken, true, -1);
+            for (int32_t i = 0; i < inputs; i++) addInput(job, (int32_t)job.evaluated + i);
+        }
+
+        // "" on success. An exception (a compute buffer that cannot be allocated, ...) fails the
+        // batch like an error code: it must never reach the thread's top, which would end the process.
+        std::string decode(llama_batch& b) {
+            try {
+                const int32_t rc = llama_decode(ctx, b);
+                if (rc == 0) return "";
+                if (rc == 1) return "could not find a KV slot for the batch (the context is full)";
+                return "llama_decode failed (" + std::to_string(rc) + ")";
+            } catch (const std::exception& err) {
+                return std::string("llama_decode failed: ") + err.what();
+            } catch (...) {
+                return "llama_decode failed";
+            }
+        }
+
+        // After a failed decode: drops what the batch may have left of this job in the cache (its
+        // earlier ubatches stay when a later one fails). False when that cannot be done exactly.
+        bool rollBack(Job& job) {
+            return llama_memory_seq_rm(llama_get_memory(ctx), job.seq, job.kv, -1);
+        }
+
+        void completeStep(Job& job, const llama_vocab* vocab, int32_t nVocab) {
+            job.kv += job.inBatch;
+            job.evaluated += job.inputInBatch;
+            if (job.sampler == nullptr) score(job, nVocab);
+            else if (!job.outputs.empty()) sample(job, vocab, nVocab);
+        }
+
+        void failStep(Job& job, const std::string& error) {
+            job.kv = -1;  // some of the batch may be in the cache
+            finish(job, "error", error);
         }
 
         // Trims the sequence's cache to the job's `keep` positions, or to none when what is left would

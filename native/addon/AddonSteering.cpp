@@ -16,13 +16,14 @@ static bool ensureLive(const Napi::CallbackInfo& info, AddonContext* self) {
     return true;
 }
 
-// steeringInfo(): {unsupportedReason: string | null, headsPerLayer: number[], vocabularySize: number}
+// steeringInfo(): {unsupportedReason: string | null, shiftInvariant: boolean, headsPerLayer: number[], vocabularySize: number}
 Napi::Value AddonContext::SteeringInfo(const Napi::CallbackInfo& info) {
     if (!ensureLive(info, this)) return info.Env().Undefined();
 
     Napi::Object res = Napi::Object::New(info.Env());
     const char* reason = llama_steering_unsupported_reason(ctx);
     res.Set("unsupportedReason", reason ? Napi::String::New(info.Env(), reason) : info.Env().Null());
+    res.Set("shiftInvariant", llama_steering_shift_invariant(ctx));
 
     const int32_t nLayer = llama_model_n_layer(model->model);
     Napi::Array heads = Napi::Array::New(info.Env(), nLayer);

@@ -14,7 +14,13 @@ import { EngineNotBuiltError } from "./errors.js";
 
 /** Methods our addon files (native/addon) add to node-llama-cpp's AddonContext. */
 interface SteeringAddonContext {
-  steeringInfo(): { unsupportedReason: string | null; headsPerLayer: number[]; vocabularySize: number };
+  steeringInfo(): {
+    unsupportedReason: string | null;
+    /** false with attention sinks: a bias on every KV position then changes attention */
+    shiftInvariant: boolean;
+    headsPerLayer: number[];
+    vocabularySize: number;
+  };
   steeringSet(sequenceId: number, bias: number, ranges: Int32Array, headMask: Uint8Array): number;
   steeringClear(sequenceId: number): void;
   generationStart(onEvents: (events: LoopEvent[]) => void, deliveryIntervalUs: number): void;

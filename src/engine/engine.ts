@@ -72,7 +72,7 @@ export class SteeringEngine {
     const info = steeringInfo(context);
     const sequences = Array.from(
       { length: parallel },
-      () => new PooledSequence(new SteerableSequence(loop, context.getSequence()), info.headsPerLayer),
+      () => new PooledSequence(new SteerableSequence(loop, context.getSequence()), info.headsPerLayer, info.shiftInvariant),
     );
     return new SteeringEngine(
       llama,

@@ -15,6 +15,8 @@ export class PooledSequence {
   constructor(
     private readonly seq: SteerableSequence,
     private readonly headsPerLayer: readonly number[],
+    /** see steeringFreePrefix */
+    private readonly shiftInvariant: boolean,
   ) {}
 
   get cachedLength(): number {
@@ -26,7 +28,7 @@ export class PooledSequence {
     let same = 0;
     const cached = this.cachedTokens;
     while (same < cached.length && same < promptTokens.length && cached[same] === promptTokens[same]) same++;
-    return Math.min(same, this.cleanPrefix, steeringFreePrefix(spec, promptTokens.length));
+    return Math.min(same, this.cleanPrefix, steeringFreePrefix(spec, promptTokens.length, this.shiftInvariant));
   }
 
   /**
@@ -36,7 +38,7 @@ export class PooledSequence {
   steer(spec: SteeringSpec | undefined, promptLength: number): void {
     if (spec) this.seq.setSteering(toNativeSteering(spec, promptLength, this.headsPerLayer));
     else this.seq.clearSteering();
-    this.cleanPrefix = steeringFreePrefix(spec, promptLength);
+    this.cleanPrefix = steeringFreePrefix(spec, promptLength, this.shiftInvariant);
   }
 
   /**

@@ -113,10 +113,13 @@ export function steeringBias(spec: SteeringSpec): number {
 
 /**
  * How many leading positions are computed exactly as without steering: every query there sees a
- * uniform bias (softmax is shift-invariant), so a cached prefix this long can be reused.
+ * uniform bias (softmax is shift-invariant), so a cached prefix this long can be reused. None on a
+ * model with attention sinks (`shiftInvariant` false): the sink logit takes no bias, so a uniform
+ * bias on the positions moves weight between them and the sink.
  */
-export function steeringFreePrefix(spec: SteeringSpec | undefined, promptLength: number): number {
+export function steeringFreePrefix(spec: SteeringSpec | undefined, promptLength: number, shiftInvariant: boolean): number {
   if (!spec) return Number.POSITIVE_INFINITY;
+  if (!shiftInvariant) return 0;
   if (spec.mode === "generation") return promptLength;
   return spec.emphasized[0]?.start ?? promptLength;
 }

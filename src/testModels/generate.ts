@@ -1,13 +1,14 @@
 // Random-weight GGUF models of several architectures, with a real tokenizer taken from a
 // vocab-only GGUF of the bundled llama.cpp tree. For tests and speed measurements: the weights
-// are noise, but every attention path (GQA, sliding window, softcap, recurrent) is the real one.
+// are noise, but every attention path (GQA, sliding window, softcap, ALiBi, attention sinks,
+// recurrent) is the real one.
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { GgmlType, GgufType, readGgufMetadata, writeGguf, type GgufMetadata, type GgufTensor, type GgufValue } from "../gguf/gguf.js";
 import { seededRandom } from "../util/random.js";
 
-export type TestArchitecture = "llama" | "qwen2" | "gemma2" | "mamba";
+export type TestArchitecture = "llama" | "qwen2" | "gemma2" | "mpt" | "granite_swa" | "mamba";
 
 export interface TestModelShape {
   architecture: TestArchitecture;
@@ -16,7 +17,7 @@ export interface TestModelShape {
   heads: number;
   kvHeads: number;
   feedForward: number;
-  /** sliding-window size, for gemma2 */
+  /** sliding-window size, for gemma2 and granite_swa */
   slidingWindow?: number;
   weightType?: "f32" | "f16";
   seed?: number;
@@ -27,6 +28,10 @@ export const TINY_SHAPES: Record<TestArchitecture, TestModelShape> = {
   llama: { architecture: "llama", embedding: 64, layers: 3, heads: 8, kvHeads: 2, feedForward: 128 },
   qwen2: { architecture: "qwen2", embedding: 64, layers: 3, heads: 4, kvHeads: 2, feedForward: 128 },
   gemma2: { architecture: "gemma2", embedding: 64, layers: 4, heads: 4, kvHeads: 2, feedForward: 128, slidingWindow: 6 },
+  // ALiBi (no RoPE): the attention mask carries the position bias, scaled per head by a slope
+  mpt: { architecture: "mpt", embedding: 64, layers: 3, heads: 4, kvHeads: 4, feedForward: 128 },
+  // learned attention sinks on every layer, interleaved sliding-window layers
+  granite_swa: { architecture: "granite_swa", embedding: 64, layers: 4, heads: 4, kvHeads: 2, feedForward: 128, slidingWindow: 16 },
   mamba: { architecture: "mamba", embedding: 64, layers: 2, heads: 1, kvHeads: 1, feedForward: 128 },
 };
 
@@ -62,6 +67,10 @@ export function generateTestModel(outPath: string, shape: TestModelShape, vocabP
   metadata.set(`${arch}.embedding_length`, u32(shape.embedding));
   metadata.set(`${arch}.block_count`, u32(shape.layers));
   metadata.set(`${arch}.attention.layer_norm_rms_epsilon`, f32(1e-5));
+  if (arch === "mpt") {
+    metadata.set("mpt.attention.layer_norm_epsilon", f32(1e-5));
+    metadata.set("mpt.attention.max_alibi_bias", f32(8));
+  }
   if (arch === "mamba") {
     metadata.set("mamba.ssm.conv_kernel", u32(4));
     metadata.set("mamba.ssm.inner_size", u32(2 * shape.embedding));
@@ -71,12 +80,19 @@ export function generateTestModel(outPath: string, shape: TestModelShape, vocabP
     metadata.set(`${arch}.feed_forward_length`, u32(shape.feedForward));
     metadata.set(`${arch}.attention.head_count`, u32(shape.heads));
     metadata.set(`${arch}.attention.head_count_kv`, u32(shape.kvHeads));
-    metadata.set(`${arch}.rope.dimension_count`, u32(headDim));
+    if (arch !== "mpt") metadata.set(`${arch}.rope.dimension_count`, u32(headDim));
   }
   if (arch === "gemma2") {
     metadata.set("gemma2.attention.sliding_window", u32(shape.slidingWindow ?? 8));
     metadata.set("gemma2.attn_logit_softcapping", f32(50));
     metadata.set("gemma2.final_logit_softcapping", f32(30));
+  }
+  if (arch === "granite_swa") {
+    metadata.set("granite_swa.logit_scale", f32(1));
+    metadata.set("granite_swa.attention.sliding_window", u32(shape.slidingWindow ?? 8));
+    // every other layer slides
+    const pattern = Array.from({ length: shape.layers }, (_, i) => i % 2 === 0);
+    metadata.set("granite_swa.attention.sliding_window_pattern", { type: GgufType.ARRAY, itemType: GgufType.BOOL, value: pattern });
   }
   for (const [key, value] of vocab) if (key.startsWith("tokenizer.")) metadata.set(key, value);
 
@@ -96,7 +112,7 @@ export function generateTestModel(outPath: string, shape: TestModelShape, vocabP
   const E = shape.embedding;
   weight("token_embd.weight", [E, nVocab], 1);
   constant("output_norm.weight", [E], 1);
-  if (arch === "llama" || arch === "qwen2" || arch === "mamba") weight("output.weight", [E, nVocab]);
+  if (arch !== "gemma2") weight("output.weight", [E, nVocab]);
   for (let i = 0; i < shape.layers; i++) {
     const blk = `blk.${i}`;
     constant(`${blk}.attn_norm.weight`, [E], 1);
@@ -115,9 +131,20 @@ export function generateTestModel(outPath: string, shape: TestModelShape, vocabP
       weight(`${blk}.ssm_out.weight`, [inner, E]);
       continue;
     }
+    if (arch === "mpt") {
+      // LayerNorm, fused QKV, GELU feed-forward without a gate
+      weight(`${blk}.attn_qkv.weight`, [E, E + 2 * kvDim]);
+      weight(`${blk}.attn_output.weight`, [E, E], 0.25 / Math.sqrt(E));
+      constant(`${blk}.ffn_norm.weight`, [E], 1);
+      weight(`${blk}.ffn_up.weight`, [E, shape.feedForward]);
+      weight(`${blk}.ffn_down.weight`, [shape.feedForward, E]);
+      continue;
+    }
     weight(`${blk}.attn_q.weight`, [E, E]);
     weight(`${blk}.attn_k.weight`, [E, kvDim]);
     weight(`${blk}.attn_v.weight`, [E, kvDim]);
+    // sink logits of the size trained models have: each head parks part of its attention there
+    if (arch === "granite_swa") weight(`${blk}.attn_sinks.weight`, [shape.heads], 2);
     if (arch === "qwen2") {
       weight(`${blk}.attn_q.bias`, [E], 0.1);
       weight(`${blk}.attn_k.bias`, [kvDim], 0.1);

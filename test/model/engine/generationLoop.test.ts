@@ -3,7 +3,7 @@
 // without changing their tokens, stop at once when cancelled, and never leave a request hanging.
 import t from "tap";
 import { emphasize } from "../../../src/emphasis/markup.js";
-import type { Token } from "node-llama-cpp";
+import { LlamaLogLevel, type Token } from "node-llama-cpp";
 import {
   GenerationLoop,
   loadPatchedLlama,
@@ -14,6 +14,7 @@ import {
 } from "../../../src/engine/binding.js";
 import { SteeringEngine, type GenerateResult } from "../../../src/engine/engine.js";
 import { resolveHeads, toNativeSteering } from "../../../src/engine/steering.js";
+import { sleep } from "../../../harness/index.js";
 import { STORIES_MODEL } from "../../support/models.js";
 
 const PROMPT = "Once upon a time there was a little dog named Max. Max loved to run in the park with his friend Sue. One day";
@@ -207,4 +208,75 @@ t.test("disposing the engine mid-generation ends the request with an error, not 
   });
   await t.rejects(running, /disposed/);
   await disposed;
+});
+
+t.test("a sequence whose decode fails fails alone: its neighbours in the batch go on as if it were not there", async (t) => {
+  const llama = await loadPatchedLlama({ gpu: false });
+  const model = await llama.loadModel({ modelPath: STORIES_MODEL });
+  const context = await model.createContext({ contextSize: 512, sequences: 3, flashAttention: true });
+  t.teardown(async () => {
+    await context.dispose();
+    await model.dispose();
+  });
+  const loop = GenerationLoop.start(context, { deliveryIntervalMs: 0 });
+  const sequences = [0, 1, 2].map(() => new SteerableSequence(loop, context.getSequence()));
+  const greedy = { temperature: 0, topK: 0, topP: 1, seed: 1 };
+  const prompt = model.tokenize(PROMPT);
+  const run = (sequence: SteerableSequence, tokens: readonly Token[]) => {
+    const out: number[] = [];
+    const sampler = new NativeSampler(model, greedy);
+    const running = sequence.run({ keep: 0, tokens, sampler, maxTokens: 12, topLogprobs: -1, onTokens: (ids) => out.push(...ids) });
+    return running.done.then((result) => {
+      sampler.dispose();
+      return { ...result, tokens: out };
+    });
+  };
+  const solo = await run(sequences[0]!, prompt);
+  const otherPrompt = model.tokenize("Lily had a red ball. She liked to play with it");
+  const otherSolo = await run(sequences[1]!, otherPrompt);
+
+  // a token id past the vocabulary makes llama_decode refuse the whole batch it is in
+  const invalid = [...prompt.slice(0, 5), steeringInfo(context).vocabularySize + 7] as Token[];
+  const [good, bad, other] = await Promise.all([run(sequences[0]!, prompt), run(sequences[2]!, invalid), run(sequences[1]!, otherPrompt)]);
+  t.equal(bad.finish, "error");
+  t.match(bad.error?.message, /llama_decode failed/);
+  t.equal(good.finish, "length", "the neighbour before it finishes");
+  t.equal(other.finish, "length", "the neighbour after it finishes");
+  t.same(good.tokens, solo.tokens, "with its solo tokens");
+  t.same(other.tokens, otherSolo.tokens);
+  t.equal(good.kvTokens, solo.kvTokens);
+});
+
+t.test("steering never rebuilds the scheduler: compute buffers are reserved at load for every layer steered", async (t) => {
+  const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 512, parallel: 2 });
+  const { llama } = engine;
+  const saved = { level: llama.logLevel, logger: llama.logger };
+  const logs: string[] = [];
+  llama.logLevel = LlamaLogLevel.info;
+  llama.logger = (_level, message) => logs.push(message);
+  t.teardown(async () => {
+    llama.logLevel = saved.level;
+    llama.logger = saved.logger;
+    await engine.dispose();
+  });
+  const reserves = () => logs.filter((line) => line.includes("sched_reserve: reserving"));
+
+  // control: creating a context reserves, and the log line is seen here
+  const control = await engine.model.createContext({ contextSize: 128 });
+  await control.dispose();
+  await sleep(50);
+  t.ok(reserves().length > 0, "the reserve log line is captured");
+  logs.length = 0;
+
+  const steering = (heads: Record<string, number[]>) => ({ emphasis: emphasize(PROMPT, ["little dog"]), heads });
+  await engine.generate({ prompt: PROMPT, maxTokens: 4 });
+  await engine.generate({ prompt: PROMPT, maxTokens: 4, steering: steering({ "2": [0, 3] }) });
+  await engine.generate({ prompt: PROMPT, maxTokens: 4, steering: steering({ "0": [1], "4": [2, 7] }) });
+  await Promise.all([
+    engine.generate({ prompt: PROMPT, maxTokens: 8, steering: steering({ "1": [4] }) }),
+    engine.generate({ prompt: "Lily had a red ball.", maxTokens: 8 }),
+  ]);
+  await engine.generate({ prompt: PROMPT, maxTokens: 4 });
+  await sleep(50); // llama.cpp's log lines reach JavaScript asynchronously
+  t.same(reserves(), [], "no reserve while steered and unsteered requests change the steered layers");
 });

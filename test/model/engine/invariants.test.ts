@@ -1,6 +1,6 @@
 // Steering invariants that any correct implementation passes, on the real stories260K model and on
 // generated models of each supported attention path (GQA llama, qwen2 with QKV biases, gemma2 with
-// sliding-window layers and logit softcapping).
+// sliding-window layers and logit softcapping, mpt with ALiBi, granite_swa with attention sinks).
 import t from "tap";
 import { emphasize } from "../../../src/emphasis/markup.js";
 import { SteeringEngine, type GenerateRequest, type GenerateResult } from "../../../src/engine/engine.js";
@@ -24,11 +24,24 @@ const INVISIBLE_ALPHA = Number.MIN_VALUE;
 const PROMPT = "Once upon a time there was a little dog named Max. Max loved to run in the park with his friend Sue. One day";
 const PROMPT_OTHER_WORD = PROMPT.replace("dog", "cat");
 
-const models: Array<{ name: string; path: string; heads: Record<string, number[]> }> = [
+const models: Array<{
+  name: string;
+  path: string;
+  heads: Record<string, number[]>;
+  /** attention sinks: a bias on every position is not uniform (the sink logit takes none) */
+  sinks?: boolean;
+  /**
+   * ALiBi: under flash attention a steered layer runs F32 attention for the whole batch (flash
+   * attention would scale the bias by each head's slope), so neighbours differ by kernel rounding
+   */
+  alibi?: boolean;
+}> = [
   { name: "stories260K (llama, GQA)", path: STORIES_MODEL, heads: { "2": [0, 3, 5], "3": [1, 6] } },
   { name: "generated llama (GQA)", path: tinyModel("llama"), heads: { "0": [1, 2], "2": [0, 7] } },
   { name: "generated qwen2 (GQA, QKV bias)", path: tinyModel("qwen2"), heads: { "1": [0, 3] } },
   { name: "generated gemma2 (sliding window, softcap)", path: tinyModel("gemma2"), heads: { "0": [0, 2], "1": [1] } },
+  { name: "generated mpt (ALiBi)", path: tinyModel("mpt"), heads: { "0": [1], "1": [0, 3] }, alibi: true },
+  { name: "generated granite_swa (attention sinks)", path: tinyModel("granite_swa"), heads: { "0": [0], "1": [1, 2] }, sinks: true },
 ];
 
 function allDiffs(a: GenerateResult, b: GenerateResult): number {
@@ -63,9 +76,10 @@ for (const model of models) {
       t.ok(dFlash <= FLASH_VS_F32, `flash attention on: max diff ${dFlash.toExponential(2)}`);
     });
 
-    t.test("a uniform bias over the whole prompt changes nothing", async (t) => {
+    t.test("a uniform bias over the whole prompt changes nothing, unless the model has attention sinks", async (t) => {
       const d = maxLogprobDiff(await next(f32, { steering: { ...steering, mode: "generation" } }), unsteered);
-      t.ok(d <= EXACT, `max diff ${d.toExponential(2)}`);
+      if (model.sinks) t.ok(d > 1e-3, `sinks take no bias: the prompt loses weight to them (max diff ${d.toExponential(2)})`);
+      else t.ok(d <= EXACT, `max diff ${d.toExponential(2)}`);
     });
 
     t.test("an invisible span: changing its tokens leaves the logits unchanged", async (t) => {
@@ -95,7 +109,7 @@ for (const model of models) {
       const [plainA, otherNextToPlain] = await Promise.all([flash.generate({ ...base }), flash.generate(other)]);
       t.same(otherNextToSteered.tokens, otherNextToPlain.tokens);
       t.ok(
-        allDiffs(otherNextToSteered, otherNextToPlain) <= EXACT,
+        allDiffs(otherNextToSteered, otherNextToPlain) <= (model.alibi ? FLASH_VS_F32 : EXACT),
         `a steered neighbour changes nothing: max diff ${allDiffs(otherNextToSteered, otherNextToPlain).toExponential(2)}`,
       );
       // batched vs solo: llama.cpp's kernels round differently when sequences share a ubatch, steered or not
@@ -115,7 +129,13 @@ for (const model of models) {
       t.equal(first.evaluatedPromptTokens, first.promptTokens, "a cold sequence evaluates the whole prompt");
       const reused = await cold.generate({ ...base, steering: late });
       const firstEmphasized = reused.steering!.spans[0]!.tokenStart;
-      t.equal(reused.evaluatedPromptTokens, reused.promptTokens - firstEmphasized, "the cache is reused up to the first emphasized token");
+      if (model.sinks) t.equal(reused.evaluatedPromptTokens, reused.promptTokens, "attention sinks: nothing is steering-free");
+      else
+        t.equal(
+          reused.evaluatedPromptTokens,
+          reused.promptTokens - firstEmphasized,
+          "the cache is reused up to the first emphasized token",
+        );
       t.same(reused.tokens, first.tokens);
       t.ok(allDiffs(reused, first) <= BATCHING, `steered: max diff ${allDiffs(reused, first).toExponential(2)}`);
 
@@ -123,6 +143,30 @@ for (const model of models) {
       const plainReused = await f32.generate({ ...base, prompt: `${PROMPT} they` });
       t.equal(plainReused.evaluatedPromptTokens, 1, "unsteered: only the last prompt token is evaluated again");
       t.ok(allDiffs(plainReused, plainCold) <= BATCHING, `unsteered: max diff ${allDiffs(plainReused, plainCold).toExponential(2)}`);
+    });
+
+    t.test("a steered request after an unsteered one reuses only what steering leaves exact", async (t) => {
+      const warm = await SteeringEngine.load({ modelPath: model.path, contextSize: 512, parallel: 1, flashAttention: true });
+      const cold = await SteeringEngine.load({ modelPath: model.path, contextSize: 512, parallel: 1, flashAttention: true });
+      t.teardown(async () => {
+        await warm.dispose();
+        await cold.dispose();
+      });
+      const late = { ...steering, emphasis: emphasize(PROMPT, ["his friend Sue"]) };
+      await warm.generate({ ...base }); // the cache now holds the prompt, computed unsteered
+      const afterPlain = await warm.generate({ ...base, steering: late });
+      const fresh = await cold.generate({ ...base, steering: late });
+      const firstEmphasized = fresh.steering!.spans[0]!.tokenStart;
+      t.equal(
+        afterPlain.evaluatedPromptTokens,
+        model.sinks ? fresh.promptTokens : fresh.promptTokens - firstEmphasized,
+        model.sinks ? "attention sinks: the unsteered cache is not reused" : "the unsteered cache serves up to the first emphasized token",
+      );
+      t.same(afterPlain.tokens, fresh.tokens);
+      // the reused prefix was computed by plain flash attention, the cold one by the steered kernel
+      // (a biased mask, or F32 attention for ALiBi): equal up to their rounding
+      const d = allDiffs(afterPlain, fresh);
+      t.ok(d <= FLASH_VS_F32, `equals a cold steered run: max diff ${d.toExponential(2)}`);
     });
   });
 }

@@ -65,10 +65,14 @@ t.test("PASTA modes: which prompt positions get the bias", async (t) => {
 });
 
 t.test("steering-free prefix (prefix-cache reuse limit)", async (t) => {
-  t.equal(steeringFreePrefix(undefined, 12), Number.POSITIVE_INFINITY);
-  t.equal(steeringFreePrefix(spec("exclude"), 12), 3);
-  t.equal(steeringFreePrefix(spec("include"), 12), 3);
-  t.equal(steeringFreePrefix(spec("generation"), 12), 12);
+  t.equal(steeringFreePrefix(undefined, 12, true), Number.POSITIVE_INFINITY);
+  t.equal(steeringFreePrefix(spec("exclude"), 12, true), 3);
+  t.equal(steeringFreePrefix(spec("include"), 12, true), 3);
+  t.equal(steeringFreePrefix(spec("generation"), 12, true), 12);
+  // attention sinks: no bias is uniform over a row that also has the sink logit
+  t.equal(steeringFreePrefix(undefined, 12, false), Number.POSITIVE_INFINITY);
+  t.equal(steeringFreePrefix(spec("exclude"), 12, false), 0);
+  t.equal(steeringFreePrefix(spec("generation"), 12, false), 0);
 });
 
 t.test("native payload", async (t) => {
