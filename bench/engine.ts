@@ -5,6 +5,9 @@
 //   2. AutoPASTA's end-to-end latency (selection pass + steered answer) / one unsteered answer.
 //   3. steering off: ours / unpatched node-llama-cpp (its prebuilt binary), same model, same
 //      node-llama-cpp evaluation loop, each in its own process (two llama.cpp builds cannot share one).
+//   4. head profiling on SmolLM2-135M (../shared), built-in tasks: forward passes per second of the
+//      profiler (TargetScorer: several examples per decode, each pass evaluated from the example's
+//      first emphasized token on) / the one it replaced (one example at a time, every token evaluated).
 // Rounds alternate between the variants and the fastest round of each is kept: on a noisy machine
 // interference only ever slows a run down, so the best round is the closest to its true cost.
 import { execFileSync } from "node:child_process";
@@ -13,6 +16,10 @@ import { fileURLToPath } from "node:url";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
 import { plainSelectionPrompt, runAutoPasta } from "../src/autopasta/autopasta.js";
 import { SteeringEngine } from "../src/engine/engine.js";
+import type { HeadSelection } from "../src/engine/steering.js";
+import { TargetScorer } from "../src/profiles/scoring.js";
+import { loadBuiltinTasks, splitExamples } from "../src/profiles/tasks.js";
+import { SMOLLM2_MODEL } from "../harness/index.js";
 import { benchModel } from "./benchModel.js";
 
 const SHAPE = {
@@ -124,8 +131,50 @@ async function plainLoop(path: string, binary: "ours" | "unpatched") {
   await model.dispose();
 }
 
+/** Profiler passes per second: the scorer on `parallel` sequences / every token of one example at a time. */
+async function profilerSpeed(parallel: number) {
+  const examples = loadBuiltinTasks().flatMap((task) => splitExamples(task, 0).profiling.slice(0, parallel));
+  const selections: HeadSelection[] = [{ "3": [1] }, { "12": [4] }, { "19": [1] }, { "24": [5] }];
+  const passes = examples.length * selections.length;
+
+  const plain = await SteeringEngine.load({ modelPath: SMOLLM2_MODEL, contextSize: 512, parallel: 1, threads: os.availableParallelism() });
+  const [before] = await timed(async () => {
+    for (const heads of selections) {
+      for (const e of examples) {
+        const prompt = e.context + e.target;
+        const start = e.context.indexOf(e.emphasis);
+        const emphasis = [
+          { start, end: start + e.emphasis.length },
+          { start: e.context.length, end: prompt.length },
+        ];
+        await plain.score({ prompt, topLogprobs: 0, steering: { emphasis, heads, alpha: 0.01 } });
+      }
+    }
+  });
+  await plain.dispose();
+
+  const engine = await SteeringEngine.load({ modelPath: SMOLLM2_MODEL, contextSize: 512, parallel, threads: os.availableParallelism() });
+  const scorer = new TargetScorer(engine, { alpha: 0.01 });
+  await scorer.meanGains(examples, []); // the unsteered passes, which the old loop did not time either
+  const [after] = await timed(() => scorer.meanGains(examples, selections));
+  await engine.dispose();
+  return { passes, before: passes / before, after: passes / after };
+}
+
+async function printProfilerSpeed() {
+  const parallel = Number(process.env.BENCH_PROFILE_PARALLEL ?? 4);
+  const profiler = await profilerSpeed(parallel);
+  console.log(`\nhead profiling, SmolLM2-135M Q4_1, built-in tasks (${profiler.passes} steered passes):`);
+  console.log(
+    `passes/s  profiler (${parallel} examples per decode, prefix cached) ${profiler.after.toFixed(1)}   one example at a time, every token ${profiler.before.toFixed(1)}   ratio ${(profiler.after / profiler.before).toFixed(2)}`,
+  );
+}
+
 if (process.argv[2] === "--worker") {
   await plainLoop(process.argv[3]!, process.argv[4] as "ours" | "unpatched");
+} else if (process.argv[2] === "--profiler") {
+  // npm run bench -- --profiler: this part alone
+  await printProfilerSpeed();
 } else {
   const path = modelPath();
   console.log(`machine: ${os.cpus()[0]?.model}, ${os.availableParallelism()} CPUs, Node ${process.version}`);
@@ -168,4 +217,12 @@ if (process.argv[2] === "--worker") {
       `${k.padEnd(8)} ours ${bestOf(ours, k).toFixed(1).padStart(7)} t/s   unpatched ${bestOf(base, k).toFixed(1).padStart(7)} t/s   ratio ${(bestOf(ours, k) / bestOf(base, k)).toFixed(3)}`,
     );
   }
+
+  const parallel = 4;
+  const profiler = await profilerSpeed(parallel);
+  console.log(`
+head profiling, SmolLM2-135M Q4_1, built-in tasks (${profiler.passes} steered passes):`);
+  console.log(
+    `passes/s  profiler (${parallel} examples per decode, prefix cached) ${profiler.after.toFixed(1)}   one example at a time, every token ${profiler.before.toFixed(1)}   ratio ${(profiler.after / profiler.before).toFixed(2)}`,
+  );
 }

@@ -11,3 +11,5 @@ export const SHARED = join(PROJECT_ROOT, "..", "shared");
 export const CLI = join("src", "cli", "main.ts");
 /** the tiny model every server process starts with unless told otherwise (tests and `npm run load`) */
 export const STORIES_MODEL = join(SHARED, "models", "stories260K.gguf");
+/** the real instruct chat model of ../shared: quality and speed claims are made on it */
+export const SMOLLM2_MODEL = join(SHARED, "models", "SmolLM2-135M-Instruct.Q4_1.gguf");

@@ -36,6 +36,7 @@ struct Job {
     AddonSampler* sampler = nullptr;  // null: a scoring job (log-prob of each next input token)
     int32_t maxTokens = 0;
     int32_t topLogprobs = -1;         // -1: no log-probs; k >= 0: the token's and the k most likely
+    int32_t scoreFrom = 1;            // scoring: the first input index whose log-prob is reported
 
     bool started = false;
     bool delivered = false;           // some output has gone to JavaScript
@@ -346,7 +347,8 @@ class PastaGenerationLoop {
 
         void addInput(Job& job, int32_t index) {
             const bool last = index + 1 == (int32_t)job.input.size();
-            const bool output = job.sampler == nullptr ? !last : last;
+            // scoring: logits only where they predict a reported token (the vocabulary projection costs)
+            const bool output = job.sampler == nullptr ? !last && index + 1 >= job.scoreFrom : last;
             add(job, job.input[index], output, index);
         }
 
@@ -480,8 +482,9 @@ Napi::Value AddonContext::GenerationStart(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
 }
 
-// generationSubmit(jobs: {id, sequenceId, keep, tokens: Uint32Array, sampler?, maxTokens, topLogprobs}[]):
-// `tokens` is the sequence from position 0, of which the first `keep` may be taken from the cache
+// generationSubmit(jobs: {id, sequenceId, keep, tokens: Uint32Array, sampler?, maxTokens, topLogprobs, scoreFrom?}[]):
+// `tokens` is the sequence from position 0, of which the first `keep` may be taken from the cache;
+// a scoring job (no sampler) reports the log-probs of tokens[scoreFrom...] (default 1: all but the first)
 Napi::Value AddonContext::GenerationSubmit(const Napi::CallbackInfo& info) {
     if (!ensureLoop(info, this)) return info.Env().Undefined();
     Napi::Array list = info[0].As<Napi::Array>();
@@ -496,6 +499,7 @@ Napi::Value AddonContext::GenerationSubmit(const Napi::CallbackInfo& info) {
         job->input.assign(tokens.Data(), tokens.Data() + tokens.ElementLength());
         job->maxTokens = options.Get("maxTokens").As<Napi::Number>().Int32Value();
         job->topLogprobs = options.Get("topLogprobs").As<Napi::Number>().Int32Value();
+        if (options.Get("scoreFrom").IsNumber()) job->scoreFrom = options.Get("scoreFrom").As<Napi::Number>().Int32Value();
         if (options.Get("sampler").IsObject()) {
             job->sampler = Napi::ObjectWrap<AddonSampler>::Unwrap(options.Get("sampler").As<Napi::Object>());
         } else if (job->topLogprobs < 0) {

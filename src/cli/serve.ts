@@ -79,6 +79,8 @@ async function autoProfile(engine: SteeringEngine, modelPath: string, log: Logge
   let reported = -1;
   const result = await profileHeads(engine, {
     tasks: loadBuiltinTasks(),
+    // as the model is served: in its own chat template (raw text for a model without one)
+    template: modelChatTemplate(engine),
     method: "coarse-to-fine",
     examples: AUTO_PROFILE_EXAMPLES,
     evaluate: false,

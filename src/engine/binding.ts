@@ -3,8 +3,10 @@
 // goes through the small surface exported here.
 import {
   getLlama,
+  LlamaGrammarEvaluationState,
   LlamaLogLevel,
   type Llama,
+  type LlamaGrammar,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaModel,
@@ -33,6 +35,7 @@ interface SteeringAddonContext {
       sampler?: AddonSampler;
       maxTokens: number;
       topLogprobs: number;
+      scoreFrom?: number;
     }>,
   ): void;
   generationCancel(id: number): void;
@@ -112,10 +115,24 @@ export function steeringInfo(context: LlamaContext) {
 /** A native sampler (node-llama-cpp's llama_sampler chain): greedy at temperature 0. */
 export class NativeSampler {
   private readonly sampler: AddonSampler;
-  constructor(model: LlamaModel, config: { temperature: number; topK: number; topP: number; seed: number }) {
+  /**
+   * `grammar`: sampling (and so the native loop) only picks tokens it allows; the sampler holds
+   * the grammar's state for this one generation (node-llama-cpp's own sampler does the same).
+   */
+  constructor(model: LlamaModel, config: { temperature: number; topK: number; topP: number; seed: number; grammar?: LlamaGrammar }) {
     const bindings = (model as unknown as { _llama: { _bindings: { AddonSampler: new (m: unknown) => AddonSampler } } })._llama._bindings;
     this.sampler = new bindings.AddonSampler((model as unknown as { _model: unknown })._model);
-    this.sampler.applyConfig({ temperature: config.temperature, topK: config.topK, topP: config.topP, minP: 0, seed: config.seed });
+    const grammarState = config.grammar
+      ? (new LlamaGrammarEvaluationState({ model, grammar: config.grammar }) as unknown as { _state: unknown })._state
+      : undefined;
+    this.sampler.applyConfig({
+      temperature: config.temperature,
+      topK: config.topK,
+      topP: config.topP,
+      minP: 0,
+      seed: config.seed,
+      ...(grammarState ? { grammarEvaluationState: grammarState } : {}),
+    });
   }
   /** @internal */ get native() {
     return this.sampler;
@@ -146,6 +163,8 @@ export interface LoopJob {
   maxTokens: number;
   /** -1: no log-probs; k >= 0: the token's own and the k most likely */
   topLogprobs: number;
+  /** scoring: report the tokens from this index on (default 1: every token but the first) */
+  scoreFrom?: number;
   /** sampled (or scored) tokens as they come, several at a time; returning false cancels the job */
   onTokens(tokens: Int32Array, logprobs: Float64Array | undefined): unknown;
 }
@@ -206,6 +225,7 @@ export class GenerationLoop {
       sampler: job.sampler?.native,
       maxTokens: job.maxTokens,
       topLogprobs: job.topLogprobs,
+      ...(job.scoreFrom !== undefined ? { scoreFrom: job.scoreFrom } : {}),
     });
     return {
       done,

@@ -9,6 +9,7 @@ import { Scheduler, type JobOptions } from "../scheduler/scheduler.js";
 import { GenerationLoop, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
 import { ContextLengthError, EmphasisError, SteeringError, UnsupportedModelError } from "./errors.js";
 import { generateOn } from "./generate.js";
+import { compileGrammar, type ConstraintParam, type OutputConstraint, type OutputGrammar } from "./grammar.js";
 import { scoreOn } from "./score.js";
 import { PooledSequence, SequencePool } from "./sequencePool.js";
 import { resolveHeads, validateAlpha } from "./steering.js";
@@ -136,6 +137,11 @@ export class SteeringEngine {
     return tokenOffsets(tokenPieces(this.context, tokens), text);
   }
 
+  /** Structured output for GenerateRequest.grammar; a 400 (GrammarError) names what cannot be enforced. */
+  compileGrammar(constraint: OutputConstraint, param: ConstraintParam): OutputGrammar {
+    return compileGrammar(this.llama, constraint, param);
+  }
+
   /** Text of one token; after `previous`, a word-initial token keeps its leading space. */
   tokenText(token: Token, previous?: Token): string {
     return tokenText(this.model, token, previous);
@@ -221,11 +227,11 @@ export class SteeringEngine {
           const input = prepared ?? this.prepare(request, maxTokens);
           return generateOn(this.model, take(input), input, { ...request, signal }, maxTokens);
         },
-        // scoring reuses nothing cached: it takes the sequence whose cache is worth least
+        // scoring every token reuses nothing cached: it takes the sequence whose cache is worth least
         score: async (request, prepared) => {
           const input = prepared ?? this.prepare(request, 0);
           const withOffsets = { ...input, offsets: input.offsets ?? this.offsetsOf(input.tokens, input.prompt) };
-          return scoreOn(this.model, take(null), withOffsets, { ...request, signal });
+          return scoreOn(this.model, take(request.scoreFrom !== undefined ? input : null), withOffsets, { ...request, signal });
         },
       };
       try {

@@ -22,6 +22,7 @@ export async function generateOn(
     topK: request.topK ?? 0,
     topP: request.topP ?? 1,
     seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
+    ...(request.grammar ? { grammar: request.grammar.grammar } : {}),
   });
   try {
     // at least the last prompt token is evaluated: its logits give the first sampled token
@@ -50,7 +51,7 @@ async function decode(
 ) {
   const wantLogprobs = request.logprobs !== undefined;
   const stride = recordStride(request.logprobs ?? 0);
-  const assembler = new TextAssembler(model, request.stop ?? [], promptTokens);
+  const assembler = new TextAssembler(model, [...(request.stop ?? []), ...(request.grammar?.stop ?? [])], promptTokens);
   const { tokens, logprobs } = assembler;
   let stopped = false;
   const start = performance.now();

@@ -12,6 +12,9 @@ export async function scoreOn(
   request: ScoreRequest,
 ): Promise<ScoreResult> {
   const { tokens, steering, offsets } = prepared;
+  // log-probs from scoreFrom on: the positions before the one that predicts it may come from the cache
+  const keep =
+    request.scoreFrom === undefined ? 0 : Math.max(0, Math.min(sequence.reusablePrefix(tokens, steering?.spec), request.scoreFrom - 1));
   sequence.steer(steering?.spec, tokens.length);
   // each token's text is the part of its characters no earlier token has: the texts join to the
   // prompt, and a character that several byte tokens form goes to the first of them
@@ -24,25 +27,22 @@ export async function scoreOn(
   });
   if (request.signal?.aborted) throw request.signal.reason;
   const stride = recordStride(request.topLogprobs);
-  let next = 1;
-  // every position needs its logits, so nothing cached can be reused (keep 0)
-  await sequence.run(
-    {
-      keep: 0,
-      tokens,
-      maxTokens: 0,
-      topLogprobs: request.topLogprobs,
-      onTokens: (_ids, records) => {
-        for (let at = 0; at < records!.length; at += stride, next++) {
-          const described = describeLogprobs(model, tokens[next]!, records!.subarray(at, at + stride), tokens[next - 1]);
-          scored[next]!.logprob = described.logprob;
-          scored[next]!.top = described.top;
-        }
-      },
-    },
+  const records: Float64Array[] = [];
+  // the loop reports the log-prob of each token from scoreFrom on, and after the last position it took from the cache
+  const scoreFrom = Math.max(1, request.scoreFrom ?? 1);
+  const { reused } = await sequence.run(
+    { keep, tokens, maxTokens: 0, topLogprobs: request.topLogprobs, scoreFrom, onTokens: (_ids, batch) => records.push(batch!) },
     () => tokens,
     request.signal,
   );
   if (request.signal?.aborted) throw request.signal.reason;
-  return { tokens: scored, ...(steering ? { steering: { spans: steering.spans } } : {}) };
+  let next = Math.max(reused + 1, scoreFrom);
+  for (const batch of records) {
+    for (let at = 0; at < batch.length; at += stride, next++) {
+      const described = describeLogprobs(model, tokens[next]!, batch.subarray(at, at + stride), tokens[next - 1]);
+      scored[next]!.logprob = described.logprob;
+      scored[next]!.top = described.top;
+    }
+  }
+  return { tokens: scored, evaluatedTokens: tokens.length - reused, ...(steering ? { steering: { spans: steering.spans } } : {}) };
 }

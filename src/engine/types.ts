@@ -2,6 +2,7 @@
 // prompt (src/prompt/ resolves markup and substrings once); the engine maps them onto tokens.
 import type { Token } from "node-llama-cpp";
 import type { CharSpan } from "../emphasis/markup.js";
+import type { OutputGrammar } from "./grammar.js";
 import type { HeadSelection, SteeringMode, SteeringSpec } from "./steering.js";
 
 export interface EngineOptions {
@@ -52,6 +53,8 @@ export interface PromptInput {
 export interface GenerateRequest extends SamplingOptions, PromptInput {
   maxTokens?: number;
   stop?: string[];
+  /** structured output: only tokens this grammar allows are sampled (SteeringEngine.compileGrammar) */
+  grammar?: OutputGrammar;
   /** log-probs per generated token: the chosen token's plus this many most likely (undefined = none) */
   logprobs?: number;
   signal?: AbortSignal;
@@ -79,6 +82,11 @@ export interface ResolvedSteering {
 export interface ScoreRequest extends PromptInput {
   /** most likely alternatives per token besides the token itself */
   topLogprobs: number;
+  /**
+   * Only tokens from this index on need their log-probs (earlier ones may be null): the positions
+   * before may then come from a sequence's cache, as generation reuses a prefix. Default: every token.
+   */
+  scoreFrom?: number;
   signal?: AbortSignal;
 }
 
@@ -94,6 +102,8 @@ export interface ScoredToken {
 
 export interface ScoreResult {
   tokens: ScoredToken[];
+  /** prompt tokens evaluated (the rest came from the sequence's cache: see ScoreRequest.scoreFrom) */
+  evaluatedTokens: number;
   steering?: { spans: SteeredSpan[] };
 }
 

@@ -1,9 +1,10 @@
 // The ways an eval item is asked: PASTA's comparisons (unsteered, emphasis left in the text as
-// markup, the head profile, every head, random heads of the profile's size) and AutoPASTA.
+// markup, the head profile, every head, random heads of the profile's size), AutoPASTA, and
+// structured output (the item's JSON schema enforced while sampling), alone and steered.
 import type { HeadSelection } from "../engine/steering.js";
 import { seededRandom, shuffled } from "../util/random.js";
 
-export const ARM_NAMES = ["unsteered", "prompting", "profile", "all_heads", "random_heads", "auto"] as const;
+export const ARM_NAMES = ["unsteered", "prompting", "profile", "all_heads", "random_heads", "auto", "schema", "schema_profile"] as const;
 export type ArmName = (typeof ARM_NAMES)[number];
 
 export interface Arm {
@@ -16,6 +17,8 @@ export interface Arm {
   markdown: boolean;
   /** AutoPASTA picks what to emphasize (items with a passage only) */
   auto: boolean;
+  /** the item's JSON schema is enforced while sampling, as `response_format` does (items with a schema only) */
+  schema: boolean;
 }
 
 const LABELS: Record<ArmName, string> = {
@@ -25,6 +28,8 @@ const LABELS: Record<ArmName, string> = {
   all_heads: "every head",
   random_heads: "random heads",
   auto: "AutoPASTA",
+  schema: "`response_format`",
+  schema_profile: "`response_format` + profile",
 };
 
 /** `count` distinct heads drawn uniformly from the model's, the same for the same seed. */
@@ -52,6 +57,15 @@ export function buildArms(names: readonly ArmName[], profile: HeadSelection, hea
     auto: profile,
     all_heads: headsPerLayer.map((_, layer) => layer),
     random_heads: randomHeads(headCount(profile, headsPerLayer), headsPerLayer, seed),
+    schema: null,
+    schema_profile: profile,
   };
-  return names.map((name) => ({ name, label: LABELS[name], heads: heads[name], markdown: name === "prompting", auto: name === "auto" }));
+  return names.map((name) => ({
+    name,
+    label: LABELS[name],
+    heads: heads[name],
+    markdown: name === "prompting",
+    auto: name === "auto",
+    schema: name === "schema" || name === "schema_profile",
+  }));
 }

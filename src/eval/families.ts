@@ -20,6 +20,8 @@ export interface EvalItem {
   emphasis: string;
   /** AutoPASTA picks sentences from this substring of `message` (open-book QA only) */
   passage?: string;
+  /** the JSON schema the answer should follow (JSON format only): what the `response_format` arms enforce */
+  schema?: Record<string, unknown>;
   /** a likelihood check: once the reply starts with `prefix`, `right` should be more likely than `wrong` */
   contrast?: { prefix: string; right: string; wrong: string };
   /** greedy-answer checks, by metric name */
@@ -105,6 +107,14 @@ const jsonFormat: Family = {
       message: item.prompt,
       emphasis: item.emphasis,
       maxTokens: 64,
+      // what a client would send as response_format: the asked keys, short strings (a bound keeps a
+      // small model that repeats itself inside a string from running out of tokens), nothing else
+      schema: {
+        type: "object",
+        properties: Object.fromEntries(item.keys.map((k) => [k, { type: "string", maxLength: 40 }])),
+        required: item.keys,
+        additionalProperties: false,
+      },
       judge: (output) => {
         const object = firstJsonObject(output);
         const keys = object !== null && item.keys.every((k) => k in object);

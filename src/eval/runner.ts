@@ -70,12 +70,15 @@ export class EvalRunner {
           wrong: await this.answerLogprob(base, item.contrast.prefix, item.contrast.wrong, steering),
         }
       : undefined;
+    if (arm.schema && !item.schema) throw new Error(`${item.source}: the response_format arms need an item with a schema`);
+    const grammar = arm.schema ? this.engine.compileGrammar({ type: "json_schema", schema: item.schema! }, "json_schema") : undefined;
     const { text } = await this.engine.generate({
       prompt: base.prompt,
       specialTokens: base.specialTokens,
       steering: steering(),
       maxTokens: item.maxTokens,
       temperature: 0,
+      ...(grammar ? { grammar } : {}),
     });
     return { item, arm: arm.name, ...(contrast ? { contrast } : {}), output: text, checks: item.judge(text) };
   }
@@ -137,7 +140,10 @@ export class EvalRunner {
   }
 }
 
-/** Every (item, arm) pair that applies (AutoPASTA only where an item has a passage), `parallel` at a time, in item order. */
+/**
+ * Every (item, arm) pair that applies (AutoPASTA only where an item has a passage, the
+ * response_format arms where it has a schema), `parallel` at a time, in item order.
+ */
 export async function runEval(
   engine: SteeringEngine,
   template: ChatTemplate | null,
@@ -146,7 +152,8 @@ export async function runEval(
   options: EvalRunOptions,
 ): Promise<ItemOutcome[]> {
   const runner = new EvalRunner(engine, template, options.alpha);
-  const jobs = items.flatMap((item) => arms.filter((arm) => !arm.auto || item.passage !== undefined).map((arm) => ({ item, arm })));
+  const applies = (item: EvalItem, arm: Arm) => (!arm.auto || item.passage !== undefined) && (!arm.schema || item.schema !== undefined);
+  const jobs = items.flatMap((item) => arms.filter((arm) => applies(item, arm)).map((arm) => ({ item, arm })));
   const outcomes: ItemOutcome[] = new Array(jobs.length);
   let next = 0;
   let done = 0;

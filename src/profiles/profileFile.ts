@@ -45,6 +45,8 @@ export function profileDocument(
     version: PROFILE_VERSION,
     command,
     model: { ...model, n_layers: result.headsPerLayer.length, heads_per_layer: result.headsPerLayer },
+    // "chat": examples rendered in the model's chat template; "raw": plain text
+    prompt_format: result.format,
     method: result.method,
     alpha: result.alpha,
     mode: result.mode,

@@ -14,6 +14,7 @@ import {
   type TaskSearchScores,
 } from "./search.js";
 import { splitExamples, taskDigest, type Task } from "./tasks.js";
+import type { ChatTemplate } from "../prompt/chatTemplate.js";
 
 export type { CombineMode, HeadRef, ProfileMethod } from "./search.js";
 export { ProfileError } from "./errors.js";
@@ -31,6 +32,8 @@ export const PROFILE_DEFAULTS = {
 
 export interface ProfileOptions {
   tasks: Task[];
+  /** render examples in this chat template, as the model is served (renderExample); default: raw text */
+  template?: ChatTemplate | null;
   method?: ProfileMethod;
   topK?: number;
   combine?: CombineMode;
@@ -66,6 +69,8 @@ export interface HeldOutScore {
 }
 
 export interface ProfileResult {
+  /** how examples were rendered: in the model's chat template, or as raw text */
+  format: "chat" | "raw";
   method: ProfileMethod;
   topK: number;
   combine: CombineMode;
@@ -125,15 +130,15 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
   let total = plannedPasses(method, samples, headsPerLayer, keepLayers) + heldOutPasses;
   let done = 0;
   const progress = () => options.onProgress?.(done, total);
-  const scorer = new TargetScorer(
-    engine,
+  const scorer = new TargetScorer(engine, {
     alpha,
-    () => {
+    onPass: () => {
       done++;
       progress();
     },
-    options.signal,
-  );
+    ...(options.signal ? { signal: options.signal } : {}),
+    template: options.template ?? null,
+  });
   progress();
 
   const search = method === "pasta" ? perHeadSearch : coarseToFineSearch;
@@ -164,6 +169,7 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
   const totalHeads = headsPerLayer.reduce((a, b) => a + b, 0);
   const profilingExamples = samples.reduce((n, s) => n + s.examples.length, 0);
   return {
+    format: options.template ? "chat" : "raw",
     method,
     topK,
     combine,

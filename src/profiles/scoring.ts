@@ -1,24 +1,71 @@
 // How well a set of steered heads works on one example: the log-likelihood of the example's target
 // right after its context, in one forward pass (teacher forcing, no generation).
 import type { Token } from "node-llama-cpp";
+import type { CharSpan } from "../emphasis/markup.js";
 import type { SteeringEngine } from "../engine/engine.js";
 import type { HeadSelection } from "../engine/steering.js";
+import type { ChatTemplate } from "../prompt/chatTemplate.js";
+import { chatPrompt } from "../prompt/prompts.js";
 import { ProfileError } from "./errors.js";
 import type { TaskExample } from "./tasks.js";
 
-interface PreparedExample {
+/** An example as the served model reads it: the prompt, where the target starts, what is emphasized. */
+export interface RenderedExample {
   prompt: string;
+  /** the prompt holds a chat template's special-token text */
+  specialTokens: boolean;
+  /** where the target starts in `prompt` */
+  boundary: number;
+  /** the emphasized part of the context, and the target (see TargetScorer.logLikelihood) */
+  emphasis: CharSpan[];
+}
+
+/**
+ * Raw text (`template` null): context + target. With a chat template, as an instruct model is
+ * served: the context is the user's message and the target the start of the assistant's reply
+ * (its leading whitespace dropped: a reply starts at its first character).
+ */
+export function renderExample(example: TaskExample, template: ChatTemplate | null): RenderedExample {
+  const start = example.context.indexOf(example.emphasis);
+  if (!template) {
+    const prompt = example.context + example.target;
+    const boundary = example.context.length;
+    return {
+      prompt,
+      specialTokens: false,
+      boundary,
+      emphasis: [
+        { start, end: start + example.emphasis.length },
+        { start: boundary, end: prompt.length },
+      ],
+    };
+  }
+  const rendered = chatPrompt(template, [{ role: "user", content: example.context }], {
+    markup: "none",
+    emphasis: [{ start, end: start + example.emphasis.length }],
+  });
+  const boundary = rendered.prompt.length;
+  const prompt = rendered.prompt + example.target.trimStart();
+  return {
+    prompt,
+    specialTokens: rendered.specialTokens,
+    boundary,
+    emphasis: [...rendered.emphasis, { start: boundary, end: prompt.length }],
+  };
+}
+
+interface PreparedExample extends RenderedExample {
   tokens: Token[];
   offsets: Array<[number, number]>;
   /** index of the first token that covers a character of the target */
   targetStart: number;
-  /** the emphasized part of the context, and the target (see targetLogLikelihood) */
-  emphasis: Array<{ start: number; end: number }>;
 }
 
 /**
  * Scores examples under steering and counts the forward passes. The unsteered score of each example
- * is computed once and kept.
+ * is computed once and kept. Passes are fast where they can be: up to the engine's `parallel`
+ * examples decode in the same batches, each on a sequence that keeps its own prompt cached, so a
+ * pass evaluates an example only from its first emphasized token on (what steering changes).
  */
 export class TargetScorer {
   /** forward passes so far */
@@ -26,12 +73,21 @@ export class TargetScorer {
   private readonly prepared = new Map<TaskExample, PreparedExample>();
   private readonly unsteered = new Map<TaskExample, number>();
 
+  private readonly alpha: number;
+  private readonly onPass: (() => void) | undefined;
+  private readonly signal: AbortSignal | undefined;
+  private readonly template: ChatTemplate | null;
+
+  /** `template`: examples are rendered as the model is served (renderExample); none: raw text */
   constructor(
     private readonly engine: SteeringEngine,
-    private readonly alpha: number,
-    private readonly onPass?: () => void,
-    private readonly signal?: AbortSignal,
-  ) {}
+    options: { alpha: number; onPass?: () => void; signal?: AbortSignal; template?: ChatTemplate | null },
+  ) {
+    this.alpha = options.alpha;
+    this.onPass = options.onPass;
+    this.signal = options.signal;
+    this.template = options.template ?? null;
+  }
 
   /** Mean over the examples of the target log-likelihood (unsteered when heads is null). */
   async mean(examples: readonly TaskExample[], heads: HeadSelection | null): Promise<number> {
@@ -42,9 +98,26 @@ export class TargetScorer {
 
   /** Mean over the examples of (steered - unsteered) target log-likelihood. */
   async meanGain(examples: readonly TaskExample[], heads: HeadSelection): Promise<number> {
-    let sum = 0;
-    for (const example of examples) sum += (await this.logLikelihood(example, heads)) - (await this.logLikelihood(example, null));
-    return sum / examples.length;
+    return (await this.meanGains(examples, [heads]))[0]!;
+  }
+
+  /**
+   * meanGain for each head selection. The work goes example group by example group (as many as the
+   * engine decodes at once), every selection on a group before the next group: each example stays
+   * on the sequence that caches it. The sums add up in example order, as meanGain's would.
+   */
+  async meanGains(examples: readonly TaskExample[], selections: readonly HeadSelection[]): Promise<number[]> {
+    const width = Math.max(1, this.engine.scheduler.parallel);
+    const sums = selections.map(() => 0);
+    for (let at = 0; at < examples.length; at += width) {
+      const group = examples.slice(at, at + width);
+      const unsteered = await Promise.all(group.map((e) => this.logLikelihood(e, null)));
+      for (const [i, heads] of selections.entries()) {
+        const steered = await Promise.all(group.map((e) => this.logLikelihood(e, heads)));
+        for (const [j, value] of steered.entries()) sums[i]! += value - unsteered[j]!;
+      }
+    }
+    return sums.map((sum) => sum / examples.length);
   }
 
   /**
@@ -72,7 +145,13 @@ export class TargetScorer {
           });
     if (this.signal?.aborted) throw this.signal.reason;
     const result = await this.engine.score(
-      { prompt: p.prompt, topLogprobs: 0, ...(this.signal ? { signal: this.signal } : {}) },
+      {
+        prompt: p.prompt,
+        specialTokens: p.specialTokens,
+        topLogprobs: 0,
+        scoreFrom: p.targetStart,
+        ...(this.signal ? { signal: this.signal } : {}),
+      },
       { prompt: p.prompt, tokens: p.tokens, offsets: p.offsets, ...(steering ? { steering } : {}) },
     );
     this.passes++;
@@ -86,29 +165,18 @@ export class TargetScorer {
   private prepare(example: TaskExample): PreparedExample {
     const cached = this.prepared.get(example);
     if (cached) return cached;
-    const prompt = example.context + example.target;
-    const { tokens, offsets } = this.engine.tokenizePrompt(prompt);
+    const rendered = renderExample(example, this.template);
+    const { tokens, offsets } = this.engine.tokenizePrompt(rendered.prompt, rendered.specialTokens);
     if (tokens.length >= this.engine.contextSize) {
       throw new ProfileError(
         `a profiling example is ${tokens.length} tokens, but the context holds ${this.engine.contextSize - 1} (--ctx-size): ${JSON.stringify(example.context.slice(0, 60))}...`,
       );
     }
-    const boundary = example.context.length;
-    const targetStart = offsets.findIndex(([, end]) => end > boundary);
+    const targetStart = offsets.findIndex(([, end]) => end > rendered.boundary);
     // the first token has no log-prob: the target must come after at least one context token
     if (targetStart < 1)
       throw new ProfileError(`the target of ${JSON.stringify(example.context.slice(0, 60))}... is not scored after any context token`);
-    const start = example.context.indexOf(example.emphasis);
-    const prepared = {
-      prompt,
-      tokens,
-      offsets,
-      targetStart,
-      emphasis: [
-        { start, end: start + example.emphasis.length },
-        { start: boundary, end: prompt.length },
-      ],
-    };
+    const prepared = { ...rendered, tokens, offsets, targetStart };
     this.prepared.set(example, prepared);
     return prepared;
   }

@@ -59,7 +59,11 @@ async function scoreHeads(
   headsPerLayer: readonly number[],
 ): Promise<Array<Array<number | null>>> {
   const grid = headsPerLayer.map((n) => Array<number | null>(n).fill(null));
-  for (const h of heads) grid[h.layer]![h.head] = await scorer.meanGain(sample.examples, { [h.layer]: [h.head] });
+  const gains = await scorer.meanGains(
+    sample.examples,
+    heads.map((h) => ({ [h.layer]: [h.head] })),
+  );
+  for (const [i, h] of heads.entries()) grid[h.layer]![h.head] = gains[i]!;
   return grid;
 }
 
@@ -152,8 +156,10 @@ export async function coarseToFineSearch(
   const layerScores: Array<Array<number | null>> = [];
   const layerRankings: HeadRef[][] = [];
   for (const sample of samples) {
-    const gains: number[] = [];
-    for (const { layer } of layers) gains.push(await scorer.meanGain(sample.examples, [layer]));
+    const gains = await scorer.meanGains(
+      sample.examples,
+      layers.map(({ layer }) => [layer]),
+    );
     layerScores.push(gains);
     layerRankings.push(rank(layers, (l) => gains[l.layer]!));
   }

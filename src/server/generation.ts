@@ -14,6 +14,7 @@ import type {
   SteeringEngine,
   SteeringRequest,
 } from "../engine/engine.js";
+import type { ConstraintParam, OutputConstraint } from "../engine/grammar.js";
 import type { HeadSelection } from "../engine/steering.js";
 import { InvalidRequestError, RequestError } from "../errors.js";
 import type { Token } from "node-llama-cpp";
@@ -39,6 +40,8 @@ export interface CompletionInput {
   autoSelection?: { selectionPrompt: AutoPastaPlan["selectionPrompt"]; context: CharSpan };
   maxTokens: number;
   sampling: SamplingOptions & { stop?: string[] };
+  /** structured output, and the body field it came from (errors name it) */
+  output?: { constraint: OutputConstraint; param: ConstraintParam };
   /** log-probs per generated token: the chosen token's plus this many alternatives */
   logprobs?: number;
 }
@@ -228,6 +231,7 @@ export class GenerationService implements CompletionService {
       maxTokens: input.maxTokens,
       ...input.sampling,
       ...(input.logprobs !== undefined ? { logprobs: input.logprobs } : {}),
+      ...(input.output ? { grammar: this.engine.compileGrammar(input.output.constraint, input.output.param) } : {}),
     };
     const options = steering && { heads: this.heads(steering.heads), alpha: steering.alpha, mode: steering.mode };
     if (steering?.auto) {

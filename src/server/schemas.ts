@@ -48,14 +48,25 @@ const sampling = {
   steering: steeringSchema.optional(),
 };
 
+/** A JSON schema for structured output; what it may contain is checked where it is compiled (src/engine/grammar.ts). */
+const jsonSchemaObject = z.record(z.string(), z.unknown());
+
 export const generateSchema = z
   .object({
     prompt: z.string(),
     max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).default(DEFAULT_MAX_TOKENS),
     logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).default(0),
+    /** structured output: a GBNF grammar (llama-server's field) */
+    grammar: z.string().min(1).optional(),
+    /** structured output: JSON that validates against this schema (llama-server's field) */
+    json_schema: jsonSchemaObject.optional(),
     ...sampling,
   })
-  .strict();
+  .strict()
+  .refine((b) => b.grammar === undefined || b.json_schema === undefined, {
+    message: "give grammar or json_schema, not both",
+    path: ["grammar"],
+  });
 export type GenerateBody = z.infer<typeof generateSchema>;
 
 /** Fields of OpenAI's API that this server cannot honour: accepted only at their neutral value. */
@@ -84,6 +95,25 @@ const neutral = {
     .nullish(),
 };
 
+/** OpenAI's structured output (`response_format`), enforced while sampling. */
+const responseFormat = z
+  .discriminatedUnion("type", [
+    z.object({ type: z.literal("text") }),
+    z.object({ type: z.literal("json_object") }),
+    z.object({
+      type: z.literal("json_schema"),
+      json_schema: z.object({
+        name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "name: a-z, A-Z, 0-9, _ and -, at most 64 characters"),
+        description: z.string().optional(),
+        schema: jsonSchemaObject.optional(),
+        /** always enforced exactly: `strict: false` is accepted and enforced all the same */
+        strict: z.boolean().nullish(),
+      }),
+    }),
+  ])
+  .nullish();
+export type ResponseFormatBody = z.infer<typeof responseFormat>;
+
 const openAICommon = {
   model: z.string().optional(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
@@ -106,7 +136,7 @@ export const chatCompletionSchema = z.object({
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
   tools: z.array(z.unknown()).max(0, "tools are not supported").nullish(),
-  response_format: z.object({ type: z.literal("text", "only the text response format is supported") }).nullish(),
+  response_format: responseFormat,
   ...openAICommon,
 });
 export type ChatCompletionBody = z.infer<typeof chatCompletionSchema>;
@@ -117,6 +147,7 @@ export const completionSchema = z.object({
   echo: z.boolean().nullish(),
   logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
   suffix: z.null().optional(),
+  response_format: responseFormat,
   ...openAICommon,
 });
 export type CompletionBody = z.infer<typeof completionSchema>;

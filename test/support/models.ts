@@ -2,12 +2,11 @@
 import { appendFileSync, copyFileSync, chmodSync, existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SHARED, STORIES_MODEL } from "../../harness/index.js";
+import { SHARED, SMOLLM2_MODEL, STORIES_MODEL } from "../../harness/index.js";
 import { generateTestModel, TINY_SHAPES, type TestArchitecture } from "../../src/testModels/generate.js";
 import type { GeneratedTokenLogprobs } from "../../src/engine/engine.js";
 
-export { SHARED, STORIES_MODEL };
-export const SMOLLM2_MODEL = join(SHARED, "models", "SmolLM2-135M-Instruct.Q4_1.gguf");
+export { SHARED, SMOLLM2_MODEL, STORIES_MODEL };
 export const PASTA_FIXTURE = join(SHARED, "fixtures", "pasta_reference_public.json");
 
 /**

@@ -10,7 +10,16 @@ import { chatPrompt, type RenderedChat } from "../../prompt/prompts.js";
 import { handleCompletion, type CompletionFormat } from "../completion.js";
 import type { CompletionInput, Generation } from "../generation.js";
 import { chatCompletionSchema, type ChatCompletionBody } from "../schemas.js";
-import { responseId, samplingOptions, SYSTEM_FINGERPRINT, unixSeconds, type ServiceGetter, usageOf, withSteering } from "./common.js";
+import {
+  responseFormatInput,
+  responseId,
+  samplingOptions,
+  SYSTEM_FINGERPRINT,
+  unixSeconds,
+  type ServiceGetter,
+  usageOf,
+  withSteering,
+} from "./common.js";
 
 type Message = ChatCompletionBody["messages"][number];
 
@@ -61,6 +70,7 @@ function chatInput(template: ChatTemplate, body: ChatCompletionBody): Completion
     prompt: rendered,
     maxTokens: body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS,
     sampling: samplingOptions(body),
+    ...responseFormatInput(body.response_format),
     ...(body.steering ? { steering: body.steering } : {}),
     ...(body.steering?.auto ? { autoSelection: autoSelection(template, messages, rendered) } : {}),
     ...(body.logprobs === true ? { logprobs: body.top_logprobs ?? 0 } : {}),

@@ -3,7 +3,8 @@
 import { randomBytes } from "node:crypto";
 import { API_DEFAULT_TEMPERATURE } from "../../defaults.js";
 import type { SamplingOptions } from "../../engine/engine.js";
-import type { Generation, CompletionService, ResponseSteering } from "../generation.js";
+import type { CompletionInput, CompletionService, Generation, ResponseSteering } from "../generation.js";
+import type { ResponseFormatBody } from "../schemas.js";
 
 export { SYSTEM_FINGERPRINT } from "../../defaults.js";
 
@@ -27,6 +28,16 @@ export function samplingOptions(body: SamplingFields): SamplingOptions & { stop?
     ...(body.seed != null ? { seed: body.seed } : {}),
     ...(body.stop != null ? { stop: typeof body.stop === "string" ? [body.stop] : body.stop } : {}),
   };
+}
+
+/** OpenAI's `response_format` -> CompletionInput's structured output (`text`: none), to spread into it. */
+export function responseFormatInput(format: ResponseFormatBody): Pick<CompletionInput, "output"> {
+  if (!format || format.type === "text") return {};
+  const param = "response_format";
+  if (format.type === "json_object") return { output: { constraint: { type: "json_object" }, param } };
+  // OpenAI's default for a json_schema format without a schema: any JSON object
+  const schema = format.json_schema.schema;
+  return { output: { constraint: schema ? { type: "json_schema", schema } : { type: "json_object" }, param } };
 }
 
 /** Response ids in OpenAI's style: a prefix and 24 random characters. */

@@ -9,7 +9,16 @@ import { plainPrompt } from "../../prompt/prompts.js";
 import { handleCompletion, requestContext, type CompletionFormat } from "../completion.js";
 import type { CompletionInput, Generation } from "../generation.js";
 import { completionSchema, type CompletionBody } from "../schemas.js";
-import { responseId, samplingOptions, SYSTEM_FINGERPRINT, unixSeconds, type ServiceGetter, usageOf, withSteering } from "./common.js";
+import {
+  responseFormatInput,
+  responseId,
+  samplingOptions,
+  SYSTEM_FINGERPRINT,
+  unixSeconds,
+  type ServiceGetter,
+  usageOf,
+  withSteering,
+} from "./common.js";
 
 interface LegacyLogprobs {
   tokens: string[];
@@ -49,6 +58,7 @@ function completionInput(body: CompletionBody): CompletionInput {
     prompt: plainPrompt(source, body.steering),
     maxTokens: body.max_tokens ?? DEFAULT_COMPLETION_MAX_TOKENS,
     sampling: samplingOptions(body),
+    ...responseFormatInput(body.response_format),
     ...(body.steering ? { steering: body.steering } : {}),
     ...(body.logprobs != null ? { logprobs: body.logprobs } : {}),
   };

@@ -7,6 +7,14 @@ import type { CompletionInput } from "../generation.js";
 import { generateSchema, type GenerateBody } from "../schemas.js";
 import { samplingOptions, type ServiceGetter, usageOf, withSteering } from "./common.js";
 
+/** llama-server's `grammar` and `json_schema` fields (at most one: the schema refuses both). */
+function structuredOutput(body: GenerateBody): Pick<CompletionInput, "output"> {
+  if (body.grammar !== undefined) return { output: { constraint: { type: "grammar", grammar: body.grammar }, param: "grammar" } };
+  if (body.json_schema !== undefined)
+    return { output: { constraint: { type: "json_schema", schema: body.json_schema }, param: "json_schema" } };
+  return {};
+}
+
 function generateInput(body: GenerateBody): CompletionInput {
   const prompt = plainPrompt(body.prompt, body.steering);
   return {
@@ -14,6 +22,7 @@ function generateInput(body: GenerateBody): CompletionInput {
     prompt,
     maxTokens: body.max_tokens,
     sampling: samplingOptions(body),
+    ...structuredOutput(body),
     ...(body.steering ? { steering: body.steering } : {}),
     ...(body.logprobs > 0 ? { logprobs: body.logprobs } : {}),
     ...(body.steering?.auto

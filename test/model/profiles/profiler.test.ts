@@ -3,6 +3,8 @@
 // ranking combination and profile files: test/unit/profiles/; the `profile` command:
 // test/process/cli/profile.test.ts.)
 import t from "tap";
+import { CHATML_TEMPLATE, ChatTemplate } from "../../../src/prompt/chatTemplate.js";
+import { chatPrompt } from "../../../src/prompt/prompts.js";
 import { emphasize } from "../../../src/emphasis/markup.js";
 import { SteeringEngine } from "../../../src/engine/engine.js";
 import { profileHeads, type ProfileResult } from "../../../src/profiles/profiler.js";
@@ -53,7 +55,7 @@ t.test("stories260K", async (t) => {
   const { heldOut } = splitExamples(task, seed);
 
   t.test("the target's log-likelihood: boundary tokens, and the same as in generation", async (t) => {
-    const scorer = new TargetScorer(engine, ALPHA);
+    const scorer = new TargetScorer(engine, { alpha: ALPHA });
     // a clean boundary: the tokens from the target's first character on
     const example = task.examples[0]!;
     const scored = await engine.score({ prompt: example.context + example.target, topLogprobs: 0 });
@@ -101,6 +103,55 @@ t.test("stories260K", async (t) => {
     t.ok(Math.abs(contextOnly - viaGeneration) > 1e-3, `(with only the context's span emphasized it would be ${contextOnly.toFixed(5)})`);
   });
 
+  t.test("in a chat template: the target's log-likelihood is the steered chat reply's", async (t) => {
+    const template = new ChatTemplate(CHATML_TEMPLATE, { bos_token: "", eos_token: "" });
+    const scorer = new TargetScorer(engine, { alpha: ALPHA, template });
+    const example = task.examples[2]!;
+    const heads = { "3": [1, 6], "4": [2, 3] };
+    const chat = chatPrompt(template, [{ role: "user", content: example.context }], { markup: "none", emphasis: [example.emphasis] });
+    const reply = await engine.generate({
+      prompt: chat.prompt,
+      specialTokens: chat.specialTokens,
+      maxTokens: 3,
+      temperature: 0,
+      logprobs: 0,
+      steering: { emphasis: chat.emphasis, heads, alpha: ALPHA },
+    });
+    const generated = { ...example, target: reply.logprobs!.map((lp) => lp.text).join("") };
+    const viaScore = await scorer.logLikelihood(generated, heads);
+    const viaGeneration = reply.logprobs!.reduce((s, lp) => s + lp.logprob, 0);
+    t.ok(
+      Math.abs(viaScore - viaGeneration) < 1e-3,
+      `steered ${viaScore.toFixed(5)} = the steered reply's ${viaGeneration.toFixed(5)} (${JSON.stringify(generated.target)})`,
+    );
+    const raw = await new TargetScorer(engine, { alpha: ALPHA }).logLikelihood(generated, heads);
+    t.ok(Math.abs(raw - viaScore) > 1e-3, `and not the raw text's (${raw.toFixed(5)})`);
+  });
+
+  t.test("a pass evaluates an example only from its first emphasized token on, and scores it the same", async (t) => {
+    const example = task.examples[1]!;
+    const prompt = example.context + example.target;
+    const heads = { "3": [1, 6] };
+    const steering = { emphasis: emphasize(prompt, [example.emphasis, example.target]), heads, alpha: ALPHA };
+    const cold = await engine.score({ prompt, topLogprobs: 0, steering });
+    t.equal(cold.evaluatedTokens, cold.tokens.length, "scoring every token evaluates every token");
+    const targetStart = cold.tokens.findIndex((tok) => tok.offset >= example.context.length);
+    const warm = await engine.score({ prompt, topLogprobs: 0, steering, scoreFrom: targetStart });
+    const firstEmphasized = warm.steering!.spans[0]!.tokenStart;
+    t.ok(firstEmphasized > 0, "the example has a steering-free prefix");
+    t.equal(warm.evaluatedTokens, cold.tokens.length - firstEmphasized, "the prefix before the first emphasized token came from the cache");
+    for (let i = targetStart; i < cold.tokens.length; i++) {
+      t.ok(
+        Math.abs(warm.tokens[i]!.logprob! - cold.tokens[i]!.logprob!) < 1e-4,
+        `token ${i}: ${warm.tokens[i]!.logprob} vs ${cold.tokens[i]!.logprob}`,
+      );
+    }
+    t.ok(
+      warm.tokens.slice(0, targetStart).every((tok) => tok.logprob === null),
+      "tokens before scoreFrom are not scored (their logits are not even computed)",
+    );
+  });
+
   let full: ProfileResult | undefined;
   t.test("per-head search: reproducible, and its heads help held-out examples", async (t) => {
     const started = performance.now();
@@ -120,7 +171,7 @@ t.test("stories260K", async (t) => {
     );
     t.comment(`per-head search: ${full.forwardPasses.used} forward passes in ${seconds.toFixed(1)}s`);
 
-    const scorer = new TargetScorer(engine, ALPHA);
+    const scorer = new TargetScorer(engine, { alpha: ALPHA });
     const none = await scorer.mean(heldOut, null);
     const chosen = await scorer.mean(heldOut, full.heads);
     const random = seededRandom(seed + 1);

@@ -93,11 +93,11 @@ t.test("the command prints the table, writes the JSON and records the summary in
   t.equal(run.code, 0, run.stderr);
   t.match(
     run.stdout,
-    /^\| task \| metric \| items \| unsteered \| `\*\*\.\.\.\*\*` in the text \| profile \| every head \| random heads \| AutoPASTA \|$/m,
+    /^\| task \| metric \| items \| unsteered \| `\*\*\.\.\.\*\*` in the text \| profile \| every head \| random heads \| AutoPASTA \| `response_format` \| `response_format` \+ profile \|$/m,
   );
   t.match(
     run.stdout,
-    /^\| knowledge conflict \| new fact more likely than the old one \| 2 \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| – \|$/m,
+    /^\| knowledge conflict \| new fact more likely than the old one \| 2 \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \| – \| – \| – \|$/m,
   );
   t.match(run.stdout, /^\| pronoun change \| greedy rewrite is in the asked person \| 2 \|/m);
   t.match(run.stdout, /command: pasta-server eval --model/);

@@ -49,6 +49,7 @@ t.test("pasta-server profile", async (t) => {
   t.match(
     doc,
     {
+      prompt_format: "raw", // stories260K's GGUF has no chat template
       method: "pasta",
       alpha: ALPHA,
       seed: 5,
@@ -64,4 +65,7 @@ t.test("pasta-server profile", async (t) => {
   const bad = await run(["--model", STORIES_MODEL, "--out", join(dir, "c.json"), "--method", "grid"]);
   t.equal(bad.code, 2, "a bad flag exits 2");
   t.match(bad.stderr, /--method must be pasta or coarse-to-fine/, "and says why");
+  const noTemplate = await run(["--model", STORIES_MODEL, "--out", join(dir, "d.json"), "--format", "chat"]);
+  t.equal(noTemplate.code, 2, "--format chat on a model without a chat template exits 2");
+  t.match(noTemplate.stderr, /has no chat template; profile it with --format raw/);
 });

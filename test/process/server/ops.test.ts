@@ -358,6 +358,11 @@ t.test("/openapi.json", async (t) => {
   const schema = doc.paths["/v1/generate"].post.requestBody.content["application/json"].schema;
   t.ok(schema.properties.steering, "the /v1/generate body has steering");
   t.ok(schema.properties.prompt, "and prompt");
+  t.ok(schema.properties.grammar && schema.properties.json_schema, "and structured output");
+  t.ok(
+    doc.paths["/v1/chat/completions"].post.requestBody.content["application/json"].schema.properties.response_format,
+    "chat has response_format",
+  );
   t.ok(
     doc.paths["/v1/chat/completions"].post.requestBody.content["application/json"].schema.properties.steering,
     "chat requests can steer too",

@@ -11,6 +11,7 @@ import { ALPHA } from "../../support/profiling.js";
 
 t.test("profile files load as head profiles", async (t) => {
   const result: ProfileResult = {
+    format: "chat",
     method: "pasta",
     topK: 2,
     combine: "intersection",

@@ -303,3 +303,60 @@ t.test("tokenize, detokenize and apply-template: llama-server's shapes, ranges, 
     "where each content lies",
   );
 });
+
+t.test("structured output: response_format and grammar fields become the input's output constraint", async (t) => {
+  const service = new FakeService();
+  const app = await fakeApp({ service });
+  t.teardown(() => app.close());
+  const post = (url: string, payload: object) => app.inject({ method: "POST", url, payload });
+  const messages = [{ role: "user", content: "Hi" }];
+  const schema = { type: "object", properties: { a: { type: "string" } } };
+
+  const cases: Array<[string, object, unknown]> = [
+    ["/v1/chat/completions", { messages, response_format: { type: "text" } }, undefined],
+    [
+      "/v1/chat/completions",
+      { messages, response_format: { type: "json_object" } },
+      { constraint: { type: "json_object" }, param: "response_format" },
+    ],
+    [
+      "/v1/chat/completions",
+      { messages, response_format: { type: "json_schema", json_schema: { name: "a", schema, strict: true } } },
+      { constraint: { type: "json_schema", schema }, param: "response_format" },
+    ],
+    // OpenAI's json_schema without a schema: any JSON object
+    [
+      "/v1/chat/completions",
+      { messages, response_format: { type: "json_schema", json_schema: { name: "a" } } },
+      { constraint: { type: "json_object" }, param: "response_format" },
+    ],
+    [
+      "/v1/completions",
+      { prompt: "x", response_format: { type: "json_object" } },
+      { constraint: { type: "json_object" }, param: "response_format" },
+    ],
+    [
+      "/v1/generate",
+      { prompt: "x", grammar: 'root ::= "a"' },
+      { constraint: { type: "grammar", grammar: 'root ::= "a"' }, param: "grammar" },
+    ],
+    ["/v1/generate", { prompt: "x", json_schema: schema }, { constraint: { type: "json_schema", schema }, param: "json_schema" }],
+  ];
+  for (const [url, payload, output] of cases) {
+    const res = await post(url, payload);
+    t.equal(res.statusCode, 200, res.body);
+    t.same(service.inputs.at(-1)!.output, output, `${url} ${JSON.stringify(payload)}`);
+  }
+
+  const refused: Array<[string, object, RegExp]> = [
+    ["/v1/chat/completions", { messages, response_format: { type: "xml" } }, /response_format/],
+    ["/v1/chat/completions", { messages, response_format: { type: "json_schema", json_schema: { name: "has space" } } }, /name/],
+    ["/v1/generate", { prompt: "x", grammar: 'root ::= "a"', json_schema: schema }, /not both/],
+    ["/v1/generate", { prompt: "x", grammar: "" }, /grammar/],
+  ];
+  for (const [url, payload, message] of refused) {
+    const res = await post(url, payload);
+    t.equal(res.statusCode, 400, `${url} ${JSON.stringify(payload)}`);
+    t.match(res.json().error.message, message);
+  }
+});

@@ -1,0 +1,196 @@
+// Structured output: JSON of a given schema, any JSON object, or a GBNF grammar, enforced while
+// sampling. The request's grammar state joins its native sampler (generate.ts), so the native loop
+// only samples tokens the grammar allows, steered or not.
+//
+// JSON schemas are compiled by node-llama-cpp, which handles a subset of JSON Schema and quietly
+// turns what it does not know into something else (an unknown type into `null`, a bad `$ref` into
+// any value). checkJsonSchema admits only what it compiles faithfully and names anything else.
+import { type Llama, LlamaGrammar, LlamaJsonSchemaGrammar } from "node-llama-cpp";
+import { InvalidRequestError } from "../errors.js";
+
+export type OutputConstraint =
+  | { type: "json_object" }
+  | { type: "json_schema"; schema: Record<string, unknown> }
+  | { type: "grammar"; grammar: string };
+
+/** The body field a constraint came from: errors name it. */
+export type ConstraintParam = "response_format" | "json_schema" | "grammar";
+
+/** A compiled constraint. `stop`: text that ends the output (not part of it). */
+export interface OutputGrammar {
+  readonly grammar: LlamaGrammar;
+  readonly stop: readonly string[];
+}
+
+export class GrammarError extends InvalidRequestError {
+  override name = "GrammarError";
+  constructor(message: string, param: string, code: "unsupported_schema" | "invalid_grammar") {
+    super(message, param, code);
+  }
+}
+
+/**
+ * node-llama-cpp's JSON grammars end with four newlines (then only newlines): a model that would
+ * go on padding whitespace after the value stops there (its own LlamaChat uses the same trigger).
+ */
+const JSON_END = "\n\n\n\n";
+
+export function compileGrammar(llama: Llama, constraint: OutputConstraint, param: ConstraintParam): OutputGrammar {
+  switch (constraint.type) {
+    case "json_object":
+      return { grammar: new LlamaJsonSchemaGrammar(llama, { type: "object", additionalProperties: true } as never), stop: [JSON_END] };
+    case "json_schema": {
+      const at = param === "response_format" ? "response_format.json_schema.schema" : "json_schema";
+      checkJsonSchema(constraint.schema, at);
+      return { grammar: new LlamaJsonSchemaGrammar(llama, normalize(constraint.schema) as never), stop: [JSON_END] };
+    }
+    case "grammar":
+      try {
+        return { grammar: new LlamaGrammar(llama, { grammar: constraint.grammar }), stop: [] };
+      } catch (err) {
+        throw new GrammarError(`grammar: ${(err as Error).message} (GBNF, as llama.cpp parses it)`, "grammar", "invalid_grammar");
+      }
+  }
+}
+
+const ANNOTATIONS = new Set([
+  "title",
+  "description",
+  "$schema",
+  "$id",
+  "$comment",
+  "default",
+  "examples",
+  "deprecated",
+  "readOnly",
+  "writeOnly",
+]);
+const BASIC_TYPES = new Set(["string", "number", "integer", "boolean", "null"]);
+const FORMATS = new Set(["date-time", "date", "time"]);
+/** keywords allowed next to `type`, per type */
+const TYPE_KEYWORDS: Record<string, readonly string[]> = {
+  object: ["properties", "required", "additionalProperties", "minProperties", "maxProperties"],
+  array: ["items", "prefixItems", "minItems", "maxItems"],
+  string: ["minLength", "maxLength", "format"],
+  number: [],
+  integer: [],
+  boolean: [],
+  null: [],
+};
+
+/** deeper is refused before it costs stack (here and in node-llama-cpp's compiler) */
+const MAX_SCHEMA_DEPTH = 64;
+const KNOWN_KEYWORDS = new Set(["$ref", "oneOf", "anyOf", "const", "enum", "type", ...Object.values(TYPE_KEYWORDS).flat()]);
+
+function unsupported(path: string, what: string): never {
+  throw new GrammarError(`${path}: ${what} is not supported in structured output`, path.split(/[.[]/)[0]!, "unsupported_schema");
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isLiteral = (v: unknown) => v === null || ["string", "number", "boolean"].includes(typeof v);
+
+/**
+ * Throws a 400 naming the first construct (path and keyword) that node-llama-cpp would not compile
+ * exactly. `defs`: the `$defs` names in scope (node-llama-cpp resolves `#/$defs/x` through every
+ * enclosing schema's `$defs`).
+ */
+export function checkJsonSchema(schema: unknown, path: string, defs: ReadonlySet<string> = new Set(), depth = 0): void {
+  if (depth > MAX_SCHEMA_DEPTH) unsupported(path, `a schema nested more than ${MAX_SCHEMA_DEPTH} deep`);
+  if (!isObject(schema)) unsupported(path, "a schema that is not an object (true, false, ...)");
+  let scope = defs;
+  if ("$defs" in schema) {
+    if (!isObject(schema.$defs)) unsupported(`${path}.$defs`, "$defs that is not an object");
+    scope = new Set([...defs, ...Object.keys(schema.$defs)]);
+    for (const [name, def] of Object.entries(schema.$defs)) checkJsonSchema(def, `${path}.$defs.${name}`, scope, depth + 1);
+  }
+  const keywords = Object.keys(schema).filter((k) => k !== "$defs" && !ANNOTATIONS.has(k));
+  const unknown = keywords.find((k) => !KNOWN_KEYWORDS.has(k));
+  if (unknown) unsupported(path, `"${unknown}"`);
+  const only = (allowed: readonly string[]) => {
+    for (const k of keywords) if (!allowed.includes(k)) unsupported(path, `"${k}" next to "${allowed[0]}"`);
+  };
+
+  if ("$ref" in schema) {
+    only(["$ref"]);
+    const ref = schema.$ref;
+    if (typeof ref !== "string" || !ref.startsWith("#/$defs/"))
+      unsupported(`${path}.$ref`, `$ref ${JSON.stringify(ref)} (only "#/$defs/<name>")`);
+    if (!scope.has(ref.slice("#/$defs/".length)))
+      unsupported(`${path}.$ref`, `$ref ${JSON.stringify(ref)} to a definition that does not exist`);
+    return;
+  }
+  for (const union of ["oneOf", "anyOf"] as const) {
+    if (!(union in schema)) continue;
+    only([union]);
+    const alternatives = schema[union];
+    if (!Array.isArray(alternatives) || alternatives.length === 0)
+      unsupported(`${path}.${union}`, `${union} that is not a non-empty array`);
+    for (const [i, alt] of alternatives.entries()) checkJsonSchema(alt, `${path}.${union}[${i}]`, scope, depth + 1);
+    return;
+  }
+  if ("const" in schema || "enum" in schema) {
+    // node-llama-cpp takes the literal and ignores a `type` beside it: the type must agree
+    const values = "const" in schema ? [schema.const] : schema.enum;
+    const keyword = "const" in schema ? "const" : "enum";
+    only([keyword, "type"]);
+    if (!Array.isArray(values) || values.length === 0) unsupported(`${path}.enum`, "enum that is not a non-empty array");
+    const types = "type" in schema ? (Array.isArray(schema.type) ? schema.type : [schema.type]) : null;
+    values.forEach((v, i) => {
+      const at = `${path}.${keyword}${keyword === "enum" ? `[${i}]` : ""}`;
+      if (!isLiteral(v)) unsupported(at, "an object or array literal");
+      const own = v === null ? "null" : Number.isInteger(v) ? "integer" : typeof v;
+      if (types && !types.includes(own) && !(own === "integer" && types.includes("number")))
+        unsupported(at, `a ${own} literal under type ${JSON.stringify(schema.type)}`);
+    });
+    return;
+  }
+  if (!("type" in schema)) unsupported(path, "a schema without a type (any value)");
+  const types = Array.isArray(schema.type) ? schema.type : [schema.type];
+  if (types.length === 0 || !types.every((t) => typeof t === "string" && t in TYPE_KEYWORDS))
+    unsupported(`${path}.type`, `type ${JSON.stringify(schema.type)}`);
+  if (types.length > 1 && !types.every((t) => BASIC_TYPES.has(t as string)))
+    unsupported(`${path}.type`, `a type list with "object" or "array" (${JSON.stringify(schema.type)})`);
+  const type = types[0] as string;
+  only(["type", ...(types.length === 1 ? TYPE_KEYWORDS[type]! : [])]);
+
+  if (type === "object") {
+    const properties = schema.properties ?? {};
+    if (!isObject(properties)) unsupported(`${path}.properties`, "properties that is not an object");
+    for (const [name, sub] of Object.entries(properties)) checkJsonSchema(sub, `${path}.properties.${name}`, scope, depth + 1);
+    if ("required" in schema) {
+      const required = schema.required;
+      if (!Array.isArray(required) || !required.every((r) => typeof r === "string" && r in properties))
+        unsupported(`${path}.required`, "required that names a property not in properties");
+    }
+    const extra = schema.additionalProperties;
+    if (extra !== undefined && typeof extra !== "boolean") checkJsonSchema(extra, `${path}.additionalProperties`, scope, depth + 1);
+  } else if (type === "array") {
+    if (schema.items !== undefined) checkJsonSchema(schema.items, `${path}.items`, scope, depth + 1);
+    if (schema.prefixItems !== undefined) {
+      if (!Array.isArray(schema.prefixItems)) unsupported(`${path}.prefixItems`, "prefixItems that is not an array");
+      for (const [i, item] of schema.prefixItems.entries()) checkJsonSchema(item, `${path}.prefixItems[${i}]`, scope, depth + 1);
+    }
+  } else if (type === "string" && "format" in schema) {
+    if (!FORMATS.has(schema.format as string))
+      unsupported(`${path}.format`, `format ${JSON.stringify(schema.format)} (only date-time, date, time)`);
+    if ("minLength" in schema || "maxLength" in schema) unsupported(path, "a length limit on a formatted string");
+  }
+}
+
+/**
+ * The schema as node-llama-cpp reads it: `anyOf` becomes `oneOf` (its grammar makes a value of one
+ * alternative, which satisfies both). Keys of `properties` and `$defs` are names, kept as they are.
+ */
+function normalize(schema: unknown): unknown {
+  if (!isObject(schema)) return schema;
+  const mapValues = (v: unknown) => (isObject(v) ? Object.fromEntries(Object.entries(v).map(([k, sub]) => [k, normalize(sub)])) : v);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) {
+    if (k === "anyOf" || k === "oneOf") out.oneOf = (v as unknown[]).map(normalize);
+    else if (k === "properties" || k === "$defs") out[k] = mapValues(v);
+    else if (k === "items" || k === "additionalProperties") out[k] = normalize(v);
+    else if (k === "prefixItems") out[k] = (v as unknown[]).map(normalize);
+    else out[k] = v;
+  }
+  return out;
+}
