@@ -28,7 +28,7 @@ export async function scoreOn(
   if (request.signal?.aborted) throw request.signal.reason;
   const stride = recordStride(request.topLogprobs);
   const records: Float64Array[] = [];
-  // the loop reports the log-prob of each token from scoreFrom on, and after the last position it took from the cache
+  // in order, the log-probs of the tokens from max(scoreFrom, the first position not taken from the cache + 1) on
   const scoreFrom = Math.max(1, request.scoreFrom ?? 1);
   const { reused } = await sequence.run(
     { keep, tokens, maxTokens: 0, topLogprobs: request.topLogprobs, scoreFrom, onTokens: (_ids, batch) => records.push(batch!) },

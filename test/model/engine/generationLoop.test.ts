@@ -1,7 +1,7 @@
 // The native generation loop (native/addon/AddonGenerationLoop.cpp): it must produce exactly what
 // step-by-step decoding produces (one token per JavaScript round trip), batch concurrent requests
 // without changing their tokens, stop at once when cancelled, and never leave a request hanging.
-import t from "tap";
+import t, { type Test } from "tap";
 import { emphasize } from "../../../src/emphasis/markup.js";
 import { LlamaLogLevel, type Token } from "node-llama-cpp";
 import {
@@ -21,16 +21,23 @@ const PROMPT = "Once upon a time there was a little dog named Max. Max loved to 
 const TOP = 5;
 const STRIDE = 1 + 2 * TOP;
 
-t.test("one loop job equals step-by-step decoding, token for token and log-prob for log-prob", async (t) => {
+/** stories260K with a native loop over `count` steerable sequences, disposed with the test. */
+async function loopOn(t: Test, count: number) {
   const llama = await loadPatchedLlama({ gpu: false });
   const model = await llama.loadModel({ modelPath: STORIES_MODEL });
-  const context = await model.createContext({ contextSize: 512, sequences: 2, flashAttention: true });
+  const context = await model.createContext({ contextSize: 512, sequences: count, flashAttention: true });
   t.teardown(async () => {
     await context.dispose();
     await model.dispose();
   });
   const loop = GenerationLoop.start(context, { deliveryIntervalMs: 0 });
-  const [fast, step] = [new SteerableSequence(loop, context.getSequence()), new SteerableSequence(loop, context.getSequence())];
+  const sequences = Array.from({ length: count }, () => new SteerableSequence(loop, context.getSequence()));
+  return { model, context, sequences };
+}
+
+t.test("one loop job equals step-by-step decoding, token for token and log-prob for log-prob", async (t) => {
+  const { model, context, sequences } = await loopOn(t, 2);
+  const [fast, step] = sequences as [SteerableSequence, SteerableSequence];
   const prompt = model.tokenize(PROMPT);
   const N = 32;
 
@@ -211,15 +218,7 @@ t.test("disposing the engine mid-generation ends the request with an error, not 
 });
 
 t.test("a sequence whose decode fails fails alone: its neighbours in the batch go on as if it were not there", async (t) => {
-  const llama = await loadPatchedLlama({ gpu: false });
-  const model = await llama.loadModel({ modelPath: STORIES_MODEL });
-  const context = await model.createContext({ contextSize: 512, sequences: 3, flashAttention: true });
-  t.teardown(async () => {
-    await context.dispose();
-    await model.dispose();
-  });
-  const loop = GenerationLoop.start(context, { deliveryIntervalMs: 0 });
-  const sequences = [0, 1, 2].map(() => new SteerableSequence(loop, context.getSequence()));
+  const { model, context, sequences } = await loopOn(t, 3);
   const greedy = { temperature: 0, topK: 0, topP: 1, seed: 1 };
   const prompt = model.tokenize(PROMPT);
   const run = (sequence: SteerableSequence, tokens: readonly Token[]) => {
