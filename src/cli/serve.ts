@@ -6,7 +6,7 @@ import type { FastifyInstance } from "fastify";
 import { RETRY_AFTER_SECONDS } from "../defaults.js";
 import { SteeringEngine } from "../engine/engine.js";
 import type { HeadSelection } from "../engine/steering.js";
-import { loadHeadProfile, loadHeadProfileWithModel } from "../profiles/headProfile.js";
+import { loadHeadProfileWithModel } from "../profiles/headProfile.js";
 import { modelFileInfo, writeProfile } from "../profiles/profileFile.js";
 import { profileHeads } from "../profiles/profiler.js";
 import { findShippedProfile } from "../profiles/shipped.js";
@@ -30,31 +30,36 @@ const AUTO_PROFILE_EXAMPLES = 6;
 /** After draining, how long open connections get before they are closed. */
 const CLOSE_GRACE_MS = 1000;
 
+/** The server's head profile: its heads, and the alpha they were chosen with (null: not recorded). */
+type ServerProfile = { heads: HeadSelection; alpha: number | null };
+
 /**
  * `--profile`: a file's heads now; "auto" or, without the flag, "shipped" (decided once the model
  * file is known); or none.
  */
-function profileOption(profile: string | undefined): HeadSelection | null | "auto" | "shipped" {
+function profileOption(profile: string | undefined): ServerProfile | null | "auto" | "shipped" {
   if (profile === undefined) return "shipped";
   if (profile === "none" || profile === "auto") return profile === "auto" ? "auto" : null;
-  return loadHeadProfile(profile);
+  const { heads, alpha } = loadHeadProfileWithModel(profile);
+  return { heads, alpha };
 }
 
 /**
- * The heads steered when a request names none: the file given, else the profile that ships for
- * this exact model file (profiles/), else with `--profile auto` one made now, else none.
+ * The profile steered when a request names no heads: the file given, else the profile that ships
+ * for this exact model file (profiles/), else with `--profile auto` one made now, else none.
  */
-async function defaultHeads(
+async function serverProfile(
   option: ReturnType<typeof profileOption>,
   engine: SteeringEngine,
   modelPath: string,
   log: Logger,
-): Promise<HeadSelection | null> {
+): Promise<ServerProfile | null> {
   if (option !== "auto" && option !== "shipped") return option;
   const shipped = findShippedProfile(await sha256File(modelPath));
   if (shipped) {
-    log.info({ profile: shipped }, "head profile: shipped for this model file");
-    return loadHeadProfile(shipped);
+    const { heads, alpha } = loadHeadProfileWithModel(shipped);
+    log.info({ profile: shipped, alpha }, "head profile: shipped for this model file");
+    return { heads, alpha };
   }
   if (option === "auto") return autoProfile(engine, modelPath, log);
   log.info("head profile: none ships for this model file; steering requests must name their heads (or restart with --profile auto|<file>)");
@@ -65,14 +70,14 @@ async function defaultHeads(
  * `--profile auto`: the cached profile of this exact model file, or one made now with the built-in
  * tasks (coarse-to-fine: a fraction of the full search's forward passes) and cached for next time.
  */
-async function autoProfile(engine: SteeringEngine, modelPath: string, log: Logger): Promise<HeadSelection> {
+async function autoProfile(engine: SteeringEngine, modelPath: string, log: Logger): Promise<ServerProfile> {
   const model = await modelFileInfo(modelPath);
   const cached = join(modelCacheDir(), "profiles", `${model.sha256}.json`);
   if (existsSync(cached)) {
     const profile = loadHeadProfileWithModel(cached);
     if (profile.modelSha256 === model.sha256) {
       log.info({ profile: cached, heads: profile.heads }, "head profile: cached for this model file");
-      return profile.heads;
+      return { heads: profile.heads, alpha: profile.alpha };
     }
   }
   log.info("head profile: none cached for this model file; profiling with the built-in tasks (/ready stays 503 until done)");
@@ -95,7 +100,7 @@ async function autoProfile(engine: SteeringEngine, modelPath: string, log: Logge
   mkdirSync(dirname(cached), { recursive: true });
   writeProfile(cached, result, model, "pasta-server serve --profile auto");
   log.info({ profile: cached, heads: result.heads, forwardPasses: result.forwardPasses.used }, "head profile: written");
-  return result.heads;
+  return { heads: result.heads, alpha: result.alpha };
 }
 
 interface Logger {
@@ -129,7 +134,7 @@ async function loadService(
     engine,
     metrics,
     chatTemplate,
-    defaultHeads: await defaultHeads(profile, engine, modelPath, log),
+    profile: await serverProfile(profile, engine, modelPath, log),
     modelId: config["model-alias"] ?? basename(modelPath).replace(/\.gguf$/i, ""),
     timeoutMs: config.timeout * 1000,
     logPrompts: config["log-prompts"],

@@ -100,8 +100,11 @@ export interface GenerationServiceOptions {
   chatTemplate: ChatTemplate;
   /** the model's id in the API (`model` fields, /v1/models) */
   modelId: string;
-  /** heads steered when a request names none; null: requests must name them */
-  defaultHeads: HeadSelection | null;
+  /**
+   * the head profile: its heads are steered when a request names none (null: requests must name
+   * them), with its alpha when such a request gives none (null: DEFAULT_ALPHA)
+   */
+  profile: { heads: HeadSelection; alpha: number | null } | null;
   /** per-request limit, queueing included */
   timeoutMs: number;
   /** log prompt text (off by default: prompts may be private) */
@@ -233,7 +236,10 @@ export class GenerationService implements CompletionService {
       ...(input.logprobs !== undefined ? { logprobs: input.logprobs } : {}),
       ...(input.output ? { grammar: this.engine.compileGrammar(input.output.constraint, input.output.param) } : {}),
     };
-    const options = steering && { heads: this.heads(steering.heads), alpha: steering.alpha, mode: steering.mode };
+    const fromProfile = steering !== undefined && (steering.heads === undefined || steering.heads === DEFAULT_PROFILE_NAME);
+    // the profile's heads were chosen with its alpha: a request that steers them and gives no alpha gets it
+    const alpha = steering?.alpha ?? (fromProfile ? (this.options.profile?.alpha ?? undefined) : undefined);
+    const options = steering && { heads: this.heads(steering.heads), alpha, mode: steering.mode };
     if (steering?.auto) {
       if (!input.autoSelection)
         throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");
@@ -256,14 +262,14 @@ export class GenerationService implements CompletionService {
         "invalid_steering",
       );
     }
-    if (!this.options.defaultHeads) {
+    if (!this.options.profile) {
       throw new InvalidRequestError(
         'steering.heads: this server has no head profile: pass the heads to steer, e.g. {"2": [0, 3]}, or restart it with --profile auto (profiles the model at start) or --profile <file> (made by "pasta-server profile")',
         "steering.heads",
         "invalid_steering",
       );
     }
-    return this.options.defaultHeads;
+    return this.options.profile.heads;
   }
 
   private logStart(input: CompletionInput, context: RequestContext, prepared: PreparedPrompt) {

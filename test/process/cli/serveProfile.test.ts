@@ -1,7 +1,7 @@
 // `serve --profile auto`: the first start profiles the model with the built-in tasks (progress in the
 // log, /ready 503 meanwhile) and caches the profile for this model file; the next start reuses it;
 // steering requests without heads then use the profile's heads.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
@@ -85,4 +85,36 @@ t.test("--profile auto takes the shipped profile instead of profiling", async (t
     "no profiling",
   );
   t.equal((await steer(server.base)).status, 200);
+});
+
+t.test("a profile's alpha: requests that steer its heads without an alpha get it", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "pasta-alpha-"));
+  const heads = { "2": [0, 3, 5], "3": [1, 6] };
+  const file = join(dir, "p.json");
+  writeFileSync(file, JSON.stringify({ heads, alpha: 1e-6 }));
+  const server = await startServer(["--model", MODEL, "--profile", file, "--ctx-size", "512"]);
+  t.teardown(() => server.stop());
+  const ask = async (steering: object) => {
+    const res = await request(server.base, "/v1/generate", {
+      body: {
+        prompt: "Lily had a red ball. Tom had a blue kite. Lily wanted to play with the",
+        max_tokens: 1,
+        temperature: 0,
+        logprobs: 3,
+        steering,
+      },
+    });
+    t.equal(res.status, 200, JSON.stringify(res.body).slice(0, 200));
+    return res.body.logprobs.tokens[0];
+  };
+  // equal up to float rounding: later requests reuse a cached prefix
+  type Dist = { top: Array<{ id: number; logprob: number }> };
+  const diff = (a: Dist, b: Dist) =>
+    Math.max(...a.top.map((x, i) => (x.id === b.top[i]?.id ? Math.abs(x.logprob - b.top[i]!.logprob) : Number.POSITIVE_INFINITY)));
+  const emphasis = ["Tom had a blue kite."];
+  const implicit = await ask({ emphasis });
+  t.ok(diff(implicit, await ask({ emphasis, alpha: 1e-6 })) < 1e-4, "no alpha: the profile's");
+  t.ok(diff(implicit, await ask({ emphasis, heads: "default" })) < 1e-4, "the same when the profile is named");
+  t.ok(diff(implicit, await ask({ emphasis, alpha: 0.01 })) > 1e-2, "which is not the default 0.01");
+  t.ok(diff(await ask({ emphasis, heads }), await ask({ emphasis, heads, alpha: 0.01 })) < 1e-4, "heads named by the request: alpha 0.01");
 });
