@@ -139,13 +139,24 @@ export const DEFAULT_THRESHOLD = 0.5;
 const COVERED = 0.8,
   COVERED_MIN_WORDS = 3;
 
+/**
+ * A question is never a key sentence: the context often holds the question itself (a chat's last
+ * user message, a whole prompt), and pass 1 tends to quote it back; emphasizing it steers nothing
+ * towards the answer.
+ */
+export function isQuestion(sentence: string): boolean {
+  return /\?["'“”‘’»)\]]*$/u.test(sentence);
+}
+
 export function matchSentences(
   context: string,
   answer: string,
   options: { threshold?: number } = {},
 ): { matched: boolean; sentences: MatchedSentence[] } {
   const threshold = options.threshold ?? DEFAULT_THRESHOLD;
-  const sentences = splitSentences(context).map((s) => ({ ...s, words: contentWords(s.text) }));
+  const sentences = splitSentences(context)
+    .filter((s) => !isQuestion(s.text))
+    .map((s) => ({ ...s, words: contentWords(s.text) }));
   const best = new Map<number, number>(); // sentence index -> best score
   const keep = (i: number, score: number) => best.set(i, Math.max(best.get(i) ?? 0, score));
   for (const candidate of splitAnswer(answer)) {

@@ -1,5 +1,5 @@
 import t, { type Test } from "tap";
-import { DEFAULT_THRESHOLD, matchSentences, splitAnswer, splitSentences } from "../../../src/autopasta/sentences.js";
+import { DEFAULT_THRESHOLD, isQuestion, matchSentences, splitAnswer, splitSentences } from "../../../src/autopasta/sentences.js";
 
 // A biography with a counterfactual fact (Lisbon, not Paris), a product description, a story.
 const BIO = [
@@ -232,4 +232,17 @@ t.test("a quote found partly in two sentences picks the better one", async (t) =
   // an exact tie goes to the earlier sentence
   const twice = "The bell rang twice. Nobody came. The bell rang twice.";
   t.same(matchSentences(twice, "The bell rang twice.").sentences, [{ text: "The bell rang twice.", start: 0, end: 20, score: 1 }]);
+});
+
+t.test("the question is never a candidate, even when pass 1 quotes it", async (t) => {
+  const context = "The bus leaves at nine. In the end, the trip was moved to Sunday. Q: On which day did the club go hiking?";
+  const quoted = matchSentences(context, "Q: On which day did the club go hiking?");
+  t.equal(quoted.matched, false, "a quoted question maps to nothing");
+  const both = matchSentences(context, "On which day did the club go hiking?\nIn the end, the trip was moved to Sunday.");
+  t.same(
+    both.sentences.map((s) => s.text),
+    ["In the end, the trip was moved to Sunday."],
+  );
+  t.ok(isQuestion('Did she say "yes?"'));
+  t.notOk(isQuestion("She asked why."));
 });
