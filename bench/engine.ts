@@ -8,6 +8,7 @@
 //   4. head profiling on SmolLM2-135M (../shared), built-in tasks: forward passes per second of the
 //      profiler (TargetScorer: several examples per decode, each pass evaluated from the example's
 //      first emphasized token on) / the one it replaced (one example at a time, every token evaluated).
+//      `npm run bench -- --profiler` runs this part alone; BENCH_PROFILE_PARALLEL sets the examples per decode (4).
 // Rounds alternate between the variants and the fastest round of each is kept: on a noisy machine
 // interference only ever slows a run down, so the best round is the closest to its true cost.
 import { execFileSync } from "node:child_process";

@@ -17,7 +17,8 @@ export const PROFILE_USAGE = `pasta-server profile [--model <file.gguf|hf:...>] 
 const DEFAULT_CONTEXT = 512;
 /**
  * Examples scored at once, each on a sequence that keeps its prompt cached between passes (see
- * TargetScorer): 4 is where a small model's passes per second stop growing on 2 cores.
+ * TargetScorer): on SmolLM2 and 2 cores, 2 to 8 give the same passes per second within noise,
+ * above one at a time (docs/profiling.md).
  */
 const DEFAULT_PROFILE_PARALLEL = 4;
 

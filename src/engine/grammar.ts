@@ -36,6 +36,8 @@ export class GrammarError extends InvalidRequestError {
 const JSON_END = "\n\n\n\n";
 
 export function compileGrammar(llama: Llama, constraint: OutputConstraint, param: ConstraintParam): OutputGrammar {
+  // `as never`: node-llama-cpp types a schema as a literal type (for typed results); a request's
+  // schema is only known at run time, where checkJsonSchema vouches for it
   switch (constraint.type) {
     case "json_object":
       return { grammar: new LlamaJsonSchemaGrammar(llama, { type: "object", additionalProperties: true } as never), stop: [JSON_END] };

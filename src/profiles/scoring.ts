@@ -96,15 +96,10 @@ export class TargetScorer {
     return sum / examples.length;
   }
 
-  /** Mean over the examples of (steered - unsteered) target log-likelihood. */
-  async meanGain(examples: readonly TaskExample[], heads: HeadSelection): Promise<number> {
-    return (await this.meanGains(examples, [heads]))[0]!;
-  }
-
   /**
-   * meanGain for each head selection. The work goes example group by example group (as many as the
+   * For each head selection, the mean over the examples of (steered - unsteered) target log-likelihood. The work goes example group by example group (as many as the
    * engine decodes at once), every selection on a group before the next group: each example stays
-   * on the sequence that caches it. The sums add up in example order, as meanGain's would.
+   * on the sequence that caches it. The sums add up in example order.
    */
   async meanGains(examples: readonly TaskExample[], selections: readonly HeadSelection[]): Promise<number[]> {
     const width = Math.max(1, this.engine.scheduler.parallel);

@@ -29,10 +29,12 @@ const validPerson = ajv.compile(PERSON);
 type Server = Awaited<ReturnType<typeof startServer>>;
 let server: Server;
 let client: OpenAI;
+let model: string;
 t.before(async () => {
   // the shipped profile of this model file is the server's default head set
   server = await startServer(["--model", SMOLLM2_MODEL, "--ctx-size", "1024", "--api-key", API_KEY]);
   client = new OpenAI({ apiKey: API_KEY, baseURL: `${server.base}/v1`, maxRetries: 0 });
+  model = (await client.models.list()).data[0]!.id;
 });
 t.teardown(() => server?.stop());
 
@@ -43,14 +45,15 @@ t.test("chat: the answer follows the json_schema, unsteered and steered", async 
   for (const steered of [false, true]) {
     const content = steered ? `${BIO} **${ASK}**` : `${BIO} ${ASK}`;
     const body = {
-      model: "ignored-by-validation",
+      model,
       messages: [{ role: "user" as const, content }],
       max_tokens: 80,
       temperature: 0,
       response_format: personFormat,
       ...(steered ? { steering: { markup: "markdown" } } : {}),
     };
-    const res = await client.chat.completions.create({ ...body, model: (await client.models.list()).data[0]!.id } as never);
+    // `steering` is an extra body field the client's types do not know
+    const res = await client.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming);
     const raw = res as unknown as Record<string, any>;
     assertOpenAI(t, "CreateChatCompletionResponse", raw);
     const text = raw.choices[0].message.content as string;
@@ -64,7 +67,7 @@ t.test("chat: the answer follows the json_schema, unsteered and steered", async 
 
 t.test("chat, streamed: the deltas join to JSON that validates", async (t) => {
   const stream = await client.chat.completions.create({
-    model: (await client.models.list()).data[0]!.id,
+    model,
     messages: [{ role: "user", content: `${BIO} ${ASK}` }],
     max_tokens: 80,
     temperature: 0,
@@ -77,7 +80,6 @@ t.test("chat, streamed: the deltas join to JSON that validates", async (t) => {
 });
 
 t.test("json_object on chat and completions: a JSON object", async (t) => {
-  const model = (await client.models.list()).data[0]!.id;
   const chat = await client.chat.completions.create({
     model,
     messages: [{ role: "user", content: `${BIO} ${ASK}` }],
