@@ -80,6 +80,7 @@ const methods = [
   ["steeringInfo", "SteeringInfo"],
   ["steeringSet", "SteeringSet"],
   ["steeringClear", "SteeringClear"],
+  ["steeringDiagnostics", "SteeringDiagnostics"],
   ["generationStart", "GenerationStart"],
   ["generationSubmit", "GenerationSubmit"],
   ["generationCancel", "GenerationCancel"],

@@ -14,6 +14,7 @@
 // the loop's thread, which decides how much of it is still exact: reusablePositions).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,7 @@ struct Job {
     int32_t maxTokens = 0;
     int32_t topLogprobs = -1;         // -1: no log-probs; k >= 0: the token's and the k most likely
     int32_t scoreFrom = 1;            // scoring: the first input index whose log-prob is reported
+    bool diagnostics = false;         // report the attention diagnostics row of each sampling step
 
     bool started = false;
     bool delivered = false;           // some output has gone to JavaScript
@@ -58,6 +60,7 @@ struct Event {
     int32_t id = 0;
     std::vector<int32_t> tokens;
     std::vector<double> logprobs;     // per token: [logprob, id0, logprob0, ...] (1 + 2k values)
+    std::vector<float> attention;     // per sampling step: a diagnostics row (llama_steering_take_diagnostics)
     bool done = false;
     std::string finish;               // "stop" | "length" | "cancelled" | "error"
     std::string error;
@@ -96,6 +99,11 @@ void deliver(Napi::Env env, Napi::Function callback, const std::shared_ptr<Outbo
             std::copy(e.logprobs.begin(), e.logprobs.end(), lp.Data());
             o.Set("logprobs", lp);
         }
+        if (!e.attention.empty()) {
+            Napi::Float32Array rows = Napi::Float32Array::New(env, e.attention.size());
+            std::copy(e.attention.begin(), e.attention.end(), rows.Data());
+            o.Set("attention", rows);
+        }
         o.Set("done", e.done);
         if (e.done) {
             o.Set("finish", e.finish);
@@ -119,6 +127,10 @@ class PastaGenerationLoop {
             box->tsfn = Napi::ThreadSafeFunction::New(env, onEvents, "pastaGenerationLoop", 0, 1);
             box->tsfn.Unref(env);  // idle: do not keep Node alive
             nSwa = llama_model_n_swa(llama_get_model(ctx));
+            int32_t nHeadMax = 0;
+            const int32_t nLayer = llama_model_n_layer(llama_get_model(ctx));
+            for (int32_t il = 0; il < nLayer; il++) nHeadMax = std::max(nHeadMax, llama_steering_n_head(ctx, il));
+            diagnosticsStride = (size_t)nLayer * nHeadMax * 2;
             thread = std::thread([this] { run(); });
         }
 
@@ -157,6 +169,7 @@ class PastaGenerationLoop {
     private:
         llama_context* ctx;
         int32_t nSwa = 0;  // the model's sliding-window size; 0: no sliding-window layers
+        size_t diagnosticsStride = 0;  // floats per diagnostics row
         std::shared_ptr<Outbox> box;
         std::thread thread;
         std::mutex mutex;
@@ -210,6 +223,7 @@ class PastaGenerationLoop {
                     }
                     waiting->tokens.insert(waiting->tokens.end(), e.tokens.begin(), e.tokens.end());
                     waiting->logprobs.insert(waiting->logprobs.end(), e.logprobs.begin(), e.logprobs.end());
+                    waiting->attention.insert(waiting->attention.end(), e.attention.begin(), e.attention.end());
                     waiting->done = e.done;
                     waiting->finish = e.finish;
                     waiting->error = e.error;
@@ -379,6 +393,7 @@ class PastaGenerationLoop {
         // After a failed decode: drops what the batch may have left of this job in the cache (its
         // earlier ubatches stay when a later one fails). False when that cannot be done exactly.
         bool rollBack(Job& job) {
+            dropDiagnostics(job);
             return llama_memory_seq_rm(llama_get_memory(ctx), job.seq, job.kv, -1);
         }
 
@@ -386,10 +401,31 @@ class PastaGenerationLoop {
             job.kv += job.inBatch;
             job.evaluated += job.inputInBatch;
             if (job.sampler == nullptr) score(job, nVocab);
-            else if (!job.outputs.empty()) sample(job, vocab, nVocab);
+            else if (!job.outputs.empty()) {
+                if (job.diagnostics) takeDiagnostics(job);
+                sample(job, vocab, nVocab);
+            }
+        }
+
+        // The row of the output that is sampled from (the batch's last output of the job).
+        void takeDiagnostics(Job& job) {
+            std::vector<float> rows(job.outputs.size() * diagnosticsStride);
+            const int32_t n = llama_steering_take_diagnostics(ctx, job.seq, rows.data(), (int32_t)job.outputs.size());
+            Event& e = eventFor(job);
+            const size_t at = e.attention.size();
+            e.attention.resize(at + diagnosticsStride, NAN);  // no row (never expected): NaN, "not computed"
+            if (n == (int32_t)job.outputs.size()) {
+                std::copy_n(rows.end() - diagnosticsStride, diagnosticsStride, e.attention.begin() + at);
+            }
+        }
+
+        // What a failed decode recorded is not the job's (its part is decoded again, or it fails).
+        void dropDiagnostics(Job& job) {
+            if (job.diagnostics) llama_steering_take_diagnostics(ctx, job.seq, nullptr, 0);
         }
 
         void failStep(Job& job, const std::string& error) {
+            dropDiagnostics(job);
             job.kv = -1;  // some of the batch may be in the cache
             finish(job, "error", error);
         }
@@ -482,7 +518,7 @@ Napi::Value AddonContext::GenerationStart(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
 }
 
-// generationSubmit(jobs: {id, sequenceId, keep, tokens: Uint32Array, sampler?, maxTokens, topLogprobs, scoreFrom?}[]):
+// generationSubmit(jobs: {id, sequenceId, keep, tokens: Uint32Array, sampler?, maxTokens, topLogprobs, scoreFrom?, diagnostics?}[]):
 // `tokens` is the sequence from position 0, of which the first `keep` may be taken from the cache;
 // a scoring job (no sampler) reports the log-probs of tokens[scoreFrom...] (default 1: all but the first)
 Napi::Value AddonContext::GenerationSubmit(const Napi::CallbackInfo& info) {
@@ -500,6 +536,7 @@ Napi::Value AddonContext::GenerationSubmit(const Napi::CallbackInfo& info) {
         job->maxTokens = options.Get("maxTokens").As<Napi::Number>().Int32Value();
         job->topLogprobs = options.Get("topLogprobs").As<Napi::Number>().Int32Value();
         if (options.Get("scoreFrom").IsNumber()) job->scoreFrom = options.Get("scoreFrom").As<Napi::Number>().Int32Value();
+        job->diagnostics = options.Get("diagnostics").ToBoolean();
         if (options.Get("sampler").IsObject()) {
             job->sampler = Napi::ObjectWrap<AddonSampler>::Unwrap(options.Get("sampler").As<Napi::Object>());
         } else if (job->topLogprobs < 0) {

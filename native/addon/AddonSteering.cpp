@@ -49,6 +49,17 @@ Napi::Value AddonContext::SteeringSet(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), res);
 }
 
+// steeringDiagnostics(sequenceId, emphasis: Int32Array [start, end, ...]): 0 | -1. After steeringSet:
+// the generation loop then reports attention shares on these positions (llama_steering_set_diagnostics)
+Napi::Value AddonContext::SteeringDiagnostics(const Napi::CallbackInfo& info) {
+    if (!ensureLive(info, this)) return info.Env().Undefined();
+
+    const int32_t seqId = info[0].As<Napi::Number>().Int32Value();
+    Napi::Int32Array ranges = info[1].As<Napi::Int32Array>();
+    const int32_t res = llama_steering_set_diagnostics(ctx, seqId, ranges.Data(), (int32_t)(ranges.ElementLength() / 2));
+    return Napi::Number::New(info.Env(), res);
+}
+
 // steeringClear(sequenceId): sequenceId < 0 clears every sequence
 Napi::Value AddonContext::SteeringClear(const Napi::CallbackInfo& info) {
     if (!ensureLive(info, this)) return info.Env().Undefined();

@@ -25,6 +25,7 @@ interface SteeringAddonContext {
   };
   steeringSet(sequenceId: number, bias: number, ranges: Int32Array, headMask: Uint8Array): number;
   steeringClear(sequenceId: number): void;
+  steeringDiagnostics(sequenceId: number, emphasis: Int32Array): number;
   generationStart(onEvents: (events: LoopEvent[]) => void, deliveryIntervalUs: number): void;
   generationSubmit(
     jobs: Array<{
@@ -36,6 +37,7 @@ interface SteeringAddonContext {
       maxTokens: number;
       topLogprobs: number;
       scoreFrom?: number;
+      diagnostics?: boolean;
     }>,
   ): void;
   generationCancel(id: number): void;
@@ -53,6 +55,8 @@ interface LoopEvent {
   tokens: Int32Array;
   /** per token: [logprob, id0, logprob0, ...] (1 + 2 * topLogprobs values) */
   logprobs?: Float64Array;
+  /** per sampling step of a job with diagnostics: one row (see llama_steering_take_diagnostics) */
+  attention?: Float32Array;
   done: boolean;
   finish?: LoopFinish;
   error?: string;
@@ -147,6 +151,8 @@ export interface NativeSteering {
   bias: number;
   ranges: Int32Array;
   headMask: Uint8Array;
+  /** attention diagnostics: the emphasized positions whose share of attention is measured */
+  diagnostics?: Int32Array;
 }
 
 /**
@@ -165,6 +171,8 @@ export interface LoopJob {
   topLogprobs: number;
   /** scoring: report the tokens from this index on (default 1: every token but the first) */
   scoreFrom?: number;
+  /** collect the attention diagnostics row of each sampling step (the sequence's steering asks for them) */
+  diagnostics?: boolean;
   /** sampled (or scored) tokens as they come, several at a time; returning false cancels the job */
   onTokens(tokens: Int32Array, logprobs: Float64Array | undefined): unknown;
 }
@@ -175,6 +183,8 @@ export interface LoopResult {
   kvTokens: number;
   /** leading positions of `tokens` taken from the cache, at most `keep` */
   reused: number;
+  /** with `diagnostics`: one row per sampling step, concatenated (the last step may be the end-of-generation token's) */
+  attention?: Float32Array;
   /** why the job failed: the loop's error, or what `onTokens` threw (which cancels the job) */
   error?: Error;
 }
@@ -193,7 +203,7 @@ export interface RunningJob {
 export class GenerationLoop {
   private nextId = 1;
   private unsubmitted: Parameters<SteeringAddonContext["generationSubmit"]>[0] = [];
-  private readonly jobs = new Map<number, { job: LoopJob; resolve(r: LoopResult): void; failure?: Error }>();
+  private readonly jobs = new Map<number, { job: LoopJob; resolve(r: LoopResult): void; failure?: Error; attention: Float32Array[] }>();
   private constructor(
     readonly context: LlamaContext,
     private readonly addon: SteeringAddonContext,
@@ -213,7 +223,7 @@ export class GenerationLoop {
 
   run(sequenceId: number, job: LoopJob): RunningJob {
     const id = this.nextId++;
-    const done = new Promise<LoopResult>((resolve) => this.jobs.set(id, { job, resolve }));
+    const done = new Promise<LoopResult>((resolve) => this.jobs.set(id, { job, resolve, attention: [] }));
     // jobs started in the same turn of the event loop share their first batch: which requests
     // decode together, and so llama.cpp's float rounding, does not hang on thread timing
     if (this.unsubmitted.length === 0) setImmediate(() => this.submit());
@@ -226,6 +236,7 @@ export class GenerationLoop {
       maxTokens: job.maxTokens,
       topLogprobs: job.topLogprobs,
       ...(job.scoreFrom !== undefined ? { scoreFrom: job.scoreFrom } : {}),
+      ...(job.diagnostics ? { diagnostics: true } : {}),
     });
     return {
       done,
@@ -267,6 +278,7 @@ export class GenerationLoop {
     for (const event of events) {
       const entry = this.jobs.get(event.id);
       if (!entry) continue;
+      if (event.attention) entry.attention.push(event.attention);
       if (event.tokens.length > 0 && !entry.failure) {
         try {
           if (entry.job.onTokens(event.tokens, event.logprobs) === false) this.cancelNative(event.id);
@@ -280,12 +292,23 @@ export class GenerationLoop {
       this.jobs.delete(event.id);
       const kvTokens = event.kvTokens ?? -1;
       const reused = event.reused ?? 0;
+      const attention = entry.job.diagnostics ? { attention: concatRows(entry.attention) } : {};
       if (entry.failure) entry.resolve({ finish: "error", kvTokens, reused, error: entry.failure });
       else if (event.finish === "error")
         entry.resolve({ finish: "error", kvTokens, reused, error: new Error(event.error ?? "the generation loop failed") });
-      else entry.resolve({ finish: event.finish!, kvTokens, reused });
+      else entry.resolve({ finish: event.finish!, kvTokens, reused, ...attention });
     }
   }
+}
+
+function concatRows(chunks: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }
 
 /** One context sequence with steering; it decodes through the context's native generation loop. */
@@ -306,6 +329,10 @@ export class SteerableSequence {
   setSteering(steering: NativeSteering): void {
     const rc = this.addon.steeringSet(this.id, steering.bias, steering.ranges, steering.headMask);
     if (rc !== 0) throw new Error(`llama_steering_set failed (${rc}) for sequence ${this.id}`);
+    if (steering.diagnostics) {
+      const diag = this.addon.steeringDiagnostics(this.id, steering.diagnostics);
+      if (diag !== 0) throw new Error(`llama_steering_set_diagnostics failed (${diag}) for sequence ${this.id}`);
+    }
   }
 
   clearSteering(): void {

@@ -67,6 +67,9 @@ export class SteeringEngine {
       contextSize: options.contextSize ?? DEFAULT_CONTEXT_SIZE,
       sequences: parallel,
       flashAttention: options.flashAttention ?? true,
+      ...(options.kvCacheType
+        ? { experimentalKvCacheKeyType: options.kvCacheType, experimentalKvCacheValueType: options.kvCacheType }
+        : {}),
       threads: options.threads ?? defaultThreads(),
     });
     const loop = GenerationLoop.start(context, { deliveryIntervalMs: options.deliveryIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS });
@@ -173,7 +176,7 @@ export class SteeringEngine {
       return { start: c.start, end: c.end, text: text.slice(c.start, c.end), tokenStart: ranges[0]!.start, tokenEnd: ranges.at(-1)!.end };
     });
     const emphasized = unionSpans(perSpan.flat());
-    return { spec: { emphasized, heads, alpha, mode }, spans };
+    return { spec: { emphasized, heads, alpha, mode }, spans, ...(request.diagnostics ? { diagnostics: request.diagnostics } : {}) };
   }
 
   /**

@@ -4,6 +4,7 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { ENGINE_DEFAULT_TEMPERATURE } from "../defaults.js";
 import { NativeSampler } from "./binding.js";
+import { readDiagnostics } from "./diagnostics.js";
 import type { PooledSequence } from "./sequencePool.js";
 import { TextAssembler } from "./textAssembler.js";
 import { describeLogprobs, recordStride } from "./tokenText.js";
@@ -27,13 +28,27 @@ export async function generateOn(
   try {
     // at least the last prompt token is evaluated: its logits give the first sampled token
     const reuse = Math.min(sequence.reusablePrefix(promptTokens, steering?.spec), promptTokens.length - 1);
-    sequence.steer(steering?.spec, promptTokens.length);
-    const { reused, ...generated } = await decode(model, sequence, sampler, promptTokens, reuse, request, maxTokens);
+    const diagnostics = steering?.diagnostics;
+    sequence.steer(steering?.spec, promptTokens.length, diagnostics !== undefined);
+    const { reused, attention, ...generated } = await decode(
+      model,
+      sequence,
+      sampler,
+      promptTokens,
+      reuse,
+      request,
+      maxTokens,
+      !!diagnostics,
+    );
+    const report =
+      steering && diagnostics && attention
+        ? { diagnostics: readDiagnostics(attention, steering.spec, sequence.headsPerLayer, diagnostics, generated.tokens.length) }
+        : {};
     return {
       ...generated,
       promptTokens: promptTokens.length,
       evaluatedPromptTokens: promptTokens.length - reused,
-      ...(steering ? { steering: { spans: steering.spans } } : {}),
+      ...(steering ? { steering: { spans: steering.spans, ...report } } : {}),
     };
   } finally {
     sampler.dispose();
@@ -48,6 +63,7 @@ async function decode(
   reuse: number,
   request: GenerateRequest,
   maxTokens: number,
+  diagnostics: boolean,
 ) {
   const wantLogprobs = request.logprobs !== undefined;
   const stride = recordStride(request.logprobs ?? 0);
@@ -65,6 +81,7 @@ async function decode(
       sampler,
       maxTokens,
       topLogprobs: wantLogprobs ? request.logprobs! : -1,
+      diagnostics,
       onTokens: (ids, records) => {
         if (tokens.length === 0) firstTokenAt = performance.now();
         for (let i = 0; i < ids.length && !stopped && !request.signal?.aborted; i++) {
@@ -88,5 +105,13 @@ async function decode(
   // "cancelled" is a client gone or a deadline: the server reports what it has as cut at length
   const finishReason: "stop" | "length" = stopped || result.finish === "stop" ? "stop" : "length";
   const timings = { promptMs: firstTokenAt - start, generationMs: performance.now() - firstTokenAt };
-  return { text: assembler.fullText, tokens, finishReason, timings, reused: result.reused, ...(wantLogprobs ? { logprobs } : {}) };
+  return {
+    text: assembler.fullText,
+    tokens,
+    finishReason,
+    timings,
+    reused: result.reused,
+    attention: result.attention,
+    ...(wantLogprobs ? { logprobs } : {}),
+  };
 }

@@ -14,7 +14,7 @@ export class PooledSequence {
 
   constructor(
     private readonly seq: SteerableSequence,
-    private readonly headsPerLayer: readonly number[],
+    readonly headsPerLayer: readonly number[],
     /** see steeringFreePrefix */
     private readonly shiftInvariant: boolean,
   ) {}
@@ -35,8 +35,8 @@ export class PooledSequence {
    * Steers the next job on this sequence (or clears steering) and records how much of what it
    * writes into the KV cache is steering-free: the positions before the first biased one.
    */
-  steer(spec: SteeringSpec | undefined, promptLength: number): void {
-    if (spec) this.seq.setSteering(toNativeSteering(spec, promptLength, this.headsPerLayer));
+  steer(spec: SteeringSpec | undefined, promptLength: number, diagnostics = false): void {
+    if (spec) this.seq.setSteering(toNativeSteering(spec, promptLength, this.headsPerLayer, diagnostics));
     else this.seq.clearSteering();
     this.cleanPrefix = steeringFreePrefix(spec, promptLength, this.shiftInvariant);
   }

@@ -124,7 +124,13 @@ export function steeringFreePrefix(spec: SteeringSpec | undefined, promptLength:
   return spec.emphasized[0]?.start ?? promptLength;
 }
 
-export function toNativeSteering(spec: SteeringSpec, promptLength: number, headsPerLayer: readonly number[]): NativeSteering {
+/** `diagnostics`: also measure each steered layer's attention share on the emphasized tokens (diagnostics.ts). */
+export function toNativeSteering(
+  spec: SteeringSpec,
+  promptLength: number,
+  headsPerLayer: readonly number[],
+  diagnostics = false,
+): NativeSteering {
   const ranges = biasedPositions(spec, promptLength);
   const headMax = Math.max(...headsPerLayer);
   const headMask = new Uint8Array(headsPerLayer.length * headMax);
@@ -133,5 +139,6 @@ export function toNativeSteering(spec: SteeringSpec, promptLength: number, heads
     bias: steeringBias(spec),
     ranges: Int32Array.from(ranges.flatMap((r) => [r.start, r.end])),
     headMask,
+    ...(diagnostics ? { diagnostics: Int32Array.from(spec.emphasized.flatMap((r) => [r.start, r.end])) } : {}),
   };
 }

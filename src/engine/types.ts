@@ -13,6 +13,11 @@ export interface EngineOptions {
   parallel?: number;
   /** flash attention (default on); steered layers keep it too */
   flashAttention?: boolean;
+  /**
+   * KV cache precision (default F16, llama.cpp's). F32 is for exactness checks against a float
+   * reference (test/support/referenceLlama.ts); node-llama-cpp marks the option experimental.
+   */
+  kvCacheType?: "F16" | "F32";
   /** math threads; default: one per physical core, within the process's CPU affinity and quota (threads.ts) */
   threads?: number;
   gpu?: false | "cuda";
@@ -33,6 +38,34 @@ export interface SteeringRequest {
   heads: HeadSelection;
   alpha?: number;
   mode?: SteeringMode;
+  /** report where the steered heads look (generation only): see AttentionDiagnostics */
+  diagnostics?: DiagnosticsOptions;
+}
+
+export interface DiagnosticsOptions {
+  /** every head of the steered layers, not only the steered heads */
+  allHeads?: boolean;
+  /** every generated token, not only the first */
+  everyToken?: boolean;
+}
+
+/** One query head's share of attention on the emphasized tokens, with the request's steering and without it. */
+export interface HeadAttention {
+  layer: number;
+  head: number;
+  /** whether the request steers this head (false only with allHeads: then steered equals unsteered) */
+  steeredHead: boolean;
+  steered: number;
+  unsteered: number;
+}
+
+/**
+ * Where attention goes, computed natively from the real attention scores (F32, also under flash
+ * attention). `tokens[i]` is for generated token i: the attention of the query whose output
+ * predicts it (the last prompt token's for the first), head by head; one entry unless everyToken.
+ */
+export interface AttentionDiagnostics {
+  tokens: HeadAttention[][];
 }
 
 export interface SamplingOptions {
@@ -77,6 +110,7 @@ export interface PreparedPrompt {
 export interface ResolvedSteering {
   spec: SteeringSpec;
   spans: SteeredSpan[];
+  diagnostics?: DiagnosticsOptions;
 }
 
 export interface ScoreRequest extends PromptInput {
@@ -134,7 +168,7 @@ export interface GenerateResult {
   /** prompt tokens actually evaluated (the rest came from the prefix cache) */
   evaluatedPromptTokens: number;
   logprobs?: GeneratedTokenLogprobs[];
-  steering?: { spans: SteeredSpan[] };
+  steering?: { spans: SteeredSpan[]; diagnostics?: AttentionDiagnostics };
   /** prompt evaluation up to the first token, then the remaining tokens */
   timings: { promptMs: number; generationMs: number };
 }

@@ -4,6 +4,8 @@
 import { answerWithAutoPasta, prepareAnswer, type AutoPastaPlan, type AutoPastaReport } from "../autopasta/autopasta.js";
 import type { CharSpan } from "../emphasis/markup.js";
 import type {
+  AttentionDiagnostics,
+  DiagnosticsOptions,
   GeneratedTokenLogprobs,
   GenerateRequest,
   GenerateResult,
@@ -56,10 +58,11 @@ export interface Logger {
   info(obj: object, msg?: string): void;
 }
 
-/** `steering` of a response: the emphasized spans, and AutoPASTA's report when it chose them. */
+/** `steering` of a response: the emphasized spans, AutoPASTA's report when it chose them, and attention diagnostics when asked. */
 export interface ResponseSteering {
   spans: SteeredSpan[];
   auto?: AutoPastaReport;
+  diagnostics?: AttentionDiagnostics;
 }
 
 export interface Generation {
@@ -81,7 +84,14 @@ export interface CompletionService {
   readonly modelId: string;
   readonly chatTemplate: ChatTemplate;
   /** for /v1/models: what a client needs to build steering requests */
-  readonly modelInfo: { contextSize: number; headsPerLayer: readonly number[]; steerable: boolean; vocabularySize: number };
+  readonly modelInfo: {
+    contextSize: number;
+    headsPerLayer: readonly number[];
+    steerable: boolean;
+    vocabularySize: number;
+    /** the heads (and alpha) a request that names none steers; null: requests must name them */
+    profile: { heads: HeadSelection; alpha: number | null } | null;
+  };
   checkModel(model: string | undefined | null): void;
   /** POST /tokenize: each token with its raw bytes and its character range in `text` */
   tokenize(
@@ -121,6 +131,7 @@ export class GenerationService implements CompletionService {
       headsPerLayer: engine.headsPerLayer,
       steerable: engine.unsupportedReason === null,
       vocabularySize: engine.vocabularySize,
+      profile: this.options.profile,
     };
   }
 
@@ -185,7 +196,7 @@ export class GenerationService implements CompletionService {
           events.push({ type: "admitted", ...(prepared.steering ? { steering: { spans: prepared.steering.spans } } : {}) });
           result = await session.generate(answer, prepared);
         }
-        const steering = responseSteering(result.steering?.spans, report);
+        const steering = responseSteering(result.steering?.spans, report, result.steering?.diagnostics);
         return { result, ...(steering ? { steering } : {}), ...(signal.aborted ? { stopped: (signal.reason as JobStopped).reason } : {}) };
       },
       { signal: context.signal, timeoutMs: this.options.timeoutMs },
@@ -239,7 +250,8 @@ export class GenerationService implements CompletionService {
     const fromProfile = steering !== undefined && (steering.heads === undefined || steering.heads === DEFAULT_PROFILE_NAME);
     // the profile's heads were chosen with its alpha: a request that steers them and gives no alpha gets it
     const alpha = steering?.alpha ?? (fromProfile ? (this.options.profile?.alpha ?? undefined) : undefined);
-    const options = steering && { heads: this.heads(steering.heads), alpha, mode: steering.mode };
+    const diagnostics = diagnosticsOptions(steering?.diagnostics);
+    const options = steering && { heads: this.heads(steering.heads), alpha, mode: steering.mode, ...(diagnostics ? { diagnostics } : {}) };
     if (steering?.auto) {
       if (!input.autoSelection)
         throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");
@@ -317,7 +329,19 @@ export class GenerationService implements CompletionService {
   }
 }
 
-function responseSteering(spans: SteeredSpan[] | undefined, auto: AutoPastaReport | undefined): ResponseSteering | undefined {
-  if (auto) return { spans: spans ?? [], auto };
-  return spans ? { spans } : undefined;
+function responseSteering(
+  spans: SteeredSpan[] | undefined,
+  auto: AutoPastaReport | undefined,
+  diagnostics?: AttentionDiagnostics,
+): ResponseSteering | undefined {
+  const extra = { ...(auto ? { auto } : {}), ...(diagnostics ? { diagnostics } : {}) };
+  if (auto) return { spans: spans ?? [], ...extra };
+  return spans ? { spans, ...extra } : undefined;
+}
+
+/** The body's `steering.diagnostics` -> the engine's (false or absent: none). */
+function diagnosticsOptions(body: SteeringBody["diagnostics"]): DiagnosticsOptions | undefined {
+  if (!body) return undefined;
+  if (body === true) return {};
+  return { allHeads: body.all_heads ?? false, everyToken: body.every_token ?? false };
 }

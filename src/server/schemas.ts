@@ -33,6 +33,10 @@ export const steeringSchema = z
     mode: z.enum(["exclude", "include", "generation"]).optional(),
     heads: headsSchema.optional(),
     auto: z.boolean().default(false),
+    /** where the steered heads look: true, or which heads and tokens (docs/api.md) */
+    diagnostics: z
+      .union([z.boolean(), z.object({ all_heads: z.boolean().optional(), every_token: z.boolean().optional() }).strict()])
+      .optional(),
   })
   .strict();
 export type SteeringBody = z.infer<typeof steeringSchema>;

@@ -36,7 +36,13 @@ export function* answer(pieces: string[], extra: Partial<Generation> = {}): Iter
 export class FakeService implements CompletionService {
   readonly modelId = "fake-model";
   readonly chatTemplate = new ChatTemplate(CHATML_TEMPLATE, { bos_token: "", eos_token: "" });
-  readonly modelInfo = { contextSize: 256, headsPerLayer: [8, 8], steerable: true, vocabularySize: 1000 };
+  readonly modelInfo = {
+    contextSize: 256,
+    headsPerLayer: [8, 8],
+    steerable: true,
+    vocabularySize: 1000,
+    profile: { heads: { "1": [2] }, alpha: 0.05 },
+  };
   /** every input the routes handed over, in order */
   readonly inputs: CompletionInput[] = [];
 

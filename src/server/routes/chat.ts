@@ -18,6 +18,7 @@ import {
   unixSeconds,
   type ServiceGetter,
   usageOf,
+  withDiagnostics,
   withSteering,
 } from "./common.js";
 
@@ -103,7 +104,7 @@ function chatFormat(modelId: string, body: ChatCompletionBody): CompletionFormat
     first: (steering) => ({ ...chunk({ role: "assistant", content: "" }, null), ...withSteering(steering) }),
     piece: (text, logprobs) => chunk({ content: text }, null, logprobs),
     last: (g) => [
-      chunk({}, g.result.finishReason),
+      { ...chunk({}, g.result.finishReason), ...withDiagnostics(g.steering) },
       ...(body.stream_options?.include_usage ? [{ ...head, object: "chat.completion.chunk", choices: [], usage: usageOf(g) }] : []),
     ],
   };

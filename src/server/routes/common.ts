@@ -2,7 +2,7 @@
 // of usage and steering (snake_case lives in src/server/ only).
 import { randomBytes } from "node:crypto";
 import { API_DEFAULT_TEMPERATURE } from "../../defaults.js";
-import type { SamplingOptions } from "../../engine/engine.js";
+import type { AttentionDiagnostics, SamplingOptions } from "../../engine/engine.js";
 import type { CompletionInput, CompletionService, Generation, ResponseSteering } from "../generation.js";
 import type { ResponseFormatBody } from "../schemas.js";
 
@@ -60,13 +60,16 @@ export function usageOf({ result }: Generation) {
   };
 }
 
-/** A response's `steering` field (docs/api.md): the emphasized spans, and AutoPASTA's report. */
+/** A response's `steering` field (docs/api.md): the emphasized spans, AutoPASTA's report, attention diagnostics. */
 export function steeringJson(steering: ResponseSteering) {
   const spans = steering.spans.map((s) => ({ start: s.start, end: s.end, text: s.text, token_start: s.tokenStart, token_end: s.tokenEnd }));
-  if (!steering.auto) return { spans };
-  const { matched, sentences, selection } = steering.auto;
+  return { spans, ...autoJson(steering.auto), ...diagnosticsJson(steering.diagnostics) };
+}
+
+function autoJson(auto: ResponseSteering["auto"]) {
+  if (!auto) return {};
+  const { matched, sentences, selection } = auto;
   return {
-    spans,
     auto: {
       matched,
       sentences,
@@ -74,6 +77,28 @@ export function steeringJson(steering: ResponseSteering) {
     },
   };
 }
+
+/** `{diagnostics}` (known once generation ends: the body, or a stream's finishing chunk), or nothing. */
+export function diagnosticsJson(diagnostics: AttentionDiagnostics | undefined) {
+  if (!diagnostics) return {};
+  return {
+    diagnostics: {
+      tokens: diagnostics.tokens.map((heads) => ({
+        heads: heads.map((h) => ({
+          layer: h.layer,
+          head: h.head,
+          steered_head: h.steeredHead,
+          share_steered: h.steered,
+          share_unsteered: h.unsteered,
+        })),
+      })),
+    },
+  };
+}
+
+/** A stream's finishing chunk carries what only the end knows: the diagnostics. */
+export const withDiagnostics = (steering: ResponseSteering | undefined) =>
+  steering?.diagnostics ? { steering: diagnosticsJson(steering.diagnostics) } : {};
 
 /** `{steering}` to spread into a body or first chunk, or nothing for an unsteered request. */
 export const withSteering = (steering: ResponseSteering | undefined) => (steering ? { steering: steeringJson(steering) } : {});

@@ -17,6 +17,7 @@ import {
   unixSeconds,
   type ServiceGetter,
   usageOf,
+  withDiagnostics,
   withSteering,
 } from "./common.js";
 
@@ -98,7 +99,7 @@ function completionFormat(
     first: (steering) => ({ ...chunk(prefix, null), ...withSteering(steering) }),
     piece: (text) => chunk(text, null),
     last: (g) => [
-      chunk("", g.result.finishReason),
+      { ...chunk("", g.result.finishReason), ...withDiagnostics(g.steering) },
       ...(body.stream_options?.include_usage ? [{ ...head, object: "text_completion", choices: [], usage: usageOf(g) }] : []),
     ],
   };

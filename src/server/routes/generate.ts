@@ -5,7 +5,7 @@ import { plainPrompt } from "../../prompt/prompts.js";
 import { handleCompletion, type CompletionFormat } from "../completion.js";
 import type { CompletionInput } from "../generation.js";
 import { generateSchema, type GenerateBody } from "../schemas.js";
-import { samplingOptions, type ServiceGetter, usageOf, withSteering } from "./common.js";
+import { samplingOptions, type ServiceGetter, usageOf, withDiagnostics, withSteering } from "./common.js";
 
 /** llama-server's `grammar` and `json_schema` fields (at most one: the schema refuses both). */
 function structuredOutput(body: GenerateBody): Pick<CompletionInput, "output"> {
@@ -48,7 +48,7 @@ function generateFormat(modelId: string, body: GenerateBody): CompletionFormat {
     }),
     first: (steering) => ({ text: "", ...withSteering(steering) }),
     piece: (text, logprobs) => ({ text, ...(logprobs.length > 0 && body.logprobs > 0 ? { logprobs: { tokens: logprobs } } : {}) }),
-    last: (g) => [{ text: "", finish_reason: g.result.finishReason, usage: usageOf(g) }],
+    last: (g) => [{ text: "", finish_reason: g.result.finishReason, usage: usageOf(g), ...withDiagnostics(g.steering) }],
   };
 }
 

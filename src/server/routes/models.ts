@@ -21,6 +21,8 @@ export const modelRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter; starte
             context_size: service.modelInfo.contextSize,
             heads_per_layer: service.modelInfo.headsPerLayer,
             steerable: service.modelInfo.steerable,
+            // what `steering` without `heads` steers, with which alpha (null: requests must name heads)
+            profile: service.modelInfo.profile,
           },
         },
       ],
