@@ -34,7 +34,10 @@ const ENV: Record<string, string> = {
   "log-level": "LOG_LEVEL",
   "log-prompts": "PASTA_LOG_PROMPTS",
   "no-flash-attn": "PASTA_NO_FLASH_ATTN",
+  "no-playground": "PASTA_NO_PLAYGROUND",
 };
+
+const BOOLEAN_FLAGS = new Set(["log-prompts", "no-flash-attn", "no-playground"]);
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const flag = z.union([z.boolean(), z.enum(["1", "true", "0", "false", ""]).transform((v) => v === "1" || v === "true")]);
@@ -63,6 +66,7 @@ export const serveConfigSchema = z
     "log-level": z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     "log-prompts": flag.default(false),
     "no-flash-attn": flag.default(false),
+    "no-playground": flag.default(false),
   })
   .strict();
 export type ServeConfig = z.infer<typeof serveConfigSchema>;
@@ -78,6 +82,7 @@ export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo
                             0: every decoding step. The first token and the end are never held back
   --gpu none|cuda           CUDA needs "npm run build -- --cuda"
   --no-flash-attn
+  --no-playground           do not serve the browser playground (GET /playground)
   --profile <file>|auto|none  default steering heads: a head profile JSON; auto (profiled at first start, cached);
                             none. Default: the profile that ships for this model file (profiles/), if any
   --api-key <key>           repeatable; requests need Authorization: Bearer <key>
@@ -103,7 +108,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         Object.keys(ENV).map((name) => [
           name,
           {
-            type: name === "log-prompts" || name === "no-flash-attn" ? ("boolean" as const) : ("string" as const),
+            type: BOOLEAN_FLAGS.has(name) ? ("boolean" as const) : ("string" as const),
             multiple: name === "api-key" || name === "cors-origin",
           },
         ]),

@@ -159,6 +159,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     apiKeys: config["api-key"],
     corsOrigins: config["cors-origin"],
     bodyLimit: config["body-limit"],
+    playground: !config["no-playground"],
     logger: { level: config["log-level"], redact: ["req.headers.authorization"] },
   });
   app = server;

@@ -16,6 +16,7 @@ import type { ServerMetrics } from "./metrics.js";
 import { chatRoutes } from "./routes/chat.js";
 import { completionRoutes } from "./routes/completions.js";
 import { generateRoutes } from "./routes/generate.js";
+import { registerPlayground } from "./playground.js";
 import { modelRoutes } from "./routes/models.js";
 import { tokenRoutes } from "./routes/tokens.js";
 
@@ -58,6 +59,8 @@ export interface AppOptions {
   corsOrigins?: readonly string[];
   bodyLimit?: number;
   logger?: boolean | object;
+  /** serve GET /playground (default true) */
+  playground?: boolean;
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -147,5 +150,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(completionRoutes, { service: getService });
   await app.register(tokenRoutes, { service: getService });
   await app.register(modelRoutes, { service: getService, startedAt: Math.floor(Date.now() / 1000) });
+  if (options.playground ?? true) await registerPlayground(app);
   return app;
 }

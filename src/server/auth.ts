@@ -4,9 +4,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { RequestError } from "../errors.js";
+import { PLAYGROUND_ROUTES } from "./playground.js";
 
-/** Routes that stay open: orchestrator probes and the Prometheus scrape. */
-export const UNAUTHENTICATED_ROUTES = new Set(["/health", "/ready", "/metrics"]);
+/** Routes that stay open: orchestrator probes, the Prometheus scrape, the playground's static page. */
+export const UNAUTHENTICATED_ROUTES = new Set(["/health", "/ready", "/metrics", ...PLAYGROUND_ROUTES]);
 
 const digest = (key: string) => createHash("sha256").update(key, "utf8").digest();
 

@@ -78,7 +78,9 @@ export class FakeService implements CompletionService {
 }
 
 /** The real app over a fake service (or a service still loading), ready for app.inject. */
-export async function fakeApp(options: { service?: FakeService | Promise<FakeService>; apiKeys?: string[]; bodyLimit?: number } = {}) {
+export async function fakeApp(
+  options: { service?: FakeService | Promise<FakeService>; apiKeys?: string[]; bodyLimit?: number; playground?: boolean } = {},
+) {
   const scheduler = new Scheduler({ parallel: 1, maxQueue: 1 });
   const service = options.service ?? new FakeService();
   const app = await buildApp({
@@ -87,6 +89,7 @@ export async function fakeApp(options: { service?: FakeService | Promise<FakeSer
     metrics: new ServerMetrics(scheduler),
     ...(options.apiKeys ? { apiKeys: options.apiKeys } : {}),
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
+    ...(options.playground !== undefined ? { playground: options.playground } : {}),
   });
   await new Promise((resolve) => setImmediate(resolve)); // the service promise settles
   return app;

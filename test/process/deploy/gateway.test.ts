@@ -280,6 +280,10 @@ t.test("API keys at the gateway: refused by nginx without a listed key", async (
   const res = await good.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
   t.equal(res.object, "chat.completion", "a listed key passes");
   t.equal((await fetch(`${keyed.base}/ready`)).status, 200, "probes need no key");
+  const page = await fetch(`${keyed.base}/playground/`);
+  t.equal(page.status, 200, "nor does the playground's static page");
+  t.match(await page.text(), "pasta-server playground");
+  t.equal((await fetch(`${keyed.base}/v1/models`)).status, 401, "while the API it calls does");
 });
 
 t.test("a killed replica is routed around", async (t) => {

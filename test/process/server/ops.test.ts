@@ -359,6 +359,8 @@ t.test("/openapi.json", async (t) => {
   t.ok(schema.properties.steering, "the /v1/generate body has steering");
   t.ok(schema.properties.prompt, "and prompt");
   t.ok(schema.properties.grammar && schema.properties.json_schema, "and structured output");
+  t.ok(schema.properties.steering.properties.diagnostics, "and attention diagnostics");
+  for (const hidden of ["/playground", "/playground/*"]) t.notOk(doc.paths[hidden], `${hidden} is hidden`);
   t.ok(
     doc.paths["/v1/chat/completions"].post.requestBody.content["application/json"].schema.properties.response_format,
     "chat has response_format",

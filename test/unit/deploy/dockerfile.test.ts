@@ -144,6 +144,10 @@ t.test("the runtime image: slim, non-root, an init process, the model volume", a
     copies.some((c) => /^profiles /.test(c)),
     "profiles/ (the shipped head profiles, found by model sha256)",
   );
+  t.ok(
+    copies.some((c) => /^playground /.test(c)),
+    "playground/ (the page GET /playground serves)",
+  );
   const hc = cpu.find((i) => i.keyword === "HEALTHCHECK")!.args;
   t.match(hc, /--start-period=\d+s/, "a start period for loading the model");
 });

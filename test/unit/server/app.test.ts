@@ -360,3 +360,65 @@ t.test("structured output: response_format and grammar fields become the input's
     t.match(res.json().error.message, message);
   }
 });
+
+t.test(
+  "steering.diagnostics: snake_case in, the engine's options through, the report in the body and a stream's finishing chunk",
+  async (t) => {
+    const diagnostics = { tokens: [[{ layer: 1, head: 2, steeredHead: true, steered: 0.75, unsteered: 0.25 }]] };
+    // as the real service: the spans once admitted, the diagnostics once done
+    const service = new FakeService(() => [
+      { type: "admitted", steering: { spans } },
+      { type: "text", text: "Hi", logprobs: [] },
+      { type: "done", generation: generationOf("Hi", { steering: { spans, diagnostics } }) },
+    ]);
+    const app = await fakeApp({ service });
+    t.teardown(() => app.close());
+    const payload = (stream: boolean) => ({
+      prompt: "Tom had a blue kite.",
+      stream,
+      steering: { emphasis: ["blue"], heads: [1], diagnostics: { every_token: true } },
+    });
+    const res = await app.inject({ method: "POST", url: "/v1/generate", payload: payload(false) });
+    t.equal(res.statusCode, 200, res.body);
+    t.same(service.inputs[0]!.steering?.diagnostics, { every_token: true }, "the body's field reaches the service");
+    const expected = { tokens: [{ heads: [{ layer: 1, head: 2, steered_head: true, share_steered: 0.75, share_unsteered: 0.25 }] }] };
+    t.same(res.json().steering.diagnostics, expected, "the documented shape");
+
+    const streamed = await app.inject({ method: "POST", url: "/v1/generate", payload: payload(true) });
+    const events = sseEvents(streamed.body).map((e) => e.data);
+    const chunks = events.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
+    t.notOk(chunks[0].steering.diagnostics, "the first chunk has the spans only");
+    t.same(chunks.at(-1).steering, { diagnostics: expected }, "the finishing chunk has the diagnostics");
+    for (const diagnostics of [1, "all", { first: true }]) {
+      const bad = await app.inject({ method: "POST", url: "/v1/generate", payload: { prompt: "x", steering: { diagnostics } } });
+      t.equal(bad.statusCode, 400, JSON.stringify(diagnostics));
+    }
+  },
+);
+
+t.test("the playground: open without a key, with a content security policy; off with playground: false", async (t) => {
+  const app = await fakeApp({ apiKeys: ["k1"] });
+  t.teardown(() => app.close());
+  const redirect = await app.inject({ method: "GET", url: "/playground" });
+  t.equal(redirect.statusCode, 302);
+  t.equal(redirect.headers.location, "/playground/");
+  for (const [url, type] of [
+    ["/playground/", "text/html"],
+    ["/playground/playground.js", "javascript"],
+    ["/playground/playground.css", "text/css"],
+  ] as const) {
+    const res = await app.inject({ method: "GET", url });
+    t.equal(res.statusCode, 200, `${url} without an API key`);
+    t.match(res.headers["content-type"], type);
+    t.match(res.headers["content-security-policy"], "default-src 'self'");
+  }
+  const outside = await app.inject({ method: "GET", url: "/playground/..%2fpackage.json" });
+  t.not(outside.statusCode, 200, `nothing outside playground/ (${outside.statusCode})`);
+  t.notMatch(outside.body, '"name": "pasta-server"');
+  t.equal((await app.inject({ method: "GET", url: "/v1/models" })).statusCode, 401, "the API still needs the key");
+
+  const off = await fakeApp({ playground: false });
+  t.teardown(() => off.close());
+  t.equal((await off.inject({ method: "GET", url: "/playground/" })).statusCode, 404);
+  t.equal((await off.inject({ method: "GET", url: "/playground" })).statusCode, 404);
+});
