@@ -3,6 +3,7 @@
 import { parseArgs } from "node:util";
 import { modelFileInfo, writeProfile } from "../profiles/profileFile.js";
 import { PROFILE_DEFAULTS, profileHeads, type CombineMode, type ProfileMethod, type ProfileResult } from "../profiles/profiler.js";
+import { DEFAULT_SWEEP_GRID, type SweepGrid } from "../profiles/sweep.js";
 import { loadTasks } from "../profiles/tasks.js";
 import { modelChatTemplate } from "../prompt/modelTemplate.js";
 import { ConfigError } from "./config.js";
@@ -11,7 +12,10 @@ import { modelCacheDir, resolveModel } from "./modelSource.js";
 
 export const PROFILE_USAGE = `pasta-server profile [--model <file.gguf|hf:...>] --out <profile.json> [--tasks builtin|<file.jsonl>,...]
                      [--format chat|raw] [--method pasta|coarse-to-fine] [--top-k 4] [--combine intersection|union] [--keep-layers 2]
-                     [--seed 0] [--examples n] [--alpha 0.01] [--parallel 4] [--ctx-size 512] [--threads n] [--gpu none|cuda]`;
+                     [--seed 0] [--examples n] [--alpha 0.01] [--parallel 4] [--ctx-size 512] [--threads n] [--gpu none|cuda]
+                     [--sweep-k 2,4,8,16,32] [--sweep-alpha 0.01,0.05,0.1,0.3] [--no-sweep]
+  k and alpha are chosen on the held-out examples from the sweep grids, unless --top-k / --alpha fix them
+  (--no-sweep: --top-k 4 and --alpha 0.01 unless given)`;
 
 /** Built-in examples fit in 512 tokens; a longer task file needs --ctx-size. */
 const DEFAULT_CONTEXT = 512;
@@ -34,8 +38,23 @@ function choice<T extends string>(value: string, name: string, allowed: readonly
   return value as T;
 }
 
+function numberList(value: string | undefined, name: string, fallback: readonly number[], valid: (n: number) => boolean): number[] {
+  if (value === undefined) return [...fallback];
+  const items = value.split(",").map((v) => Number(v.trim()));
+  if (items.length === 0 || items.some((n) => !valid(n))) throw new ConfigError(`--${name}: cannot use ${JSON.stringify(value)}`);
+  return [...new Set(items)].sort((a, b) => a - b);
+}
+
 function summary(result: ProfileResult, out: string, seconds: number): string {
   const lines = [`heads: ${JSON.stringify(result.heads)}`];
+  if (result.sweep) {
+    const { chosen, points } = result.sweep;
+    lines.push(`chosen on the held-out examples among ${points.length} (k, alpha) points: top-k ${chosen.topK}, alpha ${chosen.alpha}`);
+    for (const t of chosen.tasks) {
+      const base = result.sweep.unsteered.find((u) => u.task === t.task)!.greedy;
+      lines.push(`  ${t.task}: greedy replies that begin with the target ${(100 * base).toFixed(0)}% -> ${(100 * t.greedy).toFixed(0)}%`);
+    }
+  }
   if (result.fallback) lines.push(`note: ${result.fallback}`);
   if (result.keptLayers) lines.push(`layers searched head by head: ${result.keptLayers.join(", ")}`);
   const { used, fullSearch } = result.forwardPasses;
@@ -71,6 +90,9 @@ export async function profileCommand(argv: string[]): Promise<void> {
       parallel: { type: "string" },
       threads: { type: "string" },
       gpu: { type: "string", default: "none" },
+      "sweep-k": { type: "string" },
+      "sweep-alpha": { type: "string" },
+      "no-sweep": { type: "boolean", default: false },
     },
   });
   if (!values.out) throw new ConfigError("--out <profile.json> is required");
@@ -79,6 +101,18 @@ export async function profileCommand(argv: string[]): Promise<void> {
   const gpu = choice(values.gpu, "gpu", ["none", "cuda"]);
   const format = values.format === undefined ? undefined : choice(values.format, "format", ["chat", "raw"]);
   const alpha = values.alpha === undefined ? PROFILE_DEFAULTS.alpha : Number(values.alpha);
+  // what the user fixes is not swept
+  const grid: SweepGrid = {
+    topK:
+      values["top-k"] !== undefined
+        ? [Number(values["top-k"])]
+        : numberList(values["sweep-k"], "sweep-k", DEFAULT_SWEEP_GRID.topK, (n) => Number.isInteger(n) && n >= 1),
+    alpha:
+      values.alpha !== undefined
+        ? [alpha]
+        : numberList(values["sweep-alpha"], "sweep-alpha", DEFAULT_SWEEP_GRID.alpha, (n) => n > 0 && n <= 1),
+  };
+  const sweep = values["no-sweep"] || grid.topK.length * grid.alpha.length === 1 ? false : grid;
   if (!(alpha > 0 && alpha <= 1)) throw new ConfigError(`--alpha must be in (0, 1], got ${JSON.stringify(values.alpha)}`);
   const tasks = loadTasks(values.tasks);
   const examples = integer(values.examples, "examples", undefined, 1);
@@ -125,6 +159,7 @@ export async function profileCommand(argv: string[]): Promise<void> {
       topK,
       keepLayers,
       seed,
+      sweep,
       ...(examples ? { examples } : {}),
       onProgress: bar.update,
     });

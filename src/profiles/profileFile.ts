@@ -83,6 +83,19 @@ export function profileDocument(
     held_out:
       result.heldOut?.map((h) => ({ task: h.task, examples: h.examples, unsteered: round(h.unsteered), steered: round(h.steered) })) ??
       null,
+    sweep: result.sweep && {
+      criterion: result.sweep.criterion,
+      grid: { top_k: result.sweep.grid.topK, alpha: result.sweep.grid.alpha },
+      unsteered_greedy: Object.fromEntries(result.sweep.unsteered.map((u) => [u.task, round(u.greedy)])),
+      points: result.sweep.points.map((p) => ({
+        top_k: p.topK,
+        alpha: p.alpha,
+        heads: p.heads,
+        ...(p.fallback ? { fallback: p.fallback } : {}),
+        held_out: Object.fromEntries(p.tasks.map((t) => [t.task, { gain: round(t.gain), greedy: round(t.greedy) }])),
+      })),
+      chosen: { top_k: result.sweep.chosen.topK, alpha: result.sweep.chosen.alpha },
+    },
     heads: result.heads,
     created_at: createdAt.toISOString(),
   };

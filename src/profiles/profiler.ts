@@ -6,6 +6,7 @@ import { ProfileError } from "./errors.js";
 import { TargetScorer } from "./scoring.js";
 import {
   coarseToFineSearch,
+  headMap,
   perHeadSearch,
   plannedPasses,
   type CombineMode,
@@ -13,10 +14,12 @@ import {
   type ProfileMethod,
   type TaskSearchScores,
 } from "./search.js";
+import { sweepHeldOut, sweepPasses, type SweepGrid, type SweepResult } from "./sweep.js";
 import { splitExamples, taskDigest, type Task } from "./tasks.js";
 import type { ChatTemplate } from "../prompt/chatTemplate.js";
 
 export type { CombineMode, HeadRef, ProfileMethod } from "./search.js";
+export { headMap } from "./search.js";
 export { ProfileError } from "./errors.js";
 
 export const PROFILE_DEFAULTS = {
@@ -45,6 +48,11 @@ export interface ProfileOptions {
   keepLayers?: number;
   /** also score the chosen heads on the held-out halves (default true) */
   evaluate?: boolean;
+  /**
+   * choose k and alpha on the held-out halves (sweep.ts) from this grid; false: the given topK and
+   * alpha as they are. Default false (the search alone); the CLI sweeps what the user does not fix.
+   */
+  sweep?: SweepGrid | false;
   /** forward passes done and planned (the plan can shrink once coarse-to-fine knows its layers) */
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
@@ -95,12 +103,8 @@ export interface ProfileResult {
   /** why the heads are not the plain intersection of the tasks' top k, or null */
   fallback: string | null;
   heldOut: HeldOutScore[] | null;
-}
-
-export function headMap(heads: readonly HeadRef[]): Record<string, number[]> {
-  const map: Record<string, number[]> = {};
-  for (const { layer, head } of [...heads].sort((a, b) => a.layer - b.layer || a.head - b.head)) (map[String(layer)] ??= []).push(head);
-  return map;
+  /** how topK and alpha were chosen, when they were swept */
+  sweep: SweepResult | null;
 }
 
 export async function profileHeads(engine: SteeringEngine, options: ProfileOptions): Promise<ProfileResult> {
@@ -126,7 +130,12 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
   });
   const samples = splits.map((s) => ({ name: s.task.name, examples: s.profiling }));
   const evaluate = options.evaluate ?? true;
-  const heldOutPasses = evaluate ? 2 * splits.reduce((n, s) => n + s.heldOut.length, 0) : 0;
+  const grid = options.sweep || null;
+  const heldOutSamples = splits.filter((s) => s.heldOut.length > 0).map((s) => ({ name: s.task.name, examples: s.heldOut }));
+  if (grid && heldOutSamples.length < splits.length) throw new ProfileError("sweeping k and alpha needs held-out examples in every task");
+  const heldOutExamples = splits.reduce((n, s) => n + s.heldOut.length, 0);
+  // the sweep scores every held-out example unsteered once; the final check then needs only the steered pass
+  const heldOutPasses = (grid ? sweepPasses(grid, heldOutSamples) : 0) + (evaluate ? (grid ? 1 : 2) * heldOutExamples : 0);
   let total = plannedPasses(method, samples, headsPerLayer, keepLayers) + heldOutPasses;
   let done = 0;
   const progress = () => options.onProgress?.(done, total);
@@ -149,7 +158,20 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
     progress();
   }
 
-  const heads = headMap(found.heads);
+  const sweep = grid
+    ? await sweepHeldOut(
+        scorer,
+        found.scores.map((s) => s.ranking),
+        combine,
+        heldOutSamples,
+        grid,
+      )
+    : null;
+  const chosen = sweep
+    ? { topK: sweep.chosen.topK, alpha: sweep.chosen.alpha, heads: sweep.chosen.heads, fallback: sweep.chosen.fallback }
+    : null;
+  const heads = chosen?.heads ?? headMap(found.heads);
+  const chosenAlpha = chosen?.alpha ?? alpha;
   const scores = [];
   // the search scored every profiling example unsteered: no pass here
   for (const [i, s] of found.scores.entries()) scores.push({ ...s, unsteered: await scorer.mean(samples[i]!.examples, null) });
@@ -162,7 +184,7 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
         task: task.name,
         examples: examples.length,
         unsteered: await scorer.mean(examples, null),
-        steered: await scorer.mean(examples, heads),
+        steered: await scorer.mean(examples, heads, chosenAlpha),
       });
     }
   }
@@ -171,10 +193,10 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
   return {
     format: options.template ? "chat" : "raw",
     method,
-    topK,
+    topK: chosen?.topK ?? topK,
     combine,
     seed,
-    alpha,
+    alpha: chosenAlpha,
     mode: "exclude",
     headsPerLayer,
     tasks: splits.map(({ task, profiling, heldOut }) => ({
@@ -189,7 +211,8 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
     ...(found.keptLayers ? { keptLayers: found.keptLayers } : {}),
     forwardPasses: { used, fullSearch: profilingExamples * (totalHeads + 1), heldOut: scorer.passes - used },
     heads,
-    fallback: found.fallback,
+    fallback: chosen ? chosen.fallback : found.fallback,
     heldOut,
+    sweep,
   };
 }

@@ -90,10 +90,47 @@ export class TargetScorer {
   }
 
   /** Mean over the examples of the target log-likelihood (unsteered when heads is null). */
-  async mean(examples: readonly TaskExample[], heads: HeadSelection | null): Promise<number> {
+  async mean(examples: readonly TaskExample[], heads: HeadSelection | null, alpha = this.alpha): Promise<number> {
     let sum = 0;
-    for (const example of examples) sum += await this.logLikelihood(example, heads);
+    for (const example of examples) sum += await this.logLikelihood(example, heads, alpha);
     return sum / examples.length;
+  }
+
+  /**
+   * The share of the examples whose greedy reply begins with the target (what the eval judges is
+   * generated text, not likelihood): the context alone, steered with its emphasis, as many tokens
+   * as the target has. Up to the engine's `parallel` examples at once.
+   */
+  async greedyRate(examples: readonly TaskExample[], heads: HeadSelection | null, alpha = this.alpha): Promise<number> {
+    const width = Math.max(1, this.engine.scheduler.parallel);
+    let hits = 0;
+    for (let at = 0; at < examples.length; at += width) {
+      const group = examples.slice(at, at + width);
+      const outcomes = await Promise.all(group.map((e) => this.greedyHit(e, heads, alpha)));
+      hits += outcomes.filter(Boolean).length;
+    }
+    return hits / examples.length;
+  }
+
+  private async greedyHit(example: TaskExample, heads: HeadSelection | null, alpha: number): Promise<boolean> {
+    const p = this.prepare(example);
+    const prompt = p.prompt.slice(0, p.boundary);
+    if (this.signal?.aborted) throw this.signal.reason;
+    const result = await this.engine.generate({
+      prompt,
+      specialTokens: p.specialTokens,
+      maxTokens: p.tokens.length - p.targetStart,
+      temperature: 0,
+      // the context's emphasis (the last span is the target, which is not in this prompt)
+      ...(heads === null ? {} : { steering: { emphasis: p.emphasis.slice(0, -1), heads, alpha, mode: "exclude" as const } }),
+      ...(this.signal ? { signal: this.signal } : {}),
+    });
+    this.passes++;
+    this.onPass?.();
+    const want = example.target.trim();
+    const got = result.text.trimStart();
+    // a word target must end where a word ends: " I" is not the start of "It"
+    return got.startsWith(want) && !(/[\p{L}\p{N}]$/u.test(want) && /^[\p{L}\p{N}]/u.test(got.slice(want.length)));
   }
 
   /**
@@ -101,14 +138,14 @@ export class TargetScorer {
    * engine decodes at once), every selection on a group before the next group: each example stays
    * on the sequence that caches it. The sums add up in example order.
    */
-  async meanGains(examples: readonly TaskExample[], selections: readonly HeadSelection[]): Promise<number[]> {
+  async meanGains(examples: readonly TaskExample[], selections: readonly HeadSelection[], alpha = this.alpha): Promise<number[]> {
     const width = Math.max(1, this.engine.scheduler.parallel);
     const sums = selections.map(() => 0);
     for (let at = 0; at < examples.length; at += width) {
       const group = examples.slice(at, at + width);
       const unsteered = await Promise.all(group.map((e) => this.logLikelihood(e, null)));
       for (const [i, heads] of selections.entries()) {
-        const steered = await Promise.all(group.map((e) => this.logLikelihood(e, heads)));
+        const steered = await Promise.all(group.map((e) => this.logLikelihood(e, heads, alpha)));
         for (const [j, value] of steered.entries()) sums[i]! += value - unsteered[j]!;
       }
     }
@@ -123,7 +160,7 @@ export class TargetScorer {
    * context's last token cannot attend to them, so the first target token is predicted exactly
    * as in generation.
    */
-  async logLikelihood(example: TaskExample, heads: HeadSelection | null): Promise<number> {
+  async logLikelihood(example: TaskExample, heads: HeadSelection | null, alpha = this.alpha): Promise<number> {
     if (heads === null) {
       const cached = this.unsteered.get(example);
       if (cached !== undefined) return cached;
@@ -135,7 +172,7 @@ export class TargetScorer {
         : this.engine.resolveSteering(p.prompt, p.offsets, {
             emphasis: p.emphasis,
             heads,
-            alpha: this.alpha,
+            alpha,
             mode: "exclude",
           });
     if (this.signal?.aborted) throw this.signal.reason;

@@ -45,6 +45,13 @@ export interface SearchOptions {
 }
 
 const key = (h: HeadRef) => `${h.layer}:${h.head}`;
+
+/** Heads as a profile and a request write them: {"<layer>": [head, ...]}, sorted. */
+export function headMap(heads: readonly HeadRef[]): Record<string, number[]> {
+  const map: Record<string, number[]> = {};
+  for (const { layer, head } of [...heads].sort((a, b) => a.layer - b.layer || a.head - b.head)) (map[String(layer)] ??= []).push(head);
+  return map;
+}
 const byIndex = (a: HeadRef, b: HeadRef) => a.layer - b.layer || a.head - b.head;
 
 /** Best first; ties (equal gains) go to the lower layer, then the lower head. */

@@ -1,6 +1,7 @@
-// Steering quality on a real instruct model, the gate CI keeps: on SmolLM2-135M-Instruct with the
+// Steering quality on a real instruct model, the gates CI keeps: on SmolLM2-135M-Instruct with the
 // head profile that ships for it, emphasizing the new fact of a knowledge conflict must make the
-// model prefer it far more often than unsteered (docs/quality.md has the whole eval).
+// model prefer it far more often than unsteered, and emphasizing a format instruction must make it
+// follow the instruction more often (docs/quality.md has the whole eval).
 import t from "tap";
 import { SteeringEngine } from "../../../src/engine/engine.js";
 import { buildArms } from "../../../src/eval/arms.js";
@@ -15,14 +16,17 @@ import { SMOLLM2_MODEL } from "../../support/models.js";
 
 /** Issue #12: the shipped profile must beat unsteered by at least this many points on knowledge conflict. */
 const MIN_GAIN_POINTS = 15;
+/** Issue #15: ... and follow an emphasized format instruction more often (measured: +12.5 points). */
+const MIN_INSTRUCTION_GAIN_POINTS = 10;
+
+const file = findShippedProfile(await sha256File(SMOLLM2_MODEL));
+if (!file) throw new Error(`no profile in profiles/ is for ${SMOLLM2_MODEL}`);
+const profile = loadHeadProfileWithModel(file);
+const engine = await SteeringEngine.load({ modelPath: SMOLLM2_MODEL, contextSize: 1024 });
+t.teardown(() => engine.dispose());
+const template = modelChatTemplate(engine);
 
 t.test("the shipped SmolLM2 profile wins knowledge conflicts", async (t) => {
-  const file = findShippedProfile(await sha256File(SMOLLM2_MODEL));
-  if (!file) throw new Error(`no profile in profiles/ is for ${SMOLLM2_MODEL}`);
-  const profile = loadHeadProfileWithModel(file);
-  const engine = await SteeringEngine.load({ modelPath: SMOLLM2_MODEL, contextSize: 1024 });
-  t.teardown(() => engine.dispose());
-  const template = modelChatTemplate(engine);
   t.ok(template, "SmolLM2 has its own chat template");
 
   const items = loadItems(familyNamed("knowledge_conflict"));
@@ -38,5 +42,17 @@ t.test("the shipped SmolLM2 profile wins knowledge conflicts", async (t) => {
   t.ok(
     states.profile! > states.unsteered!,
     `greedy answers state the new fact more often: ${(100 * states.unsteered!).toFixed(1)}% -> ${(100 * states.profile!).toFixed(1)}%`,
+  );
+});
+
+t.test("the shipped SmolLM2 profile makes an emphasized JSON instruction followed more often", async (t) => {
+  const items = loadItems(familyNamed("json_format"));
+  const arms = buildArms(["unsteered", "profile"], profile.heads, engine.headsPerLayer, 0);
+  const rows = summarize(await runEval(engine, template, items, arms, { alpha: profile.alpha ?? 0.01 }), arms);
+  const keys = rows.find((r) => r.metric === "json")!.byArm;
+  const gain = 100 * (keys.profile! - keys.unsteered!);
+  t.ok(
+    gain >= MIN_INSTRUCTION_GAIN_POINTS,
+    `JSON with the asked keys on ${items.length} items: ${(100 * keys.unsteered!).toFixed(1)}% -> ${(100 * keys.profile!).toFixed(1)}% (+${gain.toFixed(1)}, at least ${MIN_INSTRUCTION_GAIN_POINTS})`,
   );
 });

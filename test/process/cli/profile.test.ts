@@ -30,7 +30,11 @@ t.test("pasta-server profile", async (t) => {
     t.equal(res.code, 0, `exit 0 in ${((performance.now() - started) / 1000).toFixed(1)}s${res.code ? `: ${res.stderr}` : ""}`);
     t.match(res.stdout, /forward passes: 164\n/, "reports its forward passes");
     t.match(res.stdout, /held-out stories \(8 examples\)/, "and the held-out check");
-    t.match(res.stderr, /100% 180\/180 forward passes/, "progress on stderr (periodic lines when not a terminal)");
+    // the search, the sweep of 5 k x 4 alpha on the 8 held-out examples (a scored and a greedy pass
+    // each, and both unsteered once), then the chosen heads steered on them
+    const total = 164 + (5 * 4 * 8 * 2 + 8 * 2) + 8;
+    t.match(res.stderr, `100% ${total}/${total} forward passes`, "progress on stderr (periodic lines when not a terminal)");
+    t.match(res.stdout, /chosen on the held-out examples among 20 \(k, alpha\) points: top-k \d+, alpha [\d.]+\n/, "the sweep's choice");
   }
   const [a, b] = outputs.map((f) => readFileSync(f, "utf8"));
   // the two runs differ in --out only, which the recorded command names
@@ -51,13 +55,36 @@ t.test("pasta-server profile", async (t) => {
     {
       prompt_format: "raw", // stories260K's GGUF has no chat template
       method: "pasta",
-      alpha: ALPHA,
       seed: 5,
       tasks: [{ name: "stories", file: tasks, examples: 16, profiling: 4, held_out: 8 }],
-      forward_passes: { used: 164, full_search: 164, held_out: 16 },
-      fallback: null,
+      forward_passes: { used: 164, full_search: 164, held_out: 5 * 4 * 8 * 2 + 8 * 2 + 8 },
+      sweep: { grid: { top_k: [2, 4, 8, 16, 32], alpha: [0.01, 0.05, 0.1, 0.3] } },
     },
     "what it was made from",
+  );
+  t.same([doc.top_k, doc.alpha], [doc.sweep.chosen.top_k, doc.sweep.chosen.alpha], "the chosen k and alpha are the profile's");
+  const fixed = await run([
+    "--model",
+    STORIES_MODEL,
+    "--tasks",
+    tasks,
+    "--out",
+    join(dir, "fixed.json"),
+    "--examples",
+    "4",
+    "--seed",
+    "5",
+    "--alpha",
+    String(ALPHA),
+    "--top-k",
+    "4",
+  ]);
+  t.equal(fixed.code, 0, fixed.stderr);
+  const fixedDoc = JSON.parse(readFileSync(join(dir, "fixed.json"), "utf8"));
+  t.match(
+    fixedDoc,
+    { alpha: ALPHA, top_k: 4, sweep: null, forward_passes: { used: 164, held_out: 16 } },
+    "--top-k and --alpha fixed: no sweep",
   );
   t.equal(doc.scores.stories.heads["0"].length, 8, "a score per head");
   t.ok(!Number.isNaN(Date.parse(doc.created_at)), "created_at");

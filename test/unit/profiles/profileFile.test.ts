@@ -35,6 +35,7 @@ t.test("profile files load as head profiles", async (t) => {
     heads: { "1": [1] },
     fallback: null,
     heldOut: null,
+    sweep: null,
   };
   const model = { name: "m", file: "m.gguf", sha256: "a".repeat(64), size: 1 };
   const text = formatProfile(profileDocument(result, model, "pasta-server profile --test", new Date(0)));

@@ -1,0 +1,97 @@
+// Which head set and alpha to keep: PASTA's per-task top-k, combined, for each k and alpha of a grid,
+// judged on the held-out examples of every task (Zhang et al. sweep k on held-out data too). Each
+// point is scored two ways: the mean target log-likelihood gain over unsteered, and the share of
+// greedy replies that begin with the target (what the eval judges is generated text). The point
+// kept is the best for the task it helps least, so that no task pays for another's gain.
+import type { HeadSelection } from "../engine/steering.js";
+import type { TargetScorer } from "./scoring.js";
+import { combineRankings, headMap, type CombineMode, type HeadRef, type TaskSample } from "./search.js";
+
+export interface SweepGrid {
+  topK: readonly number[];
+  alpha: readonly number[];
+}
+
+/** k and alpha when the user fixes neither: from PASTA's handful of heads to a good part of a small model's. */
+export const DEFAULT_SWEEP_GRID: SweepGrid = { topK: [2, 4, 8, 16, 32], alpha: [0.01, 0.05, 0.1, 0.3] };
+
+export interface TaskHeldOut {
+  task: string;
+  /** mean (steered - unsteered) target log-likelihood */
+  gain: number;
+  /** share of greedy replies that begin with the target */
+  greedy: number;
+}
+
+export interface SweepPoint {
+  topK: number;
+  alpha: number;
+  heads: Record<string, number[]>;
+  fallback: string | null;
+  tasks: TaskHeldOut[];
+}
+
+export interface SweepResult {
+  grid: SweepGrid;
+  /** held-out greedy rate of each task unsteered */
+  unsteered: Array<{ task: string; greedy: number }>;
+  points: SweepPoint[];
+  chosen: SweepPoint;
+  criterion: string;
+}
+
+export const SWEEP_CRITERION =
+  "highest minimum over tasks of the greedy-rate gain over unsteered; then highest minimum over tasks of the log-likelihood gain; then highest mean greedy-rate gain; then highest mean log-likelihood gain; then fewer heads";
+
+/** Greedy-rate gains of a point over unsteered, per task. */
+function greedyGains(point: SweepPoint, unsteered: SweepResult["unsteered"]): number[] {
+  return point.tasks.map((t, i) => t.greedy - unsteered[i]!.greedy);
+}
+
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+const headCount = (heads: Record<string, number[]>) => Object.values(heads).reduce((n, h) => n + h.length, 0);
+
+/** The point SWEEP_CRITERION keeps; exported for tests. */
+export function choosePoint(points: readonly SweepPoint[], unsteered: SweepResult["unsteered"]): SweepPoint {
+  const key = (p: SweepPoint) => {
+    const greedy = greedyGains(p, unsteered);
+    const likelihood = p.tasks.map((t) => t.gain);
+    return [Math.min(...greedy), Math.min(...likelihood), mean(greedy), mean(likelihood), -headCount(p.heads)];
+  };
+  return points.reduce((best, p) => {
+    const [a, b] = [key(p), key(best)];
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! > b[i]! ? p : best;
+    return best; // a full tie: the earlier point (smaller k, then smaller alpha)
+  });
+}
+
+/** Held-out passes a sweep takes: per point and example, one scored and one greedy pass. */
+export function sweepPasses(grid: SweepGrid, heldOut: readonly TaskSample[]): number {
+  const examples = heldOut.reduce((n, s) => n + s.examples.length, 0);
+  return grid.topK.length * grid.alpha.length * examples * 2 + examples * 2;
+}
+
+export async function sweepHeldOut(
+  scorer: TargetScorer,
+  rankings: HeadRef[][],
+  combine: CombineMode,
+  heldOut: readonly TaskSample[],
+  grid: SweepGrid,
+): Promise<SweepResult> {
+  const unsteered = [];
+  for (const sample of heldOut) unsteered.push({ task: sample.name, greedy: await scorer.greedyRate(sample.examples, null) });
+  const points: SweepPoint[] = [];
+  for (const topK of grid.topK) {
+    const { heads, fallback } = combineRankings(rankings, topK, combine);
+    const selection: HeadSelection = headMap(heads);
+    for (const alpha of grid.alpha) {
+      const tasks: TaskHeldOut[] = [];
+      for (const sample of heldOut) {
+        const [gain] = await scorer.meanGains(sample.examples, [selection], alpha);
+        tasks.push({ task: sample.name, gain: gain!, greedy: await scorer.greedyRate(sample.examples, selection, alpha) });
+      }
+      points.push({ topK, alpha, heads: headMap(heads), fallback, tasks });
+    }
+  }
+  return { grid, unsteered, points, chosen: choosePoint(points, unsteered), criterion: SWEEP_CRITERION };
+}
