@@ -167,9 +167,7 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
         grid,
       )
     : null;
-  const chosen = sweep
-    ? { topK: sweep.chosen.topK, alpha: sweep.chosen.alpha, heads: sweep.chosen.heads, fallback: sweep.chosen.fallback }
-    : null;
+  const chosen = sweep?.chosen;
   const heads = chosen?.heads ?? headMap(found.heads);
   const chosenAlpha = chosen?.alpha ?? alpha;
   const scores = [];

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import t from "tap";
 import { STORIES_MODEL } from "../../../harness/index.js";
 import { SteeringEngine } from "../../../src/engine/engine.js";
-import type { HeadAttention } from "../../../src/engine/types.js";
+import type { DiagnosticsOptions, HeadAttention } from "../../../src/engine/types.js";
 import { PASTA_FIXTURE } from "../../support/models.js";
 import { logSoftmax, ReferenceLlama, type ReferenceStep } from "../../support/referenceLlama.js";
 
@@ -63,7 +63,11 @@ t.test("the reference forward pass reproduces the authors' PASTA library on ever
   }
 });
 
-async function diagnose(engine: SteeringEngine, c: FixtureCase) {
+const loadStories = (options: { flashAttention?: boolean; kvCacheType?: "F32" } = {}) =>
+  SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 256, parallel: 2, ...options });
+
+/** The case steered as pastalib steered it, greedy; `diagnostics` null: none asked. */
+function diagnose(engine: SteeringEngine, c: FixtureCase, diagnostics: DiagnosticsOptions | null = { everyToken: true, allHeads: true }) {
   const [start, end] = c.steered_token_range;
   return engine.generate({
     prompt: c.text,
@@ -73,7 +77,7 @@ async function diagnose(engine: SteeringEngine, c: FixtureCase) {
       emphasis: [{ start: c.token_offsets[start]![0], end: c.token_offsets[end - 1]![1] }],
       heads: c.heads,
       alpha: c.alpha,
-      diagnostics: { everyToken: true, allHeads: true },
+      ...(diagnostics ? { diagnostics } : {}),
     },
   });
 }
@@ -100,13 +104,7 @@ function compare(c: FixtureCase, tokens: HeadAttention[][], generated: readonly 
 }
 
 t.test("F32 attention: every head of every steered layer, every generated token, within 1e-4", async (t) => {
-  const engine = await SteeringEngine.load({
-    modelPath: STORIES_MODEL,
-    contextSize: 256,
-    parallel: 2,
-    flashAttention: false,
-    kvCacheType: "F32",
-  });
+  const engine = await loadStories({ flashAttention: false, kvCacheType: "F32" });
   t.teardown(() => engine.dispose());
   for (const [i, c] of fixture.cases.entries()) {
     const result = await diagnose(engine, c);
@@ -135,13 +133,7 @@ t.test("F32 attention: every head of every steered layer, every generated token,
 t.test("flash attention: layer 0 (whose queries and keys precede any attention kernel) within 1e-4", async (t) => {
   // under flash attention llama.cpp rounds K and V to F16 inside the kernel, so the hidden states
   // of later layers drift by about 1e-3 from a float reference; layer 0 sees none of that
-  const engine = await SteeringEngine.load({
-    modelPath: STORIES_MODEL,
-    contextSize: 256,
-    parallel: 2,
-    flashAttention: true,
-    kvCacheType: "F32",
-  });
+  const engine = await loadStories({ flashAttention: true, kvCacheType: "F32" });
   t.teardown(() => engine.dispose());
   for (const [i, c] of fixture.cases.entries()) {
     const withLayer0 = { ...c, heads: { ...(Array.isArray(c.heads) ? {} : c.heads), "0": [0, 2, 5] } };
@@ -153,23 +145,10 @@ t.test("flash attention: layer 0 (whose queries and keys precede any attention k
 });
 
 t.test("default options: the first token only, the steered heads only; sequences decoded together keep their own", async (t) => {
-  const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 256, parallel: 2 });
+  const engine = await loadStories();
   t.teardown(() => engine.dispose());
   const [a, b] = [fixture.cases[0]!, fixture.cases[2]!];
-  const request = (c: FixtureCase, diagnostics: boolean) => {
-    const [start, end] = c.steered_token_range;
-    return engine.generate({
-      prompt: c.text,
-      maxTokens: GENERATED,
-      temperature: 0,
-      steering: {
-        emphasis: [{ start: c.token_offsets[start]![0], end: c.token_offsets[end - 1]![1] }],
-        heads: c.heads,
-        alpha: c.alpha,
-        ...(diagnostics ? { diagnostics: {} } : {}),
-      },
-    });
-  };
+  const request = (c: FixtureCase, diagnostics: boolean) => diagnose(engine, c, diagnostics ? {} : null);
   const alone = await request(a, true);
   const [together, neighbour, plain] = await Promise.all([request(a, true), request(b, true), request(b, false)]);
   const tokens = alone.steering!.diagnostics!.tokens;

@@ -49,6 +49,13 @@ if (!existsSync(CHROMIUM)) {
     const errors: string[] = [];
     page.on("pageerror", (err) => errors.push(err.message));
 
+    /** Clicks a run button, waits until the page is done (its buttons are enabled again): the status line. */
+    const runWith = async (button: string) => {
+      await page.locator(button).click(); // the page disables its buttons before the click returns
+      await page.locator("#run:enabled").waitFor({ timeout: 120_000 });
+      return page.locator("#status").textContent();
+    };
+
     const response = await page.goto(`${server.base}/playground`);
     t.match(
       response?.headers()["content-security-policy"] ?? "",
@@ -72,12 +79,7 @@ if (!existsSync(CHROMIUM)) {
     t.equal(await page.locator("#preview mark").textContent(), PHRASE, "the preview marks it");
 
     await page.locator("#max-tokens").fill("12");
-    await page.locator("#run").click();
-    await page
-      .locator("#status")
-      .filter({ hasText: /^done in|error|failed/ })
-      .waitFor({ timeout: 120_000 });
-    t.match(await page.locator("#status").textContent(), /^done in/, "both sides finished");
+    t.match(await runWith("#run"), /^done in/, "both sides finished");
     const unsteered = (await page.locator("#out-unsteered").textContent()) ?? "";
     const steered = (await page.locator("#out-steered").textContent()) ?? "";
     t.ok(unsteered.trim().length > 0, `the unsteered answer: ${JSON.stringify(unsteered)}`);
@@ -99,12 +101,7 @@ if (!existsSync(CHROMIUM)) {
     // a chat, where the model picks the sentence to emphasize itself
     await page.locator('input[name="kind"][value="chat"]').check();
     await page.locator("#user").pressSequentially(`${CONTEXT}\n${QUESTION}`, { delay: 2 });
-    await page.locator("#auto").click();
-    await page
-      .locator("#status")
-      .filter({ hasText: /^done in|error|failed/ })
-      .waitFor({ timeout: 120_000 });
-    t.match(await page.locator("#status").textContent(), /^done in/, "AutoPASTA finished");
+    t.match(await runWith("#auto"), /^done in/, "AutoPASTA finished");
     t.equal(await page.locator("#steered-title").textContent(), "AutoPASTA");
     t.ok(((await page.locator("#out-steered").textContent()) ?? "").trim().length > 0, "AutoPASTA's answer");
     const chosen = await page.locator("#auto-sentences li").allTextContents();
