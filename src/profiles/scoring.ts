@@ -102,10 +102,8 @@ export class TargetScorer {
    * as the target has. Up to the engine's `parallel` examples at once.
    */
   async greedyRate(examples: readonly TaskExample[], heads: HeadSelection | null, alpha = this.alpha): Promise<number> {
-    const width = Math.max(1, this.engine.scheduler.parallel);
     let hits = 0;
-    for (let at = 0; at < examples.length; at += width) {
-      const group = examples.slice(at, at + width);
+    for (const group of this.groups(examples)) {
       const outcomes = await Promise.all(group.map((e) => this.greedyHit(e, heads, alpha)));
       hits += outcomes.filter(Boolean).length;
     }
@@ -134,15 +132,13 @@ export class TargetScorer {
   }
 
   /**
-   * For each head selection, the mean over the examples of (steered - unsteered) target log-likelihood. The work goes example group by example group (as many as the
-   * engine decodes at once), every selection on a group before the next group: each example stays
-   * on the sequence that caches it. The sums add up in example order.
+   * For each head selection, the mean over the examples of (steered - unsteered) target
+   * log-likelihood. The work goes group by group, every selection on a group before the next group:
+   * each example stays on the sequence that caches it. The sums add up in example order.
    */
   async meanGains(examples: readonly TaskExample[], selections: readonly HeadSelection[], alpha = this.alpha): Promise<number[]> {
-    const width = Math.max(1, this.engine.scheduler.parallel);
     const sums = selections.map(() => 0);
-    for (let at = 0; at < examples.length; at += width) {
-      const group = examples.slice(at, at + width);
+    for (const group of this.groups(examples)) {
       const unsteered = await Promise.all(group.map((e) => this.logLikelihood(e, null)));
       for (const [i, heads] of selections.entries()) {
         const steered = await Promise.all(group.map((e) => this.logLikelihood(e, heads, alpha)));
@@ -192,6 +188,12 @@ export class TargetScorer {
     for (const token of result.tokens.slice(p.targetStart)) sum += token.logprob!;
     if (heads === null) this.unsteered.set(example, sum);
     return sum;
+  }
+
+  /** The examples in groups of as many as the engine decodes at once (its `parallel`). */
+  private *groups(examples: readonly TaskExample[]): Generator<readonly TaskExample[]> {
+    const width = Math.max(1, this.engine.scheduler.parallel);
+    for (let at = 0; at < examples.length; at += width) yield examples.slice(at, at + width);
   }
 
   private prepare(example: TaskExample): PreparedExample {

@@ -334,9 +334,8 @@ function responseSteering(
   auto: AutoPastaReport | undefined,
   diagnostics?: AttentionDiagnostics,
 ): ResponseSteering | undefined {
-  const extra = { ...(auto ? { auto } : {}), ...(diagnostics ? { diagnostics } : {}) };
-  if (auto) return { spans: spans ?? [], ...extra };
-  return spans ? { spans, ...extra } : undefined;
+  if (!spans && !auto) return undefined;
+  return { spans: spans ?? [], ...(auto ? { auto } : {}), ...(diagnostics ? { diagnostics } : {}) };
 }
 
 /** The body's `steering.diagnostics` -> the engine's (false or absent: none). */
