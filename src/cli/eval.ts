@@ -8,6 +8,9 @@ import { DEFAULT_ALPHA } from "../engine/steering.js";
 import { ARM_NAMES, buildArms, type ArmName } from "../eval/arms.js";
 import { FAMILIES, familyNamed, loadItems, type EvalItem } from "../eval/families.js";
 import { evalDocument, markdownTable, summarize } from "../eval/report.js";
+import type { ItemOutcome } from "../eval/runner.js";
+import { bestThreshold, THRESHOLD_GRID, thresholdSweep } from "../autopasta/threshold.js";
+import { DEFAULT_THRESHOLD } from "../autopasta/sentences.js";
 import { loadHeadProfileWithModel } from "../profiles/headProfile.js";
 import { formatProfile } from "../profiles/profileFile.js";
 import { findShippedProfile } from "../profiles/shipped.js";
@@ -125,6 +128,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     await engine.dispose();
   }
   const rows = summarize(outcomes, built);
+  const threshold = autoThresholdReport(outcomes);
   const command = ["pasta-server eval", ...argv].join(" ");
   const seconds = (performance.now() - started) / 1000;
   const meta = {
@@ -138,6 +142,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     alpha,
     seed,
     arms: built.map((a) => ({ name: a.name, heads: a.heads })),
+    ...(threshold ? { auto_threshold: threshold } : {}),
   };
   if (values.json) writeFileSync(values.json, `${JSON.stringify(evalDocument(meta, rows, outcomes), null, 2)}\n`);
   if (values.record) recordInProfile(profileFile, meta, rows);
@@ -153,6 +158,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       "",
       markdownTable(rows, built),
       "",
+      ...(threshold ? [thresholdLine(threshold), ""] : []),
       `${outcomes.length} item-arm runs in ${seconds.toFixed(0)} s on ${meta.machine}`,
     ].join("\n"),
   );
@@ -168,4 +174,23 @@ function recordInProfile(file: string, meta: Record<string, unknown>, rows: Retu
     summary: rows.map((r) => ({ task: r.family, metric: r.metric, items: r.items, by_arm: r.byArm })),
   };
   writeFileSync(file, formatProfile(document));
+}
+
+/** AutoPASTA's pass-1 answers re-matched at every threshold of the grid (src/autopasta/threshold.ts). */
+function autoThresholdReport(outcomes: readonly ItemOutcome[]) {
+  const labelled = outcomes.flatMap((o) =>
+    o.auto && o.item.passage ? [{ context: o.item.passage, selection: o.auto.selection, gold: o.item.emphasis }] : [],
+  );
+  if (labelled.length === 0) return null;
+  const points = thresholdSweep(
+    labelled,
+    [...new Set([...THRESHOLD_GRID, DEFAULT_THRESHOLD])].sort((x, y) => x - y),
+  );
+  return { current: DEFAULT_THRESHOLD, best: bestThreshold(points).threshold, points };
+}
+
+function thresholdLine(report: NonNullable<ReturnType<typeof autoThresholdReport>>): string {
+  const at = (t: number) => report.points.find((p) => p.threshold === t)!;
+  const show = (t: number) => `${t}: recall ${(100 * at(t).recall).toFixed(1)}%, precision ${(100 * at(t).precision).toFixed(1)}%`;
+  return `AutoPASTA match threshold, pass-1 answers re-matched: best ${show(report.best)}; in use ${show(report.current)}`;
 }

@@ -11,7 +11,7 @@ import { progressLine } from "./progress.js";
 import { modelCacheDir, resolveModel } from "./modelSource.js";
 
 export const PROFILE_USAGE = `pasta-server profile [--model <file.gguf|hf:...>] --out <profile.json> [--tasks builtin|<file.jsonl>,...]
-                     [--format chat|raw] [--method pasta|coarse-to-fine] [--top-k 4] [--combine intersection|union] [--keep-layers 2]
+                     [--format chat|raw] [--method pasta|coarse-to-fine] [--top-k 4] [--combine intersection|union] [--keep-layers 2] [--coarse-examples 12]
                      [--seed 0] [--examples n] [--alpha 0.01] [--parallel 4] [--ctx-size 512] [--threads n] [--gpu none|cuda]
                      [--sweep-k 2,4,8,16,32] [--sweep-alpha 0.01,0.05,0.1,0.3] [--no-sweep]
   k and alpha are chosen on the held-out examples from the sweep grids, unless --top-k / --alpha fix them
@@ -52,7 +52,9 @@ function summary(result: ProfileResult, out: string, seconds: number): string {
     lines.push(`chosen on the held-out examples among ${points.length} (k, alpha) points: top-k ${chosen.topK}, alpha ${chosen.alpha}`);
     for (const t of chosen.tasks) {
       const base = result.sweep.unsteered.find((u) => u.task === t.task)!.greedy;
-      lines.push(`  ${t.task}: greedy replies that begin with the target ${(100 * base).toFixed(0)}% -> ${(100 * t.greedy).toFixed(0)}%`);
+      lines.push(
+        `  ${t.task}: greedy replies that begin with the target ${(100 * base).toFixed(0)}% -> ${(100 * (t.greedy ?? 0)).toFixed(0)}%`,
+      );
     }
   }
   if (result.fallback) lines.push(`note: ${result.fallback}`);
@@ -83,6 +85,7 @@ export async function profileCommand(argv: string[]): Promise<void> {
       "top-k": { type: "string" },
       combine: { type: "string", default: PROFILE_DEFAULTS.combine },
       "keep-layers": { type: "string" },
+      "coarse-examples": { type: "string" },
       seed: { type: "string" },
       examples: { type: "string" },
       alpha: { type: "string" },
@@ -119,6 +122,7 @@ export async function profileCommand(argv: string[]): Promise<void> {
   const threads = integer(values.threads, "threads", undefined, 1);
   const topK = integer(values["top-k"], "top-k", PROFILE_DEFAULTS.topK, 1)!;
   const keepLayers = integer(values["keep-layers"], "keep-layers", PROFILE_DEFAULTS.keepLayers, 1)!;
+  const coarseExamples = integer(values["coarse-examples"], "coarse-examples", PROFILE_DEFAULTS.coarseExamples, 1)!;
   const seed = integer(values.seed, "seed", PROFILE_DEFAULTS.seed, 0)!;
   const contextSize = integer(values["ctx-size"], "ctx-size", DEFAULT_CONTEXT, 64)!;
   const parallel = integer(values.parallel, "parallel", DEFAULT_PROFILE_PARALLEL, 1)!;
@@ -158,6 +162,7 @@ export async function profileCommand(argv: string[]): Promise<void> {
       alpha,
       topK,
       keepLayers,
+      coarseExamples,
       seed,
       sweep,
       ...(examples ? { examples } : {}),

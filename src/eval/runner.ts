@@ -18,8 +18,8 @@ export interface ItemOutcome {
   /** the greedy answer and its checks */
   output: string;
   checks: Record<string, boolean>;
-  /** AutoPASTA: the sentences pass 1 chose, and whether the item's deciding sentence is among them */
-  auto?: { sentences: string[]; gold: boolean };
+  /** AutoPASTA: what pass 1 wrote, the sentences it was mapped onto, and whether the item's deciding sentence is among them */
+  auto?: { selection: string; sentences: string[]; gold: boolean };
 }
 
 export interface EvalRunOptions {
@@ -135,7 +135,11 @@ export class EvalRunner {
       arm: "auto",
       output: text,
       checks: item.judge(text),
-      auto: { sentences, gold: sentences.some((s) => s.includes(item.emphasis) || item.emphasis.includes(s)) },
+      auto: {
+        selection: report.selection.text,
+        sentences,
+        gold: sentences.some((s) => s.includes(item.emphasis) || item.emphasis.includes(s)),
+      },
     };
   }
 }

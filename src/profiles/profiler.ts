@@ -31,6 +31,11 @@ export const PROFILE_DEFAULTS = {
   alpha: DEFAULT_ALPHA,
   /** coarse-to-fine: layers searched head by head */
   keepLayers: 2,
+  /**
+   * coarse-to-fine: profiling examples per task that rank the layers (steering a whole layer moves
+   * the target far more than one head does, so a few examples rank layers; heads get them all)
+   */
+  coarseExamples: 12,
 };
 
 export interface ProfileOptions {
@@ -40,16 +45,17 @@ export interface ProfileOptions {
   method?: ProfileMethod;
   topK?: number;
   combine?: CombineMode;
-  /** splits each task's examples into profiling and held-out halves */
+  /** splits each task's examples into profiling and held-out ones (splitExamples) */
   seed?: number;
   alpha?: number;
-  /** at most this many profiling examples per task (default: the whole profiling half) */
+  /** at most this many profiling examples per task (default: all of them) */
   examples?: number;
   keepLayers?: number;
-  /** also score the chosen heads on the held-out halves (default true) */
+  coarseExamples?: number;
+  /** also score the chosen heads on the held-out examples (default true) */
   evaluate?: boolean;
   /**
-   * choose k and alpha on the held-out halves (sweep.ts) from this grid; false: the given topK and
+   * choose k and alpha on the held-out examples (sweep.ts) from this grid; false: the given topK and
    * alpha as they are. Default false (the search alone); the CLI sweeps what the user does not fix.
    */
   sweep?: SweepGrid | false;
@@ -114,10 +120,14 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
   const seed = options.seed ?? PROFILE_DEFAULTS.seed;
   const alpha = options.alpha ?? PROFILE_DEFAULTS.alpha;
   const keepLayers = options.keepLayers ?? PROFILE_DEFAULTS.keepLayers;
+  const coarseExamples = options.coarseExamples ?? PROFILE_DEFAULTS.coarseExamples;
   if (engine.unsupportedReason) throw new ProfileError(`this model cannot be steered: ${engine.unsupportedReason}`);
   if (options.tasks.length === 0) throw new ProfileError("profiling needs at least one task");
   if (!Number.isInteger(topK) || topK < 1) throw new ProfileError(`topK must be a positive integer, got ${topK}`);
   if (!Number.isInteger(keepLayers) || keepLayers < 1) throw new ProfileError(`keepLayers must be a positive integer, got ${keepLayers}`);
+  if (!Number.isInteger(coarseExamples) || coarseExamples < 1) {
+    throw new ProfileError(`coarseExamples must be a positive integer, got ${coarseExamples}`);
+  }
   if (options.examples !== undefined && (!Number.isInteger(options.examples) || options.examples < 1)) {
     throw new ProfileError(`examples must be a positive integer, got ${options.examples}`);
   }
@@ -136,7 +146,8 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
   const heldOutExamples = splits.reduce((n, s) => n + s.heldOut.length, 0);
   // the sweep scores every held-out example unsteered once; the final check then needs only the steered pass
   const heldOutPasses = (grid ? sweepPasses(grid, heldOutSamples) : 0) + (evaluate ? (grid ? 1 : 2) * heldOutExamples : 0);
-  let total = plannedPasses(method, samples, headsPerLayer, keepLayers) + heldOutPasses;
+  const searchOptions = { topK, combine, keepLayers, coarseExamples };
+  let total = plannedPasses(method, samples, headsPerLayer, searchOptions) + heldOutPasses;
   let done = 0;
   const progress = () => options.onProgress?.(done, total);
   const scorer = new TargetScorer(engine, {
@@ -151,7 +162,7 @@ export async function profileHeads(engine: SteeringEngine, options: ProfileOptio
   progress();
 
   const search = method === "pasta" ? perHeadSearch : coarseToFineSearch;
-  const found = await search(scorer, samples, headsPerLayer, { topK, combine, keepLayers });
+  const found = await search(scorer, samples, headsPerLayer, searchOptions);
   const used = scorer.passes;
   if (total !== used + heldOutPasses) {
     total = used + heldOutPasses;

@@ -54,6 +54,11 @@ export function renderExample(example: TaskExample, template: ChatTemplate | nul
   };
 }
 
+/** The greedy check generates at most this many tokens: enough for a JSON answer's first value or a sentence. */
+export const GREEDY_MAX_TOKENS = 24;
+
+const comparable = (text: string) => text.toLowerCase().replace(/\s+/gu, " ").trim();
+
 interface PreparedExample extends RenderedExample {
   tokens: Token[];
   offsets: Array<[number, number]>;
@@ -99,7 +104,9 @@ export class TargetScorer {
   /**
    * The share of the examples whose greedy reply begins with the target (what the eval judges is
    * generated text, not likelihood): the context alone, steered with its emphasis, as many tokens
-   * as the target has. Up to the engine's `parallel` examples at once.
+   * as the target has (at most GREEDY_MAX_TOKENS: then the reply must begin with what those first
+   * target tokens spell). Compared case-blind with whitespace runs as one space, as the eval reads a
+   * JSON value or a rewrite. Up to the engine's `parallel` examples at once.
    */
   async greedyRate(examples: readonly TaskExample[], heads: HeadSelection | null, alpha = this.alpha): Promise<number> {
     let hits = 0;
@@ -113,11 +120,12 @@ export class TargetScorer {
   private async greedyHit(example: TaskExample, heads: HeadSelection | null, alpha: number): Promise<boolean> {
     const p = this.prepare(example);
     const prompt = p.prompt.slice(0, p.boundary);
+    const tokens = Math.min(p.tokens.length - p.targetStart, GREEDY_MAX_TOKENS);
     if (this.signal?.aborted) throw this.signal.reason;
     const result = await this.engine.generate({
       prompt,
       specialTokens: p.specialTokens,
-      maxTokens: p.tokens.length - p.targetStart,
+      maxTokens: tokens,
       temperature: 0,
       // the context's emphasis (the last span is the target, which is not in this prompt)
       ...(heads === null ? {} : { steering: { emphasis: p.emphasis.slice(0, -1), heads, alpha, mode: "exclude" as const } }),
@@ -125,10 +133,11 @@ export class TargetScorer {
     });
     this.passes++;
     this.onPass?.();
-    const want = example.target.trim();
-    const got = result.text.trimStart();
+    const whole = p.targetStart + tokens === p.tokens.length;
+    const want = comparable(p.prompt.slice(p.boundary, whole ? p.prompt.length : p.offsets[p.targetStart + tokens - 1]![1]));
+    const got = comparable(result.text);
     // a word target must end where a word ends: " I" is not the start of "It"
-    return got.startsWith(want) && !(/[\p{L}\p{N}]$/u.test(want) && /^[\p{L}\p{N}]/u.test(got.slice(want.length)));
+    return got.startsWith(want) && !(whole && /[\p{L}\p{N}]$/u.test(want) && /^[\p{L}\p{N}]/u.test(got.slice(want.length)));
   }
 
   /**

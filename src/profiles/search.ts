@@ -42,6 +42,8 @@ export interface SearchOptions {
   combine: CombineMode;
   /** coarse-to-fine: how many layers to search head by head */
   keepLayers: number;
+  /** coarse-to-fine: how many of each task's examples rank the layers (the first ones) */
+  coarseExamples: number;
 }
 
 const key = (h: HeadRef) => `${h.layer}:${h.head}`;
@@ -115,18 +117,19 @@ export function plannedPasses(
   method: ProfileMethod,
   samples: readonly TaskSample[],
   headsPerLayer: readonly number[],
-  keepLayers: number,
+  options: Pick<SearchOptions, "keepLayers" | "coarseExamples">,
 ): number {
   const examples = samples.reduce((n, s) => n + s.examples.length, 0);
   const totalHeads = headsPerLayer.reduce((a, b) => a + b, 0);
   if (method === "pasta") return examples * (1 + totalHeads);
-  const kept = Math.min(keepLayers, headsPerLayer.length);
+  const coarse = samples.reduce((n, s) => n + Math.min(s.examples.length, options.coarseExamples), 0);
+  const kept = Math.min(options.keepLayers, headsPerLayer.length);
   // the widest layers, as an upper bound before the layers are known
   const keptHeads = [...headsPerLayer]
     .sort((a, b) => b - a)
     .slice(0, kept)
     .reduce((a, b) => a + b, 0);
-  return examples * (1 + headsPerLayer.length + keptHeads);
+  return examples * (1 + keptHeads) + coarse * headsPerLayer.length;
 }
 
 /** PASTA: every head alone on every task. */
@@ -164,7 +167,7 @@ export async function coarseToFineSearch(
   const layerRankings: HeadRef[][] = [];
   for (const sample of samples) {
     const gains = await scorer.meanGains(
-      sample.examples,
+      sample.examples.slice(0, options.coarseExamples),
       layers.map(({ layer }) => [layer]),
     );
     layerScores.push(gains);

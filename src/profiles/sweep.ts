@@ -1,8 +1,9 @@
 // Which head set and alpha to keep: PASTA's per-task top-k, combined, for each k and alpha of a grid,
-// judged on the held-out examples of every task (Zhang et al. sweep k on held-out data too). Each
-// point is scored two ways: the mean target log-likelihood gain over unsteered, and the share of
-// greedy replies that begin with the target (what the eval judges is generated text). The point
-// kept is the best for the task it helps least, so that no task pays for another's gain.
+// judged on the held-out examples of every task (Zhang et al. sweep k on held-out data too). Every
+// point gets the mean target log-likelihood gain over unsteered; the best few of them by that also
+// get the share of greedy replies that begin with the target (what the eval judges is generated
+// text; generating costs as much as scoring, so not for points the likelihood already rules out).
+// The point kept is the best for the task it helps least, so that no task pays for another's gain.
 import type { HeadSelection } from "../engine/steering.js";
 import type { TargetScorer } from "./scoring.js";
 import { combineRankings, headMap, type CombineMode, type HeadRef, type TaskSample } from "./search.js";
@@ -19,8 +20,8 @@ export interface TaskHeldOut {
   task: string;
   /** mean (steered - unsteered) target log-likelihood */
   gain: number;
-  /** share of greedy replies that begin with the target */
-  greedy: number;
+  /** share of greedy replies that begin with the target; null: the point was not among the best by likelihood */
+  greedy: number | null;
 }
 
 export interface SweepPoint {
@@ -40,12 +41,14 @@ export interface SweepResult {
   criterion: string;
 }
 
-export const SWEEP_CRITERION =
-  "highest minimum over tasks of the greedy-rate gain over unsteered; then highest minimum over tasks of the log-likelihood gain; then highest mean greedy-rate gain; then highest mean log-likelihood gain; then fewer heads";
+/** How many points, the best by likelihood, also get the greedy check. */
+export const GREEDY_POINTS = 4;
 
-/** Greedy-rate gains of a point over unsteered, per task. */
+export const SWEEP_CRITERION = `among the ${GREEDY_POINTS} points with the highest minimum over tasks of the log-likelihood gain (then mean gain, then fewer heads): highest minimum over tasks of the greedy-rate gain over unsteered; then highest minimum over tasks of the log-likelihood gain; then highest mean greedy-rate gain; then highest mean log-likelihood gain; then fewer heads`;
+
+/** Greedy-rate gains of a point over unsteered, per task (a point without the greedy check: none). */
 function greedyGains(point: SweepPoint, unsteered: SweepResult["unsteered"]): number[] {
-  return point.tasks.map((t, i) => t.greedy - unsteered[i]!.greedy);
+  return point.tasks.map((t, i) => (t.greedy ?? Number.NEGATIVE_INFINITY) - unsteered[i]!.greedy);
 }
 
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -65,10 +68,24 @@ export function choosePoint(points: readonly SweepPoint[], unsteered: SweepResul
   });
 }
 
-/** Held-out passes a sweep takes: per point and example, one scored and one greedy pass. */
+/** Best first by likelihood alone: which points get the greedy check. */
+function byLikelihood(points: readonly SweepPoint[]): SweepPoint[] {
+  const key = (p: SweepPoint) => {
+    const gains = p.tasks.map((t) => t.gain);
+    return [Math.min(...gains), mean(gains), -headCount(p.heads)];
+  };
+  return [...points].sort((p, q) => {
+    const [a, b] = [key(p), key(q)];
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return b[i]! - a[i]!;
+    return 0; // stable: the earlier point first
+  });
+}
+
+/** Held-out passes a sweep takes: one scored pass per point and example, one greedy per example for unsteered and each checked point. */
 export function sweepPasses(grid: SweepGrid, heldOut: readonly TaskSample[]): number {
   const examples = heldOut.reduce((n, s) => n + s.examples.length, 0);
-  return grid.topK.length * grid.alpha.length * examples * 2 + examples * 2;
+  const points = grid.topK.length * grid.alpha.length;
+  return points * examples + Math.min(GREEDY_POINTS, points) * examples + examples * 2;
 }
 
 export async function sweepHeldOut(
@@ -88,10 +105,15 @@ export async function sweepHeldOut(
       const tasks: TaskHeldOut[] = [];
       for (const sample of heldOut) {
         const [gain] = await scorer.meanGains(sample.examples, [selection], alpha);
-        tasks.push({ task: sample.name, gain: gain!, greedy: await scorer.greedyRate(sample.examples, selection, alpha) });
+        tasks.push({ task: sample.name, gain: gain!, greedy: null });
       }
       points.push({ topK, alpha, heads: headMap(heads), fallback, tasks });
     }
   }
-  return { grid, unsteered, points, chosen: choosePoint(points, unsteered), criterion: SWEEP_CRITERION };
+  const checked = byLikelihood(points).slice(0, GREEDY_POINTS);
+  for (const point of checked) {
+    for (const [i, sample] of heldOut.entries())
+      point.tasks[i]!.greedy = await scorer.greedyRate(sample.examples, point.heads, point.alpha);
+  }
+  return { grid, unsteered, points, chosen: choosePoint(checked, unsteered), criterion: SWEEP_CRITERION };
 }

@@ -8,7 +8,7 @@ import { profileDocument } from "../../../src/profiles/profileFile.js";
 import { profileHeads } from "../../../src/profiles/profiler.js";
 import { TargetScorer } from "../../../src/profiles/scoring.js";
 import { combineRankings, headMap } from "../../../src/profiles/search.js";
-import { choosePoint } from "../../../src/profiles/sweep.js";
+import { choosePoint, GREEDY_POINTS } from "../../../src/profiles/sweep.js";
 import { splitExamples } from "../../../src/profiles/tasks.js";
 import { STORIES_MODEL } from "../../support/models.js";
 import { storyTask } from "../../support/profiling.js";
@@ -31,19 +31,37 @@ t.test("every (k, alpha) of the grid, each the search's per-task top-k combined"
   const rankings = result.scores.map((s) => s.ranking);
   for (const p of sweep.points) t.same(p.heads, headMap(combineRankings(rankings, p.topK, "intersection").heads), `k ${p.topK}`);
   t.ok(
-    sweep.points.some((p) => p.tasks.some((task) => task.greedy > 0)),
+    sweep.points.some((p) => p.tasks.some((task) => (task.greedy ?? 0) > 0)),
     "stories260K gets some greedy replies right: the greedy check is not vacuous",
   );
 });
 
+t.test("the greedy check goes to the points best by likelihood, and only to them", async (t) => {
+  const checked = sweep.points.filter((p) => p.tasks.every((task) => task.greedy !== null));
+  t.equal(checked.length, GREEDY_POINTS);
+  t.ok(
+    sweep.points.every((p) => checked.includes(p) || p.tasks.every((task) => task.greedy === null)),
+    "the others have no greedy numbers",
+  );
+  const worst = (p: (typeof checked)[number]) => Math.min(...p.tasks.map((task) => task.gain));
+  const lowestChecked = Math.min(...checked.map(worst));
+  t.ok(
+    sweep.points.filter((p) => !checked.includes(p)).every((p) => worst(p) <= lowestChecked),
+    "no unchecked point has a better worst-task likelihood gain than a checked one",
+  );
+  t.ok(checked.includes(sweep.chosen), "the chosen point is a checked one");
+});
+
 t.test("a point's held-out numbers are a direct scoring of its heads at its alpha", async (t) => {
   const scorer = new TargetScorer(engine, { alpha: 0.01 });
-  for (const p of [sweep.points[1]!, sweep.points.at(-1)!]) {
+  const checked = sweep.points.filter((p) => p.tasks[0]!.greedy !== null);
+  const unchecked = sweep.points.find((p) => p.tasks[0]!.greedy === null)!;
+  for (const p of [checked[0]!, checked.at(-1)!, unchecked]) {
     for (const [i, task] of tasks.entries()) {
       const { heldOut } = splitExamples(task, seed);
       const [gain] = await scorer.meanGains(heldOut, [p.heads], p.alpha);
       t.ok(Math.abs(gain! - p.tasks[i]!.gain) < 1e-9, `k ${p.topK}, alpha ${p.alpha}, ${task.name}: likelihood gain ${gain!.toFixed(4)}`);
-      t.equal(await scorer.greedyRate(heldOut, p.heads, p.alpha), p.tasks[i]!.greedy, `${task.name}: greedy rate`);
+      if (p !== unchecked) t.equal(await scorer.greedyRate(heldOut, p.heads, p.alpha), p.tasks[i]!.greedy, `${task.name}: greedy rate`);
     }
   }
   for (const [i, task] of tasks.entries()) {
@@ -76,8 +94,16 @@ t.test("the profile keeps the chosen point: its heads, k and alpha, and records 
 });
 
 t.test("without a sweep, the given k and alpha stand", async (t) => {
-  const fixed = await profileHeads(engine, { tasks, seed, method: "coarse-to-fine", keepLayers: 2, topK: 4, alpha: 0.05, evaluate: false });
+  const options = { tasks, seed, method: "coarse-to-fine", keepLayers: 2, topK: 4, evaluate: false } as const;
+  const fixed = await profileHeads(engine, { ...options, alpha: 0.05 });
   t.equal(fixed.sweep, null);
   t.equal(fixed.alpha, 0.05);
-  t.same(fixed.heads, sweep.points.find((p) => p.topK === 4)!.heads, "the same heads as the sweep's k = 4 points");
+  t.equal(fixed.topK, 4);
+  // the search ranks heads at the alpha it is given; the sweep's search ran at the default, 0.01
+  const atDefault = await profileHeads(engine, options);
+  t.same(
+    atDefault.heads,
+    sweep.points.find((p) => p.topK === 4)!.heads,
+    "at the search's alpha: the same heads as the sweep's k = 4 points",
+  );
 });

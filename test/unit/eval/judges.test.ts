@@ -138,7 +138,7 @@ t.test("summarize: the share of items passing each metric per arm", async (t) =>
     arm,
     output: "",
     checks: { correct },
-    ...(arm === "auto" ? { auto: { sentences: [], gold: gold! } } : { contrast: { right, wrong: 0 } }),
+    ...(arm === "auto" ? { auto: { selection: "", sentences: [], gold: gold! } } : { contrast: { right, wrong: 0 } }),
   });
   const rows = summarize(
     [
