@@ -6,7 +6,7 @@ import t from "tap";
 import { SteeringEngine } from "../../../src/engine/engine.js";
 import { profileDocument } from "../../../src/profiles/profileFile.js";
 import { profileHeads } from "../../../src/profiles/profiler.js";
-import { TargetScorer } from "../../../src/profiles/scoring.js";
+import { GREEDY_MAX_TOKENS, TargetScorer } from "../../../src/profiles/scoring.js";
 import { combineRankings, headMap } from "../../../src/profiles/search.js";
 import { choosePoint, GREEDY_POINTS } from "../../../src/profiles/sweep.js";
 import { splitExamples } from "../../../src/profiles/tasks.js";
@@ -106,4 +106,22 @@ t.test("without a sweep, the given k and alpha stand", async (t) => {
     sweep.points.find((p) => p.topK === 4)!.heads,
     "at the search's alpha: the same heads as the sweep's k = 4 points",
   );
+});
+
+t.test("the greedy check: case-blind, and a long target is judged on its first GREEDY_MAX_TOKENS tokens", async (t) => {
+  const scorer = new TargetScorer(engine, { alpha: 0.01 });
+  const context = "Once upon a time, there was a little girl named Lily.";
+  const emphasis = "Lily";
+  const reply = await engine.generate({ prompt: context, maxTokens: GREEDY_MAX_TOKENS + 16, temperature: 0 });
+  const words = reply.text.split(" ");
+  t.ok(engine.tokenizePrompt(reply.text).tokens.length > GREEDY_MAX_TOKENS + 8, "the greedy reply is longer than the cap");
+  const rate = (target: string) => scorer.greedyRate([{ context, emphasis, target }], null);
+  t.equal(await rate(reply.text), 1, "the reply itself");
+  t.equal(await rate(reply.text.toUpperCase()), 1, "in capitals");
+  t.equal(
+    await rate(`${words.slice(0, -2).join(" ")} and then something else entirely`),
+    1,
+    "a target that leaves the reply after the cap",
+  );
+  t.equal(await rate([words[0], "zebra", ...words.slice(1)].join(" ")), 0, "a target that leaves the reply in its first words");
 });
