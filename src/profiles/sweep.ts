@@ -54,30 +54,29 @@ function greedyGains(point: SweepPoint, unsteered: SweepResult["unsteered"]): nu
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 const headCount = (heads: Record<string, number[]>) => Object.values(heads).reduce((n, h) => n + h.length, 0);
 
+/** The points ordered by a key, highest first, compared entry by entry; ties keep the grid's order (smaller k, then smaller alpha). */
+function bestFirst(points: readonly SweepPoint[], key: (p: SweepPoint) => number[]): SweepPoint[] {
+  return [...points].sort((p, q) => {
+    const [a, b] = [key(p), key(q)];
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return b[i]! - a[i]!;
+    return 0;
+  });
+}
+
 /** The point SWEEP_CRITERION keeps; exported for tests. */
 export function choosePoint(points: readonly SweepPoint[], unsteered: SweepResult["unsteered"]): SweepPoint {
-  const key = (p: SweepPoint) => {
+  return bestFirst(points, (p) => {
     const greedy = greedyGains(p, unsteered);
     const likelihood = p.tasks.map((t) => t.gain);
     return [Math.min(...greedy), Math.min(...likelihood), mean(greedy), mean(likelihood), -headCount(p.heads)];
-  };
-  return points.reduce((best, p) => {
-    const [a, b] = [key(p), key(best)];
-    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! > b[i]! ? p : best;
-    return best; // a full tie: the earlier point (smaller k, then smaller alpha)
-  });
+  })[0]!;
 }
 
 /** Best first by likelihood alone: which points get the greedy check. */
 function byLikelihood(points: readonly SweepPoint[]): SweepPoint[] {
-  const key = (p: SweepPoint) => {
+  return bestFirst(points, (p) => {
     const gains = p.tasks.map((t) => t.gain);
     return [Math.min(...gains), mean(gains), -headCount(p.heads)];
-  };
-  return [...points].sort((p, q) => {
-    const [a, b] = [key(p), key(q)];
-    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return b[i]! - a[i]!;
-    return 0; // stable: the earlier point first
   });
 }
 

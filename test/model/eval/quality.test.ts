@@ -26,12 +26,17 @@ const engine = await SteeringEngine.load({ modelPath: SMOLLM2_MODEL, contextSize
 t.teardown(() => engine.dispose());
 const template = modelChatTemplate(engine);
 
+/** A task's eval items answered unsteered and with the shipped profile, summarized. */
+async function unsteeredAndProfile(task: string) {
+  const items = loadItems(familyNamed(task));
+  const arms = buildArms(["unsteered", "profile"], profile.heads, engine.headsPerLayer, 0);
+  return { items, rows: summarize(await runEval(engine, template, items, arms, { alpha: profile.alpha ?? 0.01 }), arms) };
+}
+
 t.test("the shipped SmolLM2 profile wins knowledge conflicts", async (t) => {
   t.ok(template, "SmolLM2 has its own chat template");
 
-  const items = loadItems(familyNamed("knowledge_conflict"));
-  const arms = buildArms(["unsteered", "profile"], profile.heads, engine.headsPerLayer, 0);
-  const rows = summarize(await runEval(engine, template, items, arms, { alpha: profile.alpha ?? 0.01 }), arms);
+  const { items, rows } = await unsteeredAndProfile("knowledge_conflict");
   const efficacy = rows.find((r) => r.metric === "efficacy")!.byArm;
   const gain = 100 * (efficacy.profile! - efficacy.unsteered!);
   t.comment(
@@ -46,9 +51,7 @@ t.test("the shipped SmolLM2 profile wins knowledge conflicts", async (t) => {
 });
 
 t.test("the shipped SmolLM2 profile makes an emphasized JSON instruction followed more often", async (t) => {
-  const items = loadItems(familyNamed("json_format"));
-  const arms = buildArms(["unsteered", "profile"], profile.heads, engine.headsPerLayer, 0);
-  const rows = summarize(await runEval(engine, template, items, arms, { alpha: profile.alpha ?? 0.01 }), arms);
+  const { items, rows } = await unsteeredAndProfile("json_format");
   const keys = rows.find((r) => r.metric === "json")!.byArm;
   const gain = 100 * (keys.profile! - keys.unsteered!);
   t.ok(
