@@ -109,6 +109,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
     modelPath,
     contextSize,
     parallel,
+    // each run from a cold cache: a cell then does not depend on which items and arms ran before it
+    prefixReuse: false,
     gpu: values.gpu === "cuda" ? "cuda" : false,
     ...(threads ? { threads } : {}),
   });

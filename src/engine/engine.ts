@@ -76,7 +76,13 @@ export class SteeringEngine {
     const info = steeringInfo(context);
     const sequences = Array.from(
       { length: parallel },
-      () => new PooledSequence(new SteerableSequence(loop, context.getSequence()), info.headsPerLayer, info.shiftInvariant),
+      () =>
+        new PooledSequence(
+          new SteerableSequence(loop, context.getSequence()),
+          info.headsPerLayer,
+          info.shiftInvariant,
+          options.prefixReuse ?? true,
+        ),
     );
     return new SteeringEngine(
       llama,

@@ -17,6 +17,8 @@ export class PooledSequence {
     readonly headsPerLayer: readonly number[],
     /** see steeringFreePrefix */
     private readonly shiftInvariant: boolean,
+    /** false: nothing cached is reused (EngineOptions.prefixReuse) */
+    private readonly prefixReuse = true,
   ) {}
 
   get cachedLength(): number {
@@ -25,6 +27,7 @@ export class PooledSequence {
 
   /** Leading prompt tokens whose KV entries can serve a request with this steering as they are. */
   reusablePrefix(promptTokens: readonly Token[], spec: SteeringSpec | undefined): number {
+    if (!this.prefixReuse) return 0;
     let same = 0;
     const cached = this.cachedTokens;
     while (same < cached.length && same < promptTokens.length && cached[same] === promptTokens[same]) same++;

@@ -26,6 +26,14 @@ export interface EngineOptions {
    * decoding step). The first token and the end are never held back. See GenerationLoop.start.
    */
   deliveryIntervalMs?: number;
+  /**
+   * Start a job from the KV cache its sequence already holds, when their prompts share a prefix
+   * (default true). false: every job evaluates its whole prompt, so its answer depends on its input
+   * alone (eval). With flash attention, llama.cpp's CPU kernel sums attention in half precision, and
+   * a prompt decoded after a reused prefix comes out a little apart from a cold one (on SmolLM2 up
+   * to 0.25 in a token's log-probability: enough to change a greedy answer).
+   */
+  prefixReuse?: boolean;
   /** requests that may wait for a sequence (default: unbounded); more are refused with QueueFullError */
   maxQueue?: number;
   /** seconds suggested to a refused client */

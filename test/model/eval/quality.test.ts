@@ -16,13 +16,14 @@ import { SMOLLM2_MODEL } from "../../support/models.js";
 
 /** Issue #12: the shipped profile must beat unsteered by at least this many points on knowledge conflict. */
 const MIN_GAIN_POINTS = 15;
-/** Issue #15: ... and follow an emphasized format instruction more often (measured: +12.5 points). */
+/** Issue #15: ... and follow an emphasized format instruction more often (measured: +10.4 points, eval of 2026-12-02). */
 const MIN_INSTRUCTION_GAIN_POINTS = 10;
 
 const file = findShippedProfile(await sha256File(SMOLLM2_MODEL));
 if (!file) throw new Error(`no profile in profiles/ is for ${SMOLLM2_MODEL}`);
 const profile = loadHeadProfileWithModel(file);
-const engine = await SteeringEngine.load({ modelPath: SMOLLM2_MODEL, contextSize: 1024 });
+// as `pasta-server eval` loads it: every run from a cold cache, so these are the eval's own cells
+const engine = await SteeringEngine.load({ modelPath: SMOLLM2_MODEL, contextSize: 1024, prefixReuse: false });
 t.teardown(() => engine.dispose());
 const template = modelChatTemplate(engine);
 

@@ -11,7 +11,7 @@ import { familyNamed, loadItems } from "../../../src/eval/families.js";
 import { runEval } from "../../../src/eval/runner.js";
 import { loadHeadProfile } from "../../../src/profiles/headProfile.js";
 import { postOk, PROJECT_ROOT, runCli, startServer } from "../../../harness/index.js";
-import { STORIES_MODEL } from "../../support/models.js";
+import { SMOLLM2_MODEL, STORIES_MODEL } from "../../support/models.js";
 
 const PROFILE = join(PROJECT_ROOT, "profiles", "stories260K.json");
 const heads = loadHeadProfile(PROFILE);
@@ -118,4 +118,19 @@ t.test("the command prints the table, writes the JSON and records the summary in
   const bad = await runCli(["eval", "--model", STORIES_MODEL, "--tasks", "nope"]);
   t.equal(bad.code, 2);
   t.match(bad.stderr, /unknown eval task "nope"/);
+});
+
+t.test("a cell does not depend on which other arms ran (SmolLM2: every run starts from a cold cache)", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "pasta-eval-"));
+  const profileAnswers = async (arms: string) => {
+    const out = join(dir, `${arms}.json`);
+    const args = ["eval", "--model", SMOLLM2_MODEL, "--tasks", "json_format", "--limit", "3", "--arms", arms, "--json", out];
+    const run = await runCli(args, {}, 240_000);
+    t.equal(run.code, 0, run.stderr);
+    const items: Array<{ arm: string; output: string }> = JSON.parse(readFileSync(out, "utf8")).items;
+    return items.filter((i) => i.arm === "profile").map((i) => i.output);
+  };
+  const alone = await profileAnswers("profile");
+  t.equal(alone.length, 3);
+  t.same(await profileAnswers("unsteered,prompting,profile"), alone, "the profile's answers, alone and after two other arms");
 });
