@@ -24,7 +24,8 @@ export interface ThresholdPoint {
 
 export const THRESHOLD_GRID: readonly number[] = [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9];
 
-const isGold = (sentence: string, gold: string) => sentence.includes(gold) || gold.includes(sentence);
+/** A mapped sentence is the deciding one when either text contains the other (the context's sentence split may differ from the label's). */
+export const isGoldSentence = (sentence: string, gold: string) => sentence.includes(gold) || gold.includes(sentence);
 
 export function thresholdSweep(items: readonly LabelledSelection[], grid: readonly number[] = THRESHOLD_GRID): ThresholdPoint[] {
   return grid.map((threshold) => {
@@ -33,7 +34,7 @@ export function thresholdSweep(items: readonly LabelledSelection[], grid: readon
       mappedGold = 0;
     for (const item of items) {
       const { sentences } = matchSentences(item.context, item.selection, { threshold });
-      const gold = sentences.filter((s) => isGold(s.text, item.gold)).length;
+      const gold = sentences.filter((s) => isGoldSentence(s.text, item.gold)).length;
       if (gold > 0) hits++;
       mapped += sentences.length;
       mappedGold += gold;

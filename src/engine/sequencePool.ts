@@ -18,7 +18,7 @@ export class PooledSequence {
     /** see steeringFreePrefix */
     private readonly shiftInvariant: boolean,
     /** false: nothing cached is reused (EngineOptions.prefixReuse) */
-    private readonly prefixReuse = true,
+    private readonly prefixReuse: boolean,
   ) {}
 
   get cachedLength(): number {

@@ -2,6 +2,7 @@
 // message rendered with the model's chat template (raw text for a model without one), greedy
 // decoding, steering through the same engine calls as /v1/chat/completions and /v1/completions.
 import { plainSelectionPrompt, runAutoPasta, SELECTION_INSTRUCTION, type AutoPastaPlan } from "../autopasta/autopasta.js";
+import { isGoldSentence } from "../autopasta/threshold.js";
 import { resolveEmphasis, type CharSpan } from "../emphasis/markup.js";
 import type { SteeringEngine, SteeringRequest } from "../engine/engine.js";
 import type { HeadSelection } from "../engine/steering.js";
@@ -138,7 +139,7 @@ export class EvalRunner {
       auto: {
         selection: report.selection.text,
         sentences,
-        gold: sentences.some((s) => s.includes(item.emphasis) || item.emphasis.includes(s)),
+        gold: sentences.some((s) => isGoldSentence(s, item.emphasis)),
       },
     };
   }
