@@ -1,6 +1,8 @@
 // `serve` configuration: command-line flags, each with an environment variable as fallback
 // (flags win), validated once with zod so that a bad value stops the process with a clear message.
+import { DEFAULT_MODEL } from "./modelCatalog.js";
 import { UserError } from "../errors.js";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import {
@@ -27,6 +29,7 @@ const ENV: Record<string, string> = {
   gpu: "PASTA_GPU",
   profile: "PASTA_PROFILE",
   "api-key": "PASTA_API_KEYS",
+  "api-key-file": "PASTA_API_KEYS_FILE",
   "cors-origin": "PASTA_CORS_ORIGINS",
   timeout: "PASTA_TIMEOUT",
   "shutdown-timeout": "PASTA_SHUTDOWN_TIMEOUT",
@@ -44,6 +47,13 @@ const flag = z.union([z.boolean(), z.enum(["1", "true", "0", "false", ""]).trans
 const list = z
   .union([z.array(z.string()), z.string().transform((v) => v.split(","))])
   .transform((items) => items.map((s) => s.trim()).filter((s) => s.length > 0));
+// A blank key is refused, never dropped: `--api-key " "` or PASTA_API_KEYS="," meant to set a key,
+// and serving every route open instead would fail open without a word.
+const keyList = z
+  .union([z.array(z.string()), z.string().transform((v) => v.split(","))])
+  .transform((items) => items.map((s) => s.trim()))
+  .refine((keys) => keys.every((k) => k.length > 0), "a key is blank (a stray comma or an empty value?)")
+  .refine((keys) => keys.every((k) => !/\s/.test(k)), "a key contains whitespace");
 
 export const serveConfigSchema = z
   .object({
@@ -58,7 +68,8 @@ export const serveConfigSchema = z
     "stream-interval-ms": int(0, 1000).default(DEFAULT_STREAM_INTERVAL_MS),
     gpu: z.enum(["none", "cuda"]).default("none"),
     profile: z.string().min(1).optional(),
-    "api-key": list.default([]),
+    "api-key": keyList.default([]),
+    "api-key-file": z.string().min(1).optional(),
     "cors-origin": list.optional(),
     timeout: z.coerce.number().positive().max(86_400).default(DEFAULT_TIMEOUT_SECONDS),
     "shutdown-timeout": z.coerce.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
@@ -71,7 +82,9 @@ export const serveConfigSchema = z
   .strict();
 export type ServeConfig = z.infer<typeof serveConfigSchema>;
 
-export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo/file.gguf|https://...>] [options]
+export const SERVE_USAGE = `pasta-server serve [--model <name|file.gguf|hf:owner/repo/file.gguf|https://...>] [options]
+  --model <name>            a model of the catalog, fetched into the cache on first use ("pasta-server models"
+                            lists them); default: ${DEFAULT_MODEL.name}
   --model-alias <id>        model id in the API (default: the file name)
   --host 127.0.0.1  --port 8080
   --parallel ${DEFAULT_PARALLEL}              requests decoded at once (one context sequence each)
@@ -85,7 +98,8 @@ export const SERVE_USAGE = `pasta-server serve [--model <file.gguf|hf:owner/repo
   --no-playground           do not serve the browser playground (GET /playground)
   --profile <file>|auto|none  default steering heads: a head profile JSON; auto (profiled at first start, cached);
                             none. Default: the profile that ships for this model file (profiles/), if any
-  --api-key <key>           repeatable; requests need Authorization: Bearer <key>
+  --api-key <key>           repeatable; requests need Authorization: Bearer <key> (visible in ps: prefer the file)
+  --api-key-file <file>     keys, one per line (blank lines and # comments skipped); adds to --api-key
   --cors-origin <origin>    repeatable, or *; CORS is off without it
   --timeout ${DEFAULT_TIMEOUT_SECONDS}             seconds per request, queueing included
   --shutdown-timeout ${DEFAULT_SHUTDOWN_TIMEOUT_SECONDS}     seconds in-flight requests get to finish on SIGTERM
@@ -134,5 +148,27 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         .join("\n"),
     );
   }
-  return parsed.data;
+  const config = parsed.data;
+  if (config["api-key-file"] !== undefined) config["api-key"] = [...config["api-key"], ...readKeyFile(config["api-key-file"])];
+  return config;
+}
+
+/** The keys of --api-key-file: one a line; a file that holds none is an error (it was meant to hold some). */
+function readKeyFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(
+      `--api-key-file (or PASTA_API_KEYS_FILE): cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  const keys = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0 && !line.startsWith("#"));
+  if (keys.length === 0) throw new ConfigError(`--api-key-file (or PASTA_API_KEYS_FILE): ${file} holds no key`);
+  const spaced = keys.findIndex((k) => /\s/.test(k));
+  if (spaced >= 0) throw new ConfigError(`--api-key-file (or PASTA_API_KEYS_FILE): key ${spaced + 1} of ${file} contains whitespace`);
+  return keys;
 }

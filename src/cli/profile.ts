@@ -10,7 +10,7 @@ import { ConfigError } from "./config.js";
 import { progressLine } from "./progress.js";
 import { modelCacheDir, resolveModel } from "./modelSource.js";
 
-export const PROFILE_USAGE = `pasta-server profile [--model <file.gguf|hf:...>] --out <profile.json> [--tasks builtin|<file.jsonl>,...]
+export const PROFILE_USAGE = `pasta-server profile [--model <name|file.gguf|hf:...>] --out <profile.json> [--tasks builtin|<file.jsonl>,...]
                      [--format chat|raw] [--method pasta|coarse-to-fine] [--top-k 4] [--combine intersection|union] [--keep-layers 2] [--coarse-examples 12]
                      [--seed 0] [--examples n] [--alpha 0.01] [--parallel 4] [--ctx-size 512] [--threads n] [--gpu none|cuda]
                      [--sweep-k 2,4,8,16,32] [--sweep-alpha 0.01,0.05,0.1,0.3] [--no-sweep]

@@ -164,6 +164,11 @@ export async function serve(config: ServeConfig): Promise<void> {
   });
   app = server;
   await server.listen({ host: config.host, port: config.port });
+  if (config["api-key"].length === 0 && !isLoopback(config.host))
+    server.log.warn(
+      `serving on ${config.host} with no API key: anyone who reaches this address can use every route. ` +
+        "Set --api-key-file (or PASTA_API_KEYS_FILE, PASTA_API_KEYS), or keep the server behind a gateway that checks keys",
+    );
   service.then(
     (s) =>
       server.log.info(
@@ -192,4 +197,10 @@ export async function serve(config: ServeConfig): Promise<void> {
   };
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
   process.once("SIGINT", () => void shutdown("SIGINT"));
+}
+
+/** Whether only this machine can reach `host`: localhost, 127.0.0.0/8, ::1. */
+export function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return bare === "localhost" || bare === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare) || bare === "::ffff:127.0.0.1";
 }

@@ -49,14 +49,20 @@ export function headCount(heads: HeadSelection, headsPerLayer: readonly number[]
     : Object.values(heads).reduce((n, h) => n + h.length, 0);
 }
 
-export function buildArms(names: readonly ArmName[], profile: HeadSelection, headsPerLayer: readonly number[], seed: number): Arm[] {
+/** Arms that steer a head profile's heads, or as many random ones: they cannot run without a profile. */
+export const PROFILE_ARMS: readonly ArmName[] = ["profile", "auto", "random_heads", "schema_profile"];
+
+/** The named arms; `profile` is null when the model has none, and then no arm may need it (the caller checks). */
+export function buildArms(names: readonly ArmName[], profile: HeadSelection | null, headsPerLayer: readonly number[], seed: number): Arm[] {
+  const needed = names.filter((name) => PROFILE_ARMS.includes(name));
+  if (profile === null && needed.length > 0) throw new Error(`arms ${needed.join(", ")} need a head profile`);
   const heads: Record<ArmName, HeadSelection | null> = {
     unsteered: null,
     prompting: null,
     profile,
     auto: profile,
     all_heads: headsPerLayer.map((_, layer) => layer),
-    random_heads: randomHeads(headCount(profile, headsPerLayer), headsPerLayer, seed),
+    random_heads: profile && randomHeads(headCount(profile, headsPerLayer), headsPerLayer, seed),
     schema: null,
     schema_profile: profile,
   };

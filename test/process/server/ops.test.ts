@@ -16,6 +16,7 @@ import {
   scrapeMetrics,
   sleep,
   sseEvents,
+  STORIES_MODEL,
   startServer,
   waitForExit,
   type Answer,
@@ -227,6 +228,34 @@ t.test("API keys", async (t) => {
       t.equal(ok.body.usage.completion_tokens, 2);
     }
     t.notMatch(server.log(), /Bearer k[12]/, "the keys are not logged");
+  });
+
+  t.test("from --api-key-file, with no warning; a blank key stops serve before it listens", async (t) => {
+    const keyFile = join(mkdtempSync(join(tmpdir(), "pasta-keys-")), "keys");
+    writeFileSync(keyFile, "# one key a line\nfile-key\n");
+    const server = await serverFor(t, ["--api-key-file", keyFile, "--host", "0.0.0.0"]);
+    const body = { prompt: "Tom", max_tokens: 2 };
+    t.equal((await generate(server.base, body)).status, 401, "no key: 401");
+    t.equal((await generate(server.base, body, { authorization: "Bearer file-key" })).status, 200, "the file's key");
+    t.notMatch(server.log(), /no API key/, "keys set: no warning");
+    t.notMatch(server.log(), /file-key/, "the key is not logged");
+
+    for (const [args, env] of [
+      [["--api-key", " "], {}],
+      [[], { PASTA_API_KEYS: "," }],
+    ] as const) {
+      const run = await runCli(["serve", "--model", STORIES_MODEL, "--port", "0", ...args], env);
+      t.equal(run.code, 2, `${JSON.stringify(args)} ${JSON.stringify(env)}: exit code 2`);
+      t.match(run.stderr, /--api-key \(or PASTA_API_KEYS\): a key is blank/);
+      t.notMatch(run.stdout, /Server listening/, "never listened");
+    }
+  });
+
+  t.test("no key on an address beyond loopback: a warning at start", async (t) => {
+    const server = await serverFor(t, ["--host", "0.0.0.0"]);
+    t.match(server.log(), /serving on 0\.0\.0\.0 with no API key: anyone who reaches this address can use every route/);
+    const local = await serverFor(t, []);
+    t.notMatch(local.log(), /with no API key/, "none on 127.0.0.1");
   });
 
   t.test("from PASTA_API_KEYS", async (t) => {

@@ -151,7 +151,7 @@ t.test("k8s/: probes, draining, names and the image agree", async (t) => {
     [configMap.metadata.name, "pasta-server-api-keys"],
     "env from the ConfigMap and the API keys' Secret",
   );
-  t.equal(container.envFrom[1].secretRef.optional, true);
+  t.notOk(container.envFrom[1].secretRef.optional, "the keys' Secret is required: no replica serves open for want of it");
   t.equal(String(pod.securityContext.runAsUser), imageUser.split(":")[0], "runs as the image's user");
   t.equal(pod.securityContext.runAsNonRoot, true);
 

@@ -25,7 +25,7 @@ t.test("every family has enough well-formed items", async (t) => {
       if (item.contrast) {
         // the wrong answer must not be given away by the message, and the right one must not contain it
         t.notOk(item.contrast.right.toLowerCase().includes(item.contrast.wrong.toLowerCase()), `${item.source}: answers differ`);
-        if (family.name === "knowledge_conflict")
+        if (family.name.endsWith("knowledge_conflict"))
           t.notOk(
             item.message.toLowerCase().includes(item.contrast.wrong.toLowerCase()),
             `${item.source}: the old answer is not in the prompt`,
@@ -35,6 +35,34 @@ t.test("every family has enough well-formed items", async (t) => {
     }
   }
 });
+
+t.test(
+  "the long families are PASTA's own setting: 48+ items, 150-300 words, the instruction first or the deciding sentence deep inside",
+  async (t) => {
+    const words = (text: string) => text.split(/\s+/).filter(Boolean).length;
+    const long = FAMILIES.filter((f) => f.name.startsWith("long_"));
+    t.same(
+      long.map((f) => f.name),
+      ["long_knowledge_conflict", "long_json_format", "long_pronoun_change", "long_open_book"],
+    );
+    for (const family of long) {
+      const items = loadItems(family);
+      t.ok(items.length >= 48, `${family.name}: ${items.length} items`);
+      for (const item of items) {
+        const text = item.passage ?? item.message;
+        const at = text.indexOf(item.emphasis);
+        if (family.name === "long_json_format" || family.name === "long_pronoun_change") {
+          t.equal(at, 0, `${item.source}: the instruction comes first`);
+          const body = text.slice(item.emphasis.length);
+          t.ok(words(body) >= 150 && words(body) <= 300, `${item.source}: ${words(body)} words after the instruction`);
+        } else {
+          t.ok(at >= 0.4 * text.length, `${item.source}: the emphasized sentence starts at ${((100 * at) / text.length).toFixed(0)}%`);
+          t.ok(words(text) >= 150 && words(text) <= 320, `${item.source}: ${words(text)} words`);
+        }
+      }
+    }
+  },
+);
 
 t.test("no sentence of an eval item comes from the profiling tasks", async (t) => {
   const profiling = new Set(loadBuiltinTasks().flatMap((task) => task.examples.flatMap((e) => sentences(e.context))));
