@@ -3,6 +3,7 @@
 import t from "tap";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { QWEN25_CODER_05B } from "../../../src/cli/modelCatalog.js";
 import { findShippedProfile, SHIPPED_PROFILES_DIR } from "../../../src/profiles/shipped.js";
 import { sha256File } from "../../../src/util/fileHash.js";
 import { SMOLLM2_MODEL, STORIES_MODEL, unprofiledStoriesModel } from "../../support/models.js";
@@ -29,6 +30,26 @@ for (const [model, file] of [
     );
   });
 }
+
+t.test("qwen2.5-coder-0.5b-instruct-q4_k_m.json: found by the catalog's sha256, with its command and eval", async (t) => {
+  const path = join(SHIPPED_PROFILES_DIR, "qwen2.5-coder-0.5b-instruct-q4_k_m.json");
+  t.equal(findShippedProfile(QWEN25_CODER_05B.sha256), path);
+  const doc = JSON.parse(readFileSync(path, "utf8"));
+  t.match(
+    doc.command,
+    /^pasta-server profile --model qwen2\.5-coder-0\.5b-instruct --out profiles\/qwen2\.5-coder-0\.5b-instruct-q4_k_m\.json /,
+  );
+  t.equal(doc.model.size, QWEN25_CODER_05B.size);
+  t.same(doc.model.heads_per_layer, Array(QWEN25_CODER_05B.layers).fill(QWEN25_CODER_05B.heads), "the catalog's shape is the file's");
+  t.match(doc.eval.command, /^pasta-server eval --model qwen2\.5-coder-0\.5b-instruct .*--record/, "the eval that measured it");
+  t.ok(
+    doc.eval.summary.some(
+      (row: { task: string; by_arm: { profile: number; unsteered: number } }) =>
+        row.task === "pronoun_change" && row.by_arm.profile > row.by_arm.unsteered,
+    ),
+    "and its numbers",
+  );
+});
 
 t.test("a model file no profile was made for gets none", async (t) => {
   t.equal(findShippedProfile(await sha256File(unprofiledStoriesModel())), null);
