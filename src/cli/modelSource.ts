@@ -5,6 +5,7 @@
 // the model's known size and sha256.
 import { UserError } from "../errors.js";
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { type FileHandle, mkdir, mkdtemp, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
@@ -65,6 +66,7 @@ export async function resolveModel(arg: string | undefined, options: ResolveMode
 
 async function resolveUri(uri: string, options: ResolveModelOptions): Promise<string> {
   const hfEndpoint = huggingFaceEndpoint(options.env ?? process.env);
+  if (HTTP_URL.test(uri) && !URL.canParse(uri)) throw new ModelSourceError(`not a valid URL: ${uri}`);
   const { resolveModelFile } = await import("node-llama-cpp"); // lazy: local paths never load it
   const common = {
     directory: options.cacheDir,
@@ -398,7 +400,19 @@ function isHuggingFaceUrl(url: string, hfEndpoint: string): boolean {
   return host === "huggingface.co" || host === "hf.co" || host === new URL(hfEndpoint).hostname;
 }
 
+/**
+ * A plain URL's cache name: the URL's own file name behind a digest of the whole URL, so that another
+ * URL ending in the same name is never served this one's file. A bad `%` escape keeps its characters.
+ */
 function urlFileName(url: string): string {
-  const name = decodeURIComponent(basename(new URL(url).pathname)).replace(/[^\w.-]+/g, "_");
-  return name.toLowerCase().endsWith(".gguf") ? name : `${name}.gguf`;
+  const last = basename(new URL(url).pathname);
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(last);
+  } catch {
+    decoded = last;
+  }
+  const name = decoded.replace(/[^\w.-]+/g, "_");
+  const key = createHash("sha256").update(url).digest("hex").slice(0, 16);
+  return `${key}-${name.toLowerCase().endsWith(".gguf") ? name : `${name}.gguf`}`;
 }

@@ -216,12 +216,29 @@ t.test("offline, a URI fails at once", async (t) => {
   t.ok(Date.now() - start < 10_000, "within 10 s");
 });
 
-t.test("a cached plain-URL model is returned without network", async (t) => {
+t.test("a cached plain-URL model is returned without network, keyed by the whole URL", async (t) => {
   const cacheDir = tempDir();
-  const cached = join(cacheDir, "tiny.gguf");
+  const url = "http://localhost:9/models/tiny.gguf?download=true";
+  // "localhost", not the HF endpoint's host: a plain URL, cached under a digest of the URL and its file name
+  const cached = join(cacheDir, `${sha256(Buffer.from(url)).slice(0, 16)}-tiny.gguf`);
   writeFileSync(cached, Buffer.concat([Buffer.from("GGUF"), Buffer.alloc(60)]));
-  // "localhost", not the HF endpoint's host: a plain URL, cached under its own file name.
-  t.equal(await resolveModel("http://localhost:9/models/tiny.gguf?download=true", { cacheDir, progress: false, env: OFFLINE_ENV }), cached);
+  t.equal(await resolveModel(url, { cacheDir, progress: false, env: OFFLINE_ENV }), cached);
+  // another URL ending in the same name is not that file: it is fetched (and here, offline, fails)
+  await t.rejects(resolveModel("http://localhost:9/other/tiny.gguf?download=true", { cacheDir, progress: false, env: OFFLINE_ENV }), {
+    name: "ModelSourceError",
+    message: /unreachable \(offline\?\)/,
+  });
+});
+
+t.test("a malformed URL is a clear error, a bad % escape is a file name like any other", async (t) => {
+  await t.rejects(resolveModel("http://[bad/model.gguf", { cacheDir: tempDir(), progress: false, env: OFFLINE_ENV }), {
+    name: "ModelSourceError",
+    message: "not a valid URL: http://[bad/model.gguf",
+  });
+  await t.rejects(resolveModel("http://localhost:9/models/bad%E0%A4%A.gguf", { cacheDir: tempDir(), progress: false, env: OFFLINE_ENV }), {
+    name: "ModelSourceError",
+    message: /unreachable \(offline\?\)/,
+  });
 });
 
 t.test("default model: a cached copy with the right sha256 is served without network or pip", async (t) => {
