@@ -81,6 +81,7 @@ const methods = [
   ["steeringSet", "SteeringSet"],
   ["steeringClear", "SteeringClear"],
   ["steeringDiagnostics", "SteeringDiagnostics"],
+  ["steeringTargetShare", "SteeringTargetShare"],
   ["generationStart", "GenerationStart"],
   ["generationSubmit", "GenerationSubmit"],
   ["generationCancel", "GenerationCancel"],

@@ -31,10 +31,17 @@ export const MAX_TOKENS_LIMIT = 32768;
 export const MAX_TOP_LOGPROBS = 20;
 /** Stop strings per request: ours (each is searched after every token). */
 export const MAX_STOP_STRINGS = 8;
+/** Characters per stop string: ours (the text is searched for each after every token). */
+export const MAX_STOP_LENGTH = 256;
 /** Token ids per /detokenize request: ours (a long document's worth). */
 export const MAX_DETOKENIZE_TOKENS = 1 << 20;
 /** Emphasis items per request: ours (bounds span resolution work). */
 export const MAX_EMPHASIS_ITEMS = 1024;
+/**
+ * Attention diagnostics per request, in (token, head) values: ours. Each is ~80 bytes of JSON, so
+ * the answer stays under ~6 MB; `every_token` x `all_heads` on a large model is refused up front.
+ */
+export const MAX_DIAGNOSTIC_VALUES = 65536;
 /** Request bodies larger than this get 413: prompts are text (ours; fastify's own default is 1 MiB). */
 export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
 
@@ -51,5 +58,11 @@ export const DEFAULT_STREAM_INTERVAL_MS = 10;
 export const DEFAULT_TIMEOUT_SECONDS = 600;
 /** Seconds in-flight requests get to finish on SIGTERM (Kubernetes' default grace period is 30 s). */
 export const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 30;
+/**
+ * Seconds a client gets to send a whole request (headers and body), and a streaming client to take
+ * what it was sent before it is dropped: a client sending one byte every few seconds (slowloris), or
+ * never reading, holds a connection no longer than this.
+ */
+export const DEFAULT_READ_TIMEOUT_SECONDS = 30;
 /** Seconds a client is told to wait (Retry-After) when the queue is full or its wait timed out. */
 export const RETRY_AFTER_SECONDS = 2;

@@ -60,6 +60,18 @@ Napi::Value AddonContext::SteeringDiagnostics(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), res);
 }
 
+// steeringTargetShare(sequenceId, share, emphasis: Int32Array [start, end, ...]): 0 | -1. After steeringSet:
+// the bias is then chosen per head and row so that these positions get `share` (llama_steering_set_target_share)
+Napi::Value AddonContext::SteeringTargetShare(const Napi::CallbackInfo& info) {
+    if (!ensureLive(info, this)) return info.Env().Undefined();
+
+    const int32_t seqId = info[0].As<Napi::Number>().Int32Value();
+    const float share = info[1].As<Napi::Number>().FloatValue();
+    Napi::Int32Array ranges = info[2].As<Napi::Int32Array>();
+    const int32_t res = llama_steering_set_target_share(ctx, seqId, share, ranges.Data(), (int32_t)(ranges.ElementLength() / 2));
+    return Napi::Number::New(info.Env(), res);
+}
+
 // steeringClear(sequenceId): sequenceId < 0 clears every sequence
 Napi::Value AddonContext::SteeringClear(const Napi::CallbackInfo& info) {
     if (!ensureLive(info, this)) return info.Env().Undefined();

@@ -97,5 +97,6 @@ export function plainSelectionPrompt(prompt: string): AutoPastaPlan["selectionPr
  */
 export function autoContext(emphasis: readonly CharSpan[], fallback: CharSpan): CharSpan {
   if (emphasis.length === 0) return fallback;
-  return { start: Math.min(...emphasis.map((s) => s.start)), end: Math.max(...emphasis.map((s) => s.end)) };
+  // a reduce, not a spread: the number of spans is the client's
+  return emphasis.reduce((all, s) => ({ start: Math.min(all.start, s.start), end: Math.max(all.end, s.end) }));
 }

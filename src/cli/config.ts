@@ -10,6 +10,7 @@ import {
   DEFAULT_CONTEXT_SIZE,
   DEFAULT_MAX_QUEUE,
   DEFAULT_PARALLEL,
+  DEFAULT_READ_TIMEOUT_SECONDS,
   DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
   DEFAULT_STREAM_INTERVAL_MS,
   DEFAULT_TIMEOUT_SECONDS,
@@ -33,6 +34,7 @@ const ENV: Record<string, string> = {
   "cors-origin": "PASTA_CORS_ORIGINS",
   timeout: "PASTA_TIMEOUT",
   "shutdown-timeout": "PASTA_SHUTDOWN_TIMEOUT",
+  "read-timeout": "PASTA_READ_TIMEOUT",
   "body-limit": "PASTA_BODY_LIMIT",
   "log-level": "LOG_LEVEL",
   "log-prompts": "PASTA_LOG_PROMPTS",
@@ -74,6 +76,7 @@ export const serveConfigSchema = z
     timeout: z.coerce.number().positive().max(86_400).default(DEFAULT_TIMEOUT_SECONDS),
     "shutdown-timeout": z.coerce.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
     "body-limit": int(1024, 1 << 30).default(DEFAULT_BODY_LIMIT_BYTES),
+    "read-timeout": z.coerce.number().positive().max(3600).default(DEFAULT_READ_TIMEOUT_SECONDS),
     "log-level": z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     "log-prompts": flag.default(false),
     "no-flash-attn": flag.default(false),
@@ -104,6 +107,8 @@ export const SERVE_USAGE = `pasta-server serve [--model <name|file.gguf|hf:owner
   --timeout ${DEFAULT_TIMEOUT_SECONDS}             seconds per request, queueing included
   --shutdown-timeout ${DEFAULT_SHUTDOWN_TIMEOUT_SECONDS}     seconds in-flight requests get to finish on SIGTERM
   --body-limit ${DEFAULT_BODY_LIMIT_BYTES}      bytes
+  --read-timeout ${DEFAULT_READ_TIMEOUT_SECONDS}        seconds a client gets to send its whole request, and a stream's reader to
+                            take what was sent; slower ones are disconnected
   --log-level info  --log-prompts
 Each option can also come from the environment: ${Object.values(ENV).join(", ")}.`;
 

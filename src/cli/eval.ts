@@ -5,7 +5,7 @@ import { arch, cpus, platform } from "node:os";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_ALPHA } from "../engine/steering.js";
-import { ARM_NAMES, buildArms, PROFILE_ARMS, type ArmName } from "../eval/arms.js";
+import { ARM_NAMES, buildArms, DEFAULT_TARGET_SHARE, PROFILE_ARMS, type ArmName } from "../eval/arms.js";
 import { FAMILIES, familyNamed, loadItems, type EvalItem } from "../eval/families.js";
 import { evalDocument, markdownTable, summarize } from "../eval/report.js";
 import type { ItemOutcome } from "../eval/runner.js";
@@ -20,7 +20,7 @@ import { modelCacheDir, resolveModel } from "./modelSource.js";
 import { progressLine } from "./progress.js";
 
 export const EVAL_USAGE = `pasta-server eval [--model <name|file.gguf|hf:...>] [--profile <file>] [--tasks all|<task|file.jsonl>,...] [--limit n]
-                  [--arms ${ARM_NAMES.join(",")}] [--alpha a] [--seed 0] [--json out.json] [--record]
+                  [--arms ${ARM_NAMES.join(",")}] [--alpha a] [--target-share 0.5] [--seed 0] [--json out.json] [--record]
                   [--parallel 1] [--ctx-size 1024] [--threads n] [--gpu none|cuda]   (docs/quality.md)`;
 
 /** Every eval item fits in well under 1024 tokens with its answer. */
@@ -71,6 +71,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       limit: { type: "string" },
       arms: { type: "string" },
       alpha: { type: "string" },
+      "target-share": { type: "string" },
       seed: { type: "string" },
       json: { type: "string" },
       record: { type: "boolean" },
@@ -104,6 +105,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const profile = profileFile ? loadHeadProfileWithModel(profileFile) : null;
   const alpha = values.alpha === undefined ? (profile?.alpha ?? DEFAULT_ALPHA) : Number(values.alpha);
   if (!(alpha > 0 && alpha <= 1)) throw new ConfigError(`--alpha must be in (0, 1], got ${JSON.stringify(values.alpha)}`);
+  const targetShare = values["target-share"] === undefined ? DEFAULT_TARGET_SHARE : Number(values["target-share"]);
+  if (!(targetShare > 0 && targetShare < 1))
+    throw new ConfigError(`--target-share must be in (0, 1), got ${JSON.stringify(values["target-share"])}`);
+  if (arms.includes("target_share") && !(alpha < 1))
+    throw new ConfigError("the target_share arm uses --alpha as the strongest bias it may apply, so --alpha must be below 1");
 
   // loaded after the flags are checked: node-llama-cpp takes a second or two to import
   const { SteeringEngine } = await import("../engine/engine.js");
@@ -118,7 +124,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     gpu: values.gpu === "cuda" ? "cuda" : false,
     ...(threads ? { threads } : {}),
   });
-  const built = buildArms(arms, profile?.heads ?? null, engine.headsPerLayer, seed);
+  const built = buildArms(arms, profile?.heads ?? null, engine.headsPerLayer, seed, targetShare);
   const template = modelChatTemplate(engine);
   const line = progressLine(`eval ${basename(modelPath)}`);
   let outcomes: Awaited<ReturnType<typeof runEval>>;
@@ -146,6 +152,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     chat_template: template !== null,
     profile: profile && { file: profileFile, heads: profile.heads },
     alpha,
+    ...(arms.includes("target_share") ? { target_share: targetShare } : {}),
     seed,
     arms: built.map((a) => ({ name: a.name, heads: a.heads })),
     ...(threshold ? { auto_threshold: threshold } : {}),

@@ -18,6 +18,7 @@ import { buildApp } from "../server/app.js";
 import { sha256File } from "../util/fileHash.js";
 import { GenerationService } from "../server/generation.js";
 import { ServerMetrics } from "../server/metrics.js";
+import { watchResponses } from "../server/responseWatch.js";
 import type { ServeConfig } from "./config.js";
 import { modelCacheDir, resolveModel } from "./modelSource.js";
 
@@ -27,7 +28,7 @@ import { modelCacheDir, resolveModel } from "./modelSource.js";
  */
 const AUTO_PROFILE_EXAMPLES = 6;
 
-/** After draining, how long open connections get before they are closed. */
+/** The least time responses get to finish writing after the drain, even past the deadline: the last chunks of a cut stream. */
 const CLOSE_GRACE_MS = 1000;
 
 /** The server's head profile: its heads, and the alpha they were chosen with (null: not recorded). */
@@ -159,10 +160,12 @@ export async function serve(config: ServeConfig): Promise<void> {
     apiKeys: config["api-key"],
     corsOrigins: config["cors-origin"],
     bodyLimit: config["body-limit"],
+    readTimeoutMs: config["read-timeout"] * 1000,
     playground: !config["no-playground"],
     logger: { level: config["log-level"], redact: ["req.headers.authorization"] },
   });
   app = server;
+  const responses = watchResponses(server.server);
   await server.listen({ host: config.host, port: config.port });
   if (config["api-key"].length === 0 && !isLoopback(config.host))
     server.log.warn(
@@ -184,10 +187,13 @@ export async function serve(config: ServeConfig): Promise<void> {
   );
 
   const shutdown = async (signal: string) => {
+    const deadline = performance.now() + config["shutdown-timeout"] * 1000;
     server.log.info({ signal, active: scheduler.active, queued: scheduler.queued }, `draining (up to ${config["shutdown-timeout"]} s)`);
     await scheduler.drain(config["shutdown-timeout"] * 1000);
+    // responses still being written (a large body, a slow reader) get until the deadline
+    await responses.flushed(Math.max(deadline, performance.now() + CLOSE_GRACE_MS));
     // Node's server never closes a connection that has not sent a request (a client's spare
-    // keep-alive socket): after a moment for the last events to flush, close them all
+    // keep-alive socket): after a moment, close what is left
     const closing = server.close();
     setTimeout(() => server.server.closeAllConnections(), CLOSE_GRACE_MS).unref();
     await closing;

@@ -1,5 +1,6 @@
 // Emphasis markup -> plain text + character spans. Offsets are JavaScript string indices
 // (UTF-16 code units) into the text after markup removal, end exclusive.
+import { MAX_EMPHASIS_ITEMS } from "../defaults.js";
 import { InvalidRequestError } from "../errors.js";
 
 export interface CharSpan {
@@ -25,8 +26,11 @@ export interface ParsedMarkup {
 const HTML_TAG = /<(\/?)(em|b|strong)>/gi;
 const MARKDOWN_STRONG = /\*\*/g;
 
-/** Removes emphasis markup and returns where the emphasized text ends up in the plain text. */
-export function parseMarkup(source: string, markup: MarkupKind): ParsedMarkup {
+/**
+ * Removes emphasis markup and returns where the emphasized text ends up in the plain text. More than
+ * `maxSpans` spans is refused as it is found (markup counts against the same limit as explicit spans).
+ */
+export function parseMarkup(source: string, markup: MarkupKind, maxSpans = MAX_EMPHASIS_ITEMS): ParsedMarkup {
   if (markup === "none") return { text: source, spans: [] };
   const pattern = markup === "html" ? HTML_TAG : MARKDOWN_STRONG;
   const spans: CharSpan[] = [];
@@ -56,6 +60,7 @@ export function parseMarkup(source: string, markup: MarkupKind): ParsedMarkup {
       );
     }
     if (text.length === open.start) throw new EmphasisError(`empty emphasis at character ${open.at}`, "steering.markup");
+    if (spans.length === maxSpans) throw tooManySpans();
     spans.push({ start: open.start, end: text.length });
     open = null;
   }
@@ -65,6 +70,27 @@ export function parseMarkup(source: string, markup: MarkupKind): ParsedMarkup {
   }
   text += source.slice(last);
   return { text, spans };
+}
+
+const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
+const isLowSurrogate = (code: number) => code >= 0xdc00 && code <= 0xdfff;
+
+/**
+ * The span widened to whole code points: an end (or start) between the two halves of a surrogate
+ * pair (an emoji) moves past (before) it, so that no span's text is half a character, which JSON
+ * can carry only as a lone escape that strict parsers reject.
+ */
+export function snapToCodePoints(text: string, span: CharSpan): CharSpan {
+  const splits = (i: number) => i > 0 && i < text.length && isHighSurrogate(text.charCodeAt(i - 1)) && isLowSurrogate(text.charCodeAt(i));
+  return { start: splits(span.start) ? span.start - 1 : span.start, end: splits(span.end) ? span.end + 1 : span.end };
+}
+
+/** More emphasized spans (markup and explicit together) than a request may have. */
+function tooManySpans(): EmphasisError {
+  return new EmphasisError(
+    `steering.markup: more than ${MAX_EMPHASIS_ITEMS} emphasized spans (markup and steering.emphasis together)`,
+    "steering.markup",
+  );
 }
 
 /** An explicit span or a substring whose first occurrence is emphasized. */

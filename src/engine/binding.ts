@@ -26,6 +26,7 @@ interface SteeringAddonContext {
   steeringSet(sequenceId: number, bias: number, ranges: Int32Array, headMask: Uint8Array): number;
   steeringClear(sequenceId: number): void;
   steeringDiagnostics(sequenceId: number, emphasis: Int32Array): number;
+  steeringTargetShare(sequenceId: number, share: number, emphasis: Int32Array): number;
   generationStart(onEvents: (events: LoopEvent[]) => void, deliveryIntervalUs: number): void;
   generationSubmit(
     jobs: Array<{
@@ -153,6 +154,8 @@ export interface NativeSteering {
   headMask: Uint8Array;
   /** attention diagnostics: the emphasized positions whose share of attention is measured */
   diagnostics?: Int32Array;
+  /** target share: the bias is chosen per head and row so that `emphasis` gets `share` (llama_steering_set_target_share) */
+  target?: { share: number; emphasis: Int32Array };
 }
 
 /**
@@ -332,6 +335,10 @@ export class SteerableSequence {
     if (steering.diagnostics) {
       const diag = this.addon.steeringDiagnostics(this.id, steering.diagnostics);
       if (diag !== 0) throw new Error(`llama_steering_set_diagnostics failed (${diag}) for sequence ${this.id}`);
+    }
+    if (steering.target) {
+      const target = this.addon.steeringTargetShare(this.id, steering.target.share, steering.target.emphasis);
+      if (target !== 0) throw new Error(`llama_steering_set_target_share failed (${target}) for sequence ${this.id}`);
     }
   }
 

@@ -3,8 +3,15 @@
 // that were emphasized out. Jobs are admitted through one Scheduler (the only wait queue), each on
 // a sequence of its own; the work on a sequence is in generate.ts and score.ts.
 import type { LlamaContext, LlamaModel, Llama, Token } from "node-llama-cpp";
-import { DEFAULT_ALPHA, DEFAULT_CONTEXT_SIZE, DEFAULT_MAX_TOKENS, DEFAULT_PARALLEL, DEFAULT_STREAM_INTERVAL_MS } from "../defaults.js";
-import { unionSpans } from "../emphasis/markup.js";
+import {
+  DEFAULT_ALPHA,
+  DEFAULT_CONTEXT_SIZE,
+  DEFAULT_MAX_TOKENS,
+  DEFAULT_PARALLEL,
+  DEFAULT_STREAM_INTERVAL_MS,
+  MAX_DIAGNOSTIC_VALUES,
+} from "../defaults.js";
+import { snapToCodePoints, unionSpans } from "../emphasis/markup.js";
 import { Scheduler, type JobOptions } from "../scheduler/scheduler.js";
 import { GenerationLoop, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
 import { ContextLengthError, EmphasisError, SteeringError, UnsupportedModelError } from "./errors.js";
@@ -12,11 +19,12 @@ import { generateOn } from "./generate.js";
 import { compileGrammar, type ConstraintParam, type OutputConstraint, type OutputGrammar } from "./grammar.js";
 import { scoreOn } from "./score.js";
 import { PooledSequence, SequencePool } from "./sequencePool.js";
-import { resolveHeads, validateAlpha } from "./steering.js";
+import { type HeadSet, resolveHeads, validateAlpha, validateTargetShare } from "./steering.js";
 import { defaultThreads } from "./threads.js";
 import { spansToTokenRanges, tokenOffsets } from "./tokenSpans.js";
 import { tokenText } from "./tokenText.js";
 import type {
+  DiagnosticsOptions,
   EngineOptions,
   GenerateRequest,
   GenerateResult,
@@ -162,6 +170,7 @@ export class SteeringEngine {
     const mode = request.mode ?? "exclude";
     const alpha = request.alpha ?? DEFAULT_ALPHA;
     validateAlpha(alpha, mode);
+    if (request.targetShare !== undefined) validateTargetShare(request.targetShare, mode, alpha);
     const heads = resolveHeads(request.heads, this.headsPerLayer);
     for (const [i, c] of request.emphasis.entries()) {
       if (!(Number.isInteger(c.start) && Number.isInteger(c.end) && c.start >= 0 && c.start < c.end && c.end <= text.length)) {
@@ -170,7 +179,7 @@ export class SteeringEngine {
         );
       }
     }
-    const chars = unionSpans(request.emphasis);
+    const chars = unionSpans(request.emphasis.map((c) => snapToCodePoints(text, c)));
     // generation mode biases the whole prompt against the generated tokens: it needs no emphasis
     if (chars.length === 0 && mode !== "generation")
       throw new SteeringError("steering.emphasis: nothing is emphasized", "steering.emphasis");
@@ -182,7 +191,12 @@ export class SteeringEngine {
       return { start: c.start, end: c.end, text: text.slice(c.start, c.end), tokenStart: ranges[0]!.start, tokenEnd: ranges.at(-1)!.end };
     });
     const emphasized = unionSpans(perSpan.flat());
-    return { spec: { emphasized, heads, alpha, mode }, spans, ...(request.diagnostics ? { diagnostics: request.diagnostics } : {}) };
+    const targetShare = request.targetShare !== undefined ? { targetShare: request.targetShare } : {};
+    return {
+      spec: { emphasized, heads, alpha, mode, ...targetShare },
+      spans,
+      ...(request.diagnostics ? { diagnostics: request.diagnostics } : {}),
+    };
   }
 
   /**
@@ -201,7 +215,24 @@ export class SteeringEngine {
     this.checkLength(tokens, newTokens);
     const offsets = this.offsetsOf(tokens, input.prompt);
     const steering = this.resolveSteering(input.prompt, offsets, input.steering);
+    if (steering.diagnostics) this.checkDiagnostics(steering.spec.heads, steering.diagnostics, newTokens);
     return { prompt: input.prompt, tokens, offsets, steering };
+  }
+
+  /** Diagnostics grow with tokens x heads: refused up front beyond MAX_DIAGNOSTIC_VALUES. */
+  private checkDiagnostics(heads: HeadSet, options: DiagnosticsOptions, newTokens: number) {
+    const layers = [...heads];
+    const perToken = options.allHeads
+      ? layers.reduce((n, [layer]) => n + this.headsPerLayer[layer]!, 0)
+      : layers.reduce((n, [, list]) => n + list.length, 0);
+    const values = perToken * (options.everyToken ? newTokens : 1);
+    if (values > MAX_DIAGNOSTIC_VALUES) {
+      throw new SteeringError(
+        `steering.diagnostics: ${options.everyToken ? `${newTokens} tokens` : "1 token"} x ${perToken} heads = ${values} values, ` +
+          `at most ${MAX_DIAGNOSTIC_VALUES}: ask for fewer tokens, every_token false, or all_heads false`,
+        "steering.diagnostics",
+      );
+    }
   }
 
   /** The same prepared prompt under other steering (none: unsteered), without tokenizing it again. */

@@ -82,6 +82,16 @@ const TYPE_KEYWORDS: Record<string, readonly string[]> = {
 
 /** deeper is refused before it costs stack (here and in node-llama-cpp's compiler) */
 const MAX_SCHEMA_DEPTH = 64;
+/**
+ * The largest count a length or size keyword may give: the grammar spells a bounded repetition out
+ * one rule per step, so `minItems: 1e9` would build (and sample through) a billion rules.
+ */
+export const MAX_SCHEMA_COUNT = 1024;
+const COUNT_KEYWORDS = [
+  ["minLength", "maxLength"],
+  ["minItems", "maxItems"],
+  ["minProperties", "maxProperties"],
+] as const;
 const KNOWN_KEYWORDS = new Set(["$ref", "oneOf", "anyOf", "const", "enum", "type", ...Object.values(TYPE_KEYWORDS).flat()]);
 
 function unsupported(path: string, what: string): never {
@@ -154,6 +164,7 @@ export function checkJsonSchema(schema: unknown, path: string, defs: ReadonlySet
     unsupported(`${path}.type`, `a type list with "object" or "array" (${JSON.stringify(schema.type)})`);
   const type = types[0] as string;
   only(["type", ...(types.length === 1 ? TYPE_KEYWORDS[type]! : [])]);
+  checkCounts(schema, path);
 
   if (type === "object") {
     const properties = schema.properties ?? {};
@@ -176,6 +187,25 @@ export function checkJsonSchema(schema: unknown, path: string, defs: ReadonlySet
     if (!FORMATS.has(schema.format as string))
       unsupported(`${path}.format`, `format ${JSON.stringify(schema.format)} (only date-time, date, time)`);
     if ("minLength" in schema || "maxLength" in schema) unsupported(path, "a length limit on a formatted string");
+  }
+}
+
+/** Length and size keywords: whole numbers in [0, MAX_SCHEMA_COUNT], the minimum not above the maximum. */
+function checkCounts(schema: Record<string, unknown>, path: string): void {
+  for (const pair of COUNT_KEYWORDS) {
+    for (const keyword of pair) {
+      const n = schema[keyword];
+      if (n === undefined) continue;
+      if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_SCHEMA_COUNT)
+        throw new GrammarError(
+          `${path}.${keyword} must be a whole number from 0 to ${MAX_SCHEMA_COUNT}, got ${JSON.stringify(n)}`,
+          path.split(/[.[]/)[0]!,
+          "unsupported_schema",
+        );
+    }
+    const [min, max] = [schema[pair[0]] as number | undefined, schema[pair[1]] as number | undefined];
+    if (min !== undefined && max !== undefined && min > max)
+      throw new GrammarError(`${path}: ${pair[0]} ${min} is above ${pair[1]} ${max}`, path.split(/[.[]/)[0]!, "unsupported_schema");
   }
 }
 

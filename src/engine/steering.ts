@@ -25,6 +25,12 @@ export interface SteeringSpec {
   heads: HeadSet;
   alpha: number;
   mode: SteeringMode;
+  /**
+   * Target-share steering (exclude mode): instead of log(alpha) everywhere, each steered head and query
+   * row gets the bias that gives the emphasized tokens share targetShare of its attention, computed
+   * natively from its unsteered attention (llama_steering_set_target_share); alpha is the floor.
+   */
+  targetShare?: number;
 }
 
 export function resolveHeads(selection: HeadSelection, headsPerLayer: readonly number[], param = "steering.heads"): HeadSet {
@@ -73,6 +79,25 @@ export function validateAlpha(alpha: number, mode: SteeringMode, param = "steeri
     throw new SteeringError(
       `${param} must be in (0, 1] in ${mode} mode (it scales down attention outside the emphasis), got ${alpha}`,
       param,
+    );
+  }
+}
+
+/** alpha: the strongest bias target-share steering may use, log(alpha): it must scale weight down. */
+export function validateTargetShare(targetShare: number, mode: SteeringMode, alpha: number, param = "steering.target_share"): void {
+  if (!Number.isFinite(targetShare) || targetShare <= 0 || targetShare >= 1) {
+    throw new SteeringError(`${param} must be a number in (0, 1), got ${targetShare}`, param);
+  }
+  if (mode !== "exclude") {
+    throw new SteeringError(
+      `${param} works in exclude mode only (it sets the weight of the tokens outside the emphasis), got mode ${mode}`,
+      param,
+    );
+  }
+  if (!(alpha < 1)) {
+    throw new SteeringError(
+      `${param}: steering.alpha is the strongest bias it may use and must be below 1, got ${alpha}`,
+      "steering.alpha",
     );
   }
 }
@@ -132,6 +157,7 @@ export function toNativeSteering(
   diagnostics = false,
 ): NativeSteering {
   const ranges = biasedPositions(spec, promptLength);
+  const emphasis = () => Int32Array.from(spec.emphasized.flatMap((r) => [r.start, r.end]));
   const headMax = Math.max(...headsPerLayer);
   const headMask = new Uint8Array(headsPerLayer.length * headMax);
   for (const [layer, heads] of spec.heads) for (const h of heads) headMask[layer * headMax + h] = 1;
@@ -139,6 +165,7 @@ export function toNativeSteering(
     bias: steeringBias(spec),
     ranges: Int32Array.from(ranges.flatMap((r) => [r.start, r.end])),
     headMask,
-    ...(diagnostics ? { diagnostics: Int32Array.from(spec.emphasized.flatMap((r) => [r.start, r.end])) } : {}),
+    ...(diagnostics ? { diagnostics: emphasis() } : {}),
+    ...(spec.targetShare !== undefined ? { target: { share: spec.targetShare, emphasis: emphasis() } } : {}),
   };
 }

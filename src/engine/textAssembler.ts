@@ -1,6 +1,7 @@
 // Generated tokens -> the text a client may see so far: incremental detokenization (only the new
 // tokens, with a few before them as context), stop strings (the text ends before the first one), and
-// hold-back of any tail that could still grow into a stop string or is an unfinished UTF-8 character.
+// hold-back of a tail that begins a stop string (it may still grow into one) or is an unfinished UTF-8
+// character.
 import type { LlamaModel, Token } from "node-llama-cpp";
 import type { GeneratedTokenLogprobs } from "./types.js";
 
@@ -16,7 +17,6 @@ export class TextAssembler {
   private settledTokens = 0;
   private emitted = 0;
   private emittedLogprobs = 0;
-  private readonly holdBack: number;
   private readonly promptTail: readonly Token[];
 
   /**
@@ -29,7 +29,20 @@ export class TextAssembler {
     promptTokens: readonly Token[] = [],
   ) {
     this.promptTail = promptTokens.slice(-DETOKENIZE_CONTEXT);
-    this.holdBack = Math.max(0, ...stop.map((s) => s.length - 1));
+  }
+
+  /** Characters at the end of the text that could still grow into a stop string: the longest tail that begins one (as llama-server holds back). */
+  private partialStop(): number {
+    let longest = 0;
+    for (const s of this.stop) {
+      for (let k = Math.min(s.length - 1, this.text.length); k > longest; k--) {
+        if (this.text.endsWith(s.slice(0, k))) {
+          longest = k;
+          break;
+        }
+      }
+    }
+    return longest;
   }
 
   /** The tokens before the unsettled ones, at most DETOKENIZE_CONTEXT, reaching back into the prompt. */
@@ -58,7 +71,7 @@ export class TextAssembler {
 
   /** The text that became final since the last call, with the log-probs completed since; null if none. */
   takeFinal(): { text: string; logprobs: GeneratedTokenLogprobs[] } | null {
-    const safe = Math.min(this.settledText.length, this.text.length - this.holdBack);
+    const safe = Math.min(this.settledText.length, this.text.length - this.partialStop());
     if (safe <= this.emitted) return null;
     return this.take(safe);
   }

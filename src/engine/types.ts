@@ -46,6 +46,12 @@ export interface SteeringRequest {
   heads: HeadSelection;
   alpha?: number;
   mode?: SteeringMode;
+  /**
+   * 0 < t < 1 (exclude mode): per steered head and query row, the bias is chosen from the head's own
+   * attention so that the emphasized tokens get at least share t of it: none where they have it
+   * already, and never stronger than log(alpha). See SteeringSpec.targetShare.
+   */
+  targetShare?: number;
   /** report where the steered heads look (generation only): see AttentionDiagnostics */
   diagnostics?: DiagnosticsOptions;
 }

@@ -1,11 +1,25 @@
 // The ways an eval item is asked: PASTA's comparisons (unsteered, emphasis left in the text as
-// markup, the head profile, every head, random heads of the profile's size), AutoPASTA, and
-// structured output (the item's JSON schema enforced while sampling), alone and steered.
+// markup, the head profile, every head, random heads of the profile's size), the profile's heads
+// steered to a target share, AutoPASTA, and structured output (the item's JSON schema enforced while
+// sampling), alone and steered.
 import type { HeadSelection } from "../engine/steering.js";
 import { seededRandom, shuffled } from "../util/random.js";
 
-export const ARM_NAMES = ["unsteered", "prompting", "profile", "all_heads", "random_heads", "auto", "schema", "schema_profile"] as const;
+export const ARM_NAMES = [
+  "unsteered",
+  "prompting",
+  "profile",
+  "target_share",
+  "all_heads",
+  "random_heads",
+  "auto",
+  "schema",
+  "schema_profile",
+] as const;
 export type ArmName = (typeof ARM_NAMES)[number];
+
+/** the target_share arm's share when --target-share is not given */
+export const DEFAULT_TARGET_SHARE = 0.5;
 
 export interface Arm {
   name: ArmName;
@@ -13,6 +27,8 @@ export interface Arm {
   label: string;
   /** steered heads; null: no steering */
   heads: HeadSelection | null;
+  /** steering.target_share (the eval's alpha is then its floor); null: a fixed alpha */
+  targetShare: number | null;
   /** the emphasized part is wrapped in `**` in the message itself (prompting, no steering) */
   markdown: boolean;
   /** AutoPASTA picks what to emphasize (items with a passage only) */
@@ -25,6 +41,7 @@ const LABELS: Record<ArmName, string> = {
   unsteered: "unsteered",
   prompting: "`**...**` in the text",
   profile: "profile",
+  target_share: "profile, target share",
   all_heads: "every head",
   random_heads: "random heads",
   auto: "AutoPASTA",
@@ -50,16 +67,26 @@ export function headCount(heads: HeadSelection, headsPerLayer: readonly number[]
 }
 
 /** Arms that steer a head profile's heads, or as many random ones: they cannot run without a profile. */
-export const PROFILE_ARMS: readonly ArmName[] = ["profile", "auto", "random_heads", "schema_profile"];
+export const PROFILE_ARMS: readonly ArmName[] = ["profile", "target_share", "auto", "random_heads", "schema_profile"];
 
-/** The named arms; `profile` is null when the model has none, and then no arm may need it (the caller checks). */
-export function buildArms(names: readonly ArmName[], profile: HeadSelection | null, headsPerLayer: readonly number[], seed: number): Arm[] {
+/**
+ * The named arms; `profile` is null when the model has none, and then no arm may need it (the caller
+ * checks). `targetShare`: the share the target_share arm steers to.
+ */
+export function buildArms(
+  names: readonly ArmName[],
+  profile: HeadSelection | null,
+  headsPerLayer: readonly number[],
+  seed: number,
+  targetShare = DEFAULT_TARGET_SHARE,
+): Arm[] {
   const needed = names.filter((name) => PROFILE_ARMS.includes(name));
   if (profile === null && needed.length > 0) throw new Error(`arms ${needed.join(", ")} need a head profile`);
   const heads: Record<ArmName, HeadSelection | null> = {
     unsteered: null,
     prompting: null,
     profile,
+    target_share: profile,
     auto: profile,
     all_heads: headsPerLayer.map((_, layer) => layer),
     random_heads: profile && randomHeads(headCount(profile, headsPerLayer), headsPerLayer, seed),
@@ -68,8 +95,9 @@ export function buildArms(names: readonly ArmName[], profile: HeadSelection | nu
   };
   return names.map((name) => ({
     name,
-    label: LABELS[name],
+    label: name === "target_share" ? `${LABELS[name]} ${targetShare}` : LABELS[name],
     heads: heads[name],
+    targetShare: name === "target_share" ? targetShare : null,
     markdown: name === "prompting",
     auto: name === "auto",
     schema: name === "schema" || name === "schema_profile",

@@ -63,7 +63,14 @@ export class EvalRunner {
     const message = arm.markdown ? item.message.replace(item.emphasis, `**${item.emphasis}**`) : item.message;
     const base = render(this.template, message, arm.heads ? [item.emphasis] : []);
     const steering = (extra: CharSpan[] = []): SteeringRequest | undefined =>
-      arm.heads ? { emphasis: [...base.spans, ...extra], heads: arm.heads, alpha: this.alpha } : undefined;
+      arm.heads
+        ? {
+            emphasis: [...base.spans, ...extra],
+            heads: arm.heads,
+            alpha: this.alpha,
+            ...(arm.targetShare !== null ? { targetShare: arm.targetShare } : {}),
+          }
+        : undefined;
 
     const contrast = item.contrast
       ? {

@@ -1,6 +1,7 @@
 // The model's own chat template (Jinja, from the GGUF's tokenizer.chat_template), rendered with an
 // exact map from each message's content to its characters in the rendered prompt, so that emphasis
 // inside a message lands on the right tokens.
+import { randomBytes } from "node:crypto";
 import { Template } from "@huggingface/jinja";
 import { InvalidRequestError } from "../errors.js";
 
@@ -39,10 +40,18 @@ export interface RenderedChat {
   placements: Array<ContentPlacement | null>;
 }
 
-// Private-use characters: a template has no reason to alter them, and message text never holds them
-// (checked before use).
-const SENTINEL_OPEN = "\uE000";
-const SENTINEL_CLOSE = "\uE001";
+/**
+ * Markers that stand in for message contents while the template renders: private-use characters
+ * (a template has no reason to alter them) around a random nonce, so that no client can send them
+ * (a fixed character could be sent, and made every chat emphasis a 400).
+ */
+function contentMarkers(messages: readonly ChatMessage[]): { open: string; close: string } {
+  for (;;) {
+    const nonce = randomBytes(8).toString("hex");
+    const [open, close] = [`\uE000${nonce}:`, `:${nonce}\uE001`];
+    if (!messages.some((m) => m.content.includes(nonce))) return { open, close };
+  }
+}
 
 type ContentTransform = (content: string) => { kept: string; dropped: number };
 const TRANSFORMS: ContentTransform[] = [
@@ -74,12 +83,12 @@ export class ChatTemplate {
   render(messages: readonly ChatMessage[]): RenderedChat {
     const text = this.renderRaw(messages);
     const unmapped = { text, placements: messages.map(() => null) };
-    if (messages.some((m) => m.content.includes(SENTINEL_OPEN) || m.content.includes(SENTINEL_CLOSE))) return unmapped;
 
     // Render with a marker in place of each content, then put the contents back: when that
     // reproduces the real rendering, each content's position is known exactly.
-    const marked = this.renderRaw(messages.map((m, i) => ({ ...m, content: `${SENTINEL_OPEN}${i}${SENTINEL_CLOSE}` })));
-    const pieces = marked.split(new RegExp(`${SENTINEL_OPEN}(\\d+)${SENTINEL_CLOSE}`));
+    const { open, close } = contentMarkers(messages);
+    const marked = this.renderRaw(messages.map((m, i) => ({ ...m, content: `${open}${i}${close}` })));
+    const pieces = marked.split(new RegExp(`${open}(\\d+)${close}`));
     for (const transform of TRANSFORMS) {
       let rebuilt = pieces[0]!;
       const placements: Array<ContentPlacement | null> = messages.map(() => null);

@@ -3,6 +3,7 @@
 // Plain prompts (native /v1/generate, /v1/completions) are used as they are; chat messages go
 // through the model's chat template, and each message's emphasis is moved to where its content
 // landed in the rendered text.
+import { MAX_EMPHASIS_ITEMS } from "../defaults.js";
 import { EmphasisError, parseMarkup, resolveEmphasis, type CharSpan, type MarkupKind } from "../emphasis/markup.js";
 import type { ChatMessage, ChatTemplate } from "./chatTemplate.js";
 
@@ -28,7 +29,7 @@ export interface RenderedChat extends RenderedPrompt {
 
 export function plainPrompt(source: string, steering: EmphasisRequest | undefined): RenderedPrompt {
   if (!steering) return { prompt: source, specialTokens: false, emphasis: [] };
-  const { text, spans } = parseMarkup(source, steering.markup);
+  const { text, spans } = parseMarkup(source, steering.markup, MAX_EMPHASIS_ITEMS - steering.emphasis.length);
   for (const [i, item] of steering.emphasis.entries()) {
     if (typeof item === "object" && item.message !== undefined) {
       throw new EmphasisError(`steering.emphasis[${i}].message only applies to chat requests`, `steering.emphasis.${i}.message`);
@@ -42,7 +43,13 @@ export function plainPrompt(source: string, steering: EmphasisRequest | undefine
  * (`message`, default: the last user message); plain strings are looked up in the contents in order.
  */
 export function chatPrompt(template: ChatTemplate, messages: readonly ChatMessage[], steering: EmphasisRequest | undefined): RenderedChat {
-  const parsed = messages.map((m) => (steering ? parseMarkup(m.content, steering.markup) : { text: m.content, spans: [] }));
+  let budget = MAX_EMPHASIS_ITEMS - (steering?.emphasis.length ?? 0);
+  const parsed = messages.map((m) => {
+    if (!steering) return { text: m.content, spans: [] };
+    const markup = parseMarkup(m.content, steering.markup, budget);
+    budget -= markup.spans.length;
+    return markup;
+  });
   const perMessage: CharSpan[][] = parsed.map((p) => [...p.spans]);
   const lastUser = messages.map((m) => m.role).lastIndexOf("user");
 

@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import { ShuttingDownError, type Scheduler } from "../scheduler/scheduler.js";
 import { registerApiKeys } from "./auth.js";
-import { DEFAULT_BODY_LIMIT_BYTES, VERSION } from "../defaults.js";
+import { DEFAULT_BODY_LIMIT_BYTES, DEFAULT_READ_TIMEOUT_SECONDS, VERSION } from "../defaults.js";
 import { RequestError } from "../errors.js";
 import { errorBody, INTERNAL_ERROR, toRequestError } from "./errors.js";
 import type { CompletionService } from "./generation.js";
@@ -58,21 +58,35 @@ export interface AppOptions {
   /** origins allowed by CORS; undefined: CORS off */
   corsOrigins?: readonly string[];
   bodyLimit?: number;
+  /** ms a client gets to send its whole request, and a stream's reader to take what was sent (DEFAULT_READ_TIMEOUT_SECONDS) */
+  readTimeoutMs?: number;
   logger?: boolean | object;
   /** serve GET /playground (default true) */
   playground?: boolean;
 }
 
+declare module "fastify" {
+  interface FastifyReply {
+    /** ms a streaming client may leave what it was sent unread before it is dropped (sse.ts) */
+    slowReaderTimeoutMs: number;
+  }
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_SECONDS * 1000;
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES,
+    // slowloris: the whole request (headers and body) within the read timeout, checked every second
+    requestTimeout: readTimeoutMs,
+    http: { headersTimeout: readTimeoutMs, connectionsCheckingInterval: 1000 },
     requestIdHeader: false,
     genReqId: (req) => {
       const incoming = req.headers["x-request-id"];
       return typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
   }).withTypeProvider<ZodTypeProvider>();
+  app.decorateReply("slowReaderTimeoutMs", readTimeoutMs);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -251,7 +251,13 @@ export class GenerationService implements CompletionService {
     // the profile's heads were chosen with its alpha: a request that steers them and gives no alpha gets it
     const alpha = steering?.alpha ?? (fromProfile ? (this.options.profile?.alpha ?? undefined) : undefined);
     const diagnostics = diagnosticsOptions(steering?.diagnostics);
-    const options = steering && { heads: this.heads(steering.heads), alpha, mode: steering.mode, ...(diagnostics ? { diagnostics } : {}) };
+    const options = steering && {
+      heads: this.heads(steering.heads),
+      alpha,
+      mode: steering.mode,
+      ...(steering.target_share !== undefined ? { targetShare: steering.target_share } : {}),
+      ...(diagnostics ? { diagnostics } : {}),
+    };
     if (steering?.auto) {
       if (!input.autoSelection)
         throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");

@@ -6,6 +6,7 @@ import {
   DEFAULT_MAX_TOKENS,
   MAX_DETOKENIZE_TOKENS,
   MAX_EMPHASIS_ITEMS,
+  MAX_STOP_LENGTH,
   MAX_STOP_STRINGS,
   MAX_TOKENS_LIMIT,
   MAX_TOP_LOGPROBS,
@@ -30,6 +31,8 @@ export const steeringSchema = z
       .default([]),
     markup: z.enum(["none", "html", "markdown"]).default("none"),
     alpha: z.number().optional(),
+    /** per head and row, the bias that gives the emphasis this share of attention (docs/api.md) */
+    target_share: z.number().gt(0).lt(1).optional(),
     mode: z.enum(["exclude", "include", "generation"]).optional(),
     heads: headsSchema.optional(),
     auto: z.boolean().default(false),
@@ -41,7 +44,8 @@ export const steeringSchema = z
   .strict();
 export type SteeringBody = z.infer<typeof steeringSchema>;
 
-const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(MAX_STOP_STRINGS)]).nullish();
+const stopString = z.string().min(1).max(MAX_STOP_LENGTH);
+const stop = z.union([stopString, z.array(stopString).max(MAX_STOP_STRINGS)]).nullish();
 const sampling = {
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
@@ -97,6 +101,44 @@ const neutral = {
     .record(z.string(), z.number())
     .refine((b) => Object.keys(b).length === 0, "logit_bias is not supported")
     .nullish(),
+  // llama-server's and vLLM's sampling extras: a client that sends one means it, so it is refused
+  // by name rather than dropped with the unknown fields
+  repetition_penalty: z
+    .number()
+    .refine((v) => v === 1, "repetition_penalty is not supported")
+    .nullish(),
+  min_p: z
+    .number()
+    .refine((v) => v === 0, "min_p is not supported")
+    .nullish(),
+  ignore_eos: z
+    .boolean()
+    .refine((v) => !v, "ignore_eos is not supported")
+    .nullish(),
+  min_tokens: z
+    .number()
+    .int()
+    .refine((v) => v === 0, "min_tokens is not supported")
+    .nullish(),
+};
+
+/** OpenAI's tool-calling fields, accepted only where they ask for no tool call (tool calling is not supported yet). */
+const NO_TOOLS = "tool calling is not supported";
+const noTools = {
+  tools: z.array(z.unknown()).max(0, NO_TOOLS).nullish(),
+  tool_choice: z
+    .unknown()
+    .refine((v) => v === "none" || v === "auto", `${NO_TOOLS}: tool_choice may only be "none" or "auto"`)
+    .nullish(),
+  parallel_tool_calls: z
+    .unknown()
+    .refine(() => false, `${NO_TOOLS}: parallel_tool_calls needs tools`)
+    .nullish(),
+  functions: z.array(z.unknown()).max(0, NO_TOOLS).nullish(),
+  function_call: z
+    .unknown()
+    .refine((v) => v === "none" || v === "auto", `${NO_TOOLS}: function_call may only be "none" or "auto"`)
+    .nullish(),
 };
 
 /** OpenAI's structured output (`response_format`), enforced while sampling. */
@@ -131,18 +173,28 @@ const chatMessage = z.object({
   role: z.enum(["system", "developer", "user", "assistant", "tool"]),
   content: z.union([z.string(), z.array(textPart)]).nullish(),
   name: z.string().optional(),
+  // a history with tool calls cannot be rendered as the client meant it: refused, never dropped
+  tool_calls: z.array(z.unknown()).max(0, NO_TOOLS).nullish(),
+  tool_call_id: z.undefined({ message: NO_TOOLS }).optional(),
+  function_call: z.undefined({ message: NO_TOOLS }).optional(),
 });
 
-export const chatCompletionSchema = z.object({
-  messages: z.array(chatMessage).min(1),
-  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
-  max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
-  logprobs: z.boolean().nullish(),
-  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
-  tools: z.array(z.unknown()).max(0, "tools are not supported").nullish(),
-  response_format: responseFormat,
-  ...openAICommon,
-});
+export const chatCompletionSchema = z
+  .object({
+    messages: z.array(chatMessage).min(1),
+    max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+    max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+    response_format: responseFormat,
+    ...noTools,
+    ...openAICommon,
+  })
+  // as OpenAI: top_logprobs asks for the alternatives of log-probs that must be asked for
+  .refine((b) => b.top_logprobs == null || b.logprobs === true, {
+    message: "top_logprobs needs logprobs: true",
+    path: ["top_logprobs"],
+  });
 export type ChatCompletionBody = z.infer<typeof chatCompletionSchema>;
 
 export const completionSchema = z.object({

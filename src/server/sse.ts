@@ -6,6 +6,7 @@ import type { OpenAIErrorBody } from "./errors.js";
 
 export class EventStream {
   private ended = false;
+  private slowReader: NodeJS.Timeout | undefined;
 
   constructor(private readonly reply: FastifyReply) {
     reply.hijack();
@@ -24,23 +25,42 @@ export class EventStream {
   }
 
   send(data: unknown): void {
-    if (this.open) this.reply.raw.write(`data: ${JSON.stringify(data)}\n\n`);
+    this.write(`data: ${JSON.stringify(data)}\n\n`);
   }
 
   error(body: OpenAIErrorBody): void {
-    if (this.open) this.reply.raw.write(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
+    this.write(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
     this.end();
   }
 
   /** `data: [DONE]` and the end of the response */
   done(): void {
-    if (this.open) this.reply.raw.write("data: [DONE]\n\n");
+    this.write("data: [DONE]\n\n");
     this.end();
+  }
+
+  /**
+   * Backpressure: when the client does not take what it was sent (the socket's buffer is full), it
+   * gets the read timeout to catch up; then it is disconnected, which stops its generation, so that a
+   * reader that never reads holds neither a sequence nor a growing buffer.
+   */
+  private write(chunk: string): void {
+    if (!this.open) return;
+    if (this.reply.raw.write(chunk) || this.slowReader) return;
+    const raw = this.reply.raw;
+    const caughtUp = () => {
+      clearTimeout(this.slowReader);
+      this.slowReader = undefined;
+      for (const event of ["drain", "finish", "close"]) raw.off(event, caughtUp);
+    };
+    this.slowReader = setTimeout(() => raw.destroy(), this.reply.slowReaderTimeoutMs).unref();
+    for (const event of ["drain", "finish", "close"]) raw.once(event, caughtUp);
   }
 
   private end(): void {
     if (this.ended) return;
     this.ended = true;
+    // the end is written like any chunk: a reader that does not take it within the read timeout is dropped
     this.reply.raw.end();
   }
 }

@@ -25,6 +25,12 @@ export interface ReferenceSteering {
   bias: number;
   /** [start, end) positions that get the bias */
   biased: ReadonlyArray<readonly [number, number]>;
+  /**
+   * Target share (issue #25): per steered head and query, the bias on `biased` is log(a), with a the
+   * scale of their unbiased weight that gives the `emphasized` positions this share, kept in
+   * [exp(bias), 1]; positions in neither set keep their weight.
+   */
+  target?: { share: number; emphasized: ReadonlyArray<readonly [number, number]> };
 }
 
 /** For the query at one position: per layer, per query head, the softmax weights over positions 0..pos. */
@@ -114,6 +120,15 @@ export class ReferenceLlama {
     const keys: Float64Array[][] = this.layers.map(() => []);
     const values: Float64Array[][] = this.layers.map(() => []);
     const biased = (p: number) => steering?.biased.some(([s, e]) => p >= s && p < e) ?? false;
+    const emphasized = (p: number) => steering?.target?.emphasized.some(([s, e]) => p >= s && p < e) ?? false;
+    /** the bias this head and query get: log(alpha), or with a target share the one that reaches it */
+    const biasFor = (unbiased: number[]): number => {
+      if (!steering?.target) return steering!.bias;
+      const sum = (f: (j: number) => boolean) => unbiased.reduce((acc, w, j) => acc + (f(j) ? w : 0), 0);
+      const [e, b] = [sum(emphasized), sum(biased)];
+      const a = b > 0 ? 1 + (e / steering.target.share - 1) / b : 0;
+      return Math.log(Math.min(1, Math.max(Math.exp(steering.bias), a)));
+    };
     const steps: ReferenceStep[] = [];
 
     for (const [pos, token] of tokens.entries()) {
@@ -141,9 +156,11 @@ export class ReferenceLlama {
             for (let d = 0; d < headDim; d++) dot += q[head * headDim + d]! * key[kvHead * headDim + d]!;
             return dot / Math.sqrt(headDim);
           });
-          const weights = softmax(scores.map((s, j) => s + (steered.includes(head) && biased(j) ? steering!.bias : 0)));
+          const unbiased = softmax(scores);
+          const bias = steered.includes(head) ? biasFor(unbiased) : 0;
+          const weights = softmax(scores.map((s, j) => s + (biased(j) ? bias : 0)));
           perHead.push(weights);
-          perHeadUnbiased.push(softmax(scores));
+          perHeadUnbiased.push(unbiased);
           for (const [j, w] of weights.entries()) {
             for (let d = 0; d < headDim; d++) attended[head * headDim + d]! += w * values[il]![j]![kvHead * headDim + d]!;
           }

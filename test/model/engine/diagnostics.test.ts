@@ -179,3 +179,19 @@ t.test("default options: the first token only, the steered heads only; sequences
   t.equal(plain.steering!.diagnostics, undefined, "a request without diagnostics gets none");
   t.same(plain.tokens, neighbour.tokens, "diagnostics change no token");
 });
+
+t.test("diagnostics are bounded up front: tokens x heads beyond 65536 values is a 400 naming it (#26)", async (t) => {
+  const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 2048, parallel: 1 });
+  t.teardown(() => engine.dispose());
+  const c = fixture.cases[0]!;
+  const request = (maxTokens: number, diagnostics: DiagnosticsOptions) =>
+    engine.prepare({ prompt: c.text, steering: { emphasis: [{ start: 0, end: 4 }], heads: [0, 1, 2, 3, 4], diagnostics } }, maxTokens);
+  // stories260K: 5 layers x 8 heads = 40 per token
+  t.throws(() => request(1700, { everyToken: true, allHeads: true }), {
+    name: "SteeringError",
+    param: "steering.diagnostics",
+    message: /1700 tokens x 40 heads = 68000 values, at most 65536/,
+  });
+  t.doesNotThrow(() => request(1600, { everyToken: true, allHeads: true }), "1600 x 40 is within");
+  t.doesNotThrow(() => request(1700, { allHeads: true }), "the first token only");
+});

@@ -121,6 +121,28 @@ for (const model of models) {
       t.ok(steered <= Math.max(BATCHED_WITH_OTHERS, 1.5 * plain), `steered, batched vs solo: max diff ${steered.toExponential(2)}`);
     });
 
+    t.test("target share: flash attention on vs off agree, and a neighbour is left unchanged", async (t) => {
+      const target = { ...steering, alpha: 1e-4, targetShare: 0.9 };
+      const onF32 = await next(f32, { steering: target });
+      t.ok(maxLogprobDiff(onF32, unsteered) > 1e-3, `it steers (max diff ${maxLogprobDiff(onF32, unsteered).toExponential(2)})`);
+      const plain = maxLogprobDiff(await next(flash, {}), unsteered);
+      const d = maxLogprobDiff(await next(flash, { steering: target }), onF32);
+      t.ok(d <= Math.max(FLASH_VS_F32, 1.5 * plain), `flash vs F32: max diff ${d.toExponential(2)} (unsteered: ${plain.toExponential(2)})`);
+
+      // a fixed-alpha request and a plain one next to a target-share request, as next to a plain one
+      const other = { ...base, prompt: PROMPT_OTHER_WORD };
+      for (const neighbour of [{ ...other, steering: { ...steering, emphasis: emphasize(PROMPT_OTHER_WORD, ["cat"]) } }, other]) {
+        const [, nextToTarget] = await Promise.all([flash.generate({ ...base, steering: target }), flash.generate(neighbour)]);
+        const [, nextToPlain] = await Promise.all([flash.generate({ ...base }), flash.generate(neighbour)]);
+        t.same(nextToTarget.tokens, nextToPlain.tokens);
+        const diff = allDiffs(nextToTarget, nextToPlain);
+        t.ok(
+          diff <= (model.alibi ? FLASH_VS_F32 : EXACT),
+          `${neighbour.steering ? "a steered" : "a plain"} neighbour: max diff ${diff.toExponential(2)}`,
+        );
+      }
+    });
+
     t.test("generation with a reused prefix equals a full recompute", async (t) => {
       const cold = await SteeringEngine.load({ modelPath: model.path, contextSize: 512, parallel: 1, flashAttention: true });
       t.teardown(() => cold.dispose());

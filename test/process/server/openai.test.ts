@@ -383,6 +383,40 @@ const BAD_REQUESTS: Case[] = [
     "invalid_request_error",
     "frequency_penalty",
   ],
+  ...(
+    [
+      ["tool_choice required", { tool_choice: "required" }, "tool_choice"],
+      ["a named tool_choice", { tool_choice: { type: "function", function: { name: "f" } } }, "tool_choice"],
+      ["legacy functions", { functions: [{ name: "f", parameters: {} }] }, "functions"],
+      ["legacy function_call", { function_call: { name: "f" } }, "function_call"],
+      ["parallel_tool_calls without tools", { parallel_tool_calls: true }, "parallel_tool_calls"],
+      ["top_logprobs without logprobs", { top_logprobs: 2 }, "top_logprobs"],
+      ["repetition_penalty", { repetition_penalty: 1.1 }, "repetition_penalty"],
+      ["min_p", { min_p: 0.05 }, "min_p"],
+      ["ignore_eos", { ignore_eos: true }, "ignore_eos"],
+      ["min_tokens", { min_tokens: 4 }, "min_tokens"],
+      [
+        "an assistant tool call in the history",
+        {
+          messages: [
+            { role: "user", content: "x" },
+            { role: "assistant", content: null, tool_calls: [{ id: "c", type: "function" }] },
+          ],
+        },
+        "messages.1.tool_calls",
+      ],
+      ["a tool result's tool_call_id", { messages: [{ role: "tool", content: "42", tool_call_id: "c" }] }, "messages.0.tool_call_id"],
+    ] as const
+  ).map(
+    ([name, fields, param]): Case => [
+      `${name}: refused by name, not ignored`,
+      "/v1/chat/completions",
+      { model: "stories", messages: [{ role: "user", content: "x" }], ...fields },
+      400,
+      "invalid_request_error",
+      param,
+    ],
+  ),
   [
     "unknown model",
     "/v1/chat/completions",

@@ -1,5 +1,8 @@
 import t from "tap";
-import { EmphasisError, parseMarkup, resolveEmphasis, unionSpans } from "../../../src/emphasis/markup.js";
+import { autoContext } from "../../../src/autopasta/autopasta.js";
+import { EmphasisError, parseMarkup, resolveEmphasis, snapToCodePoints, unionSpans } from "../../../src/emphasis/markup.js";
+import { CHATML_TEMPLATE, ChatTemplate } from "../../../src/prompt/chatTemplate.js";
+import { chatPrompt, plainPrompt } from "../../../src/prompt/prompts.js";
 
 t.test("html markup: tags removed, spans point at the plain text", async (t) => {
   const source = "Lily had a ball. <em>Tom had a kite.</em> And <b>a dog</b>, <STRONG>ok</STRONG>.";
@@ -66,5 +69,44 @@ t.test("unionSpans merges overlaps: several spans never compound", async (t) => 
       { start: 0, end: 3 },
       { start: 5, end: 12 },
     ],
+  );
+});
+
+t.test("markup spans count against the emphasis limit (#26: 300k of them were a 500)", async (t) => {
+  const many = (n: number) => "**a** ".repeat(n);
+  t.equal(parseMarkup(many(1024), "markdown").spans.length, 1024, "1024 spans: the limit");
+  t.throws(() => parseMarkup(many(300_000), "markdown"), { name: "EmphasisError", message: /more than 1024 emphasized spans/ });
+  t.throws(() => parseMarkup(many(3), "markdown", 2), { name: "EmphasisError", param: "steering.markup" }, "the rest of a budget");
+
+  const template = new ChatTemplate(CHATML_TEMPLATE, { bos_token: "", eos_token: "<|im_end|>" });
+  const messages = [
+    { role: "user" as const, content: many(600) },
+    { role: "user" as const, content: many(600) },
+  ];
+  t.throws(() => chatPrompt(template, messages, { markup: "markdown", emphasis: [] }), { message: /more than 1024/ }, "over all messages");
+  t.throws(
+    () => plainPrompt(many(1000), { markup: "markdown", emphasis: Array.from({ length: 30 }, () => "a") }),
+    { message: /more than 1024/ },
+    "markup and explicit spans together",
+  );
+});
+
+t.test("AutoPASTA's context from many spans: no spread of a client-sized array", async (t) => {
+  const spans = Array.from({ length: 300_000 }, (_, i) => ({ start: i * 2 + 5, end: i * 2 + 6 }));
+  t.same(autoContext(spans, { start: 0, end: 1 }), { start: 5, end: 600_004 });
+  t.same(autoContext([], { start: 0, end: 1 }), { start: 0, end: 1 });
+});
+
+t.test("a span edge inside a surrogate pair snaps outward to the whole character (#26)", async (t) => {
+  const text = "I love 🍕 and 🍣.";
+  const pizza = text.indexOf("🍕");
+  t.same(snapToCodePoints(text, { start: pizza + 1, end: pizza + 2 }), { start: pizza, end: pizza + 2 }, "start inside");
+  t.same(snapToCodePoints(text, { start: 0, end: pizza + 1 }), { start: 0, end: pizza + 2 }, "end inside");
+  t.same(snapToCodePoints(text, { start: 2, end: 6 }), { start: 2, end: 6 }, "plain text unchanged");
+  const snapped = snapToCodePoints(text, { start: 2, end: pizza + 1 });
+  t.equal(
+    Buffer.from(text.slice(snapped.start, snapped.end)).toString(),
+    text.slice(snapped.start, snapped.end),
+    "its text survives UTF-8",
   );
 });

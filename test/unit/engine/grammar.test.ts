@@ -49,6 +49,24 @@ t.test("unsupported constructs are refused by name and place", async (t) => {
     ["boolean schema", { type: "array", items: true }, /json_schema\.items: a schema that is not an object/],
     ["nested in $defs", { $defs: { x: { type: "string", pattern: "a" } }, type: "string" }, /json_schema\.\$defs\.x: "pattern"/],
     ["uniqueItems", { type: "array", items: { type: "string" }, uniqueItems: true }, /"uniqueItems"/],
+    // #26: malformed counts were a 500 with a stack trace; a huge one a grammar of a billion rules
+    [
+      "maxLength not a number",
+      { type: "string", maxLength: "abc" },
+      /json_schema\.maxLength must be a whole number from 0 to 1024, got "abc"/,
+    ],
+    [
+      "minItems 1e9",
+      { type: "array", items: { type: "string" }, minItems: 1e9 },
+      /json_schema\.minItems must be a whole number from 0 to 1024, got 1000000000/,
+    ],
+    ["a fractional count", { type: "object", maxProperties: 1.5 }, /maxProperties must be a whole number/],
+    ["a negative count", { type: "string", minLength: -1 }, /minLength must be a whole number/],
+    [
+      "min above max",
+      { type: "array", items: { type: "string" }, minItems: 3, maxItems: 2 },
+      /json_schema: minItems 3 is above maxItems 2/,
+    ],
   ];
   for (const [name, schema, message] of cases) {
     t.throws(() => ok(schema), { name: "GrammarError", message }, name);

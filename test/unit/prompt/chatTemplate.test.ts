@@ -63,3 +63,11 @@ t.test("emphasis that cannot be placed is a clear error", async (t) => {
     /never closed/,
   );
 });
+
+t.test("private-use characters in a message do not break chat emphasis (#26: U+E000 made it a 400)", async (t) => {
+  const template = new ChatTemplate(CHATML_TEMPLATE, specials);
+  const content = "Icons \uE000 and \uE001 0\uE001 here. Tom had a kite.";
+  const out = chatPrompt(template, [{ role: "user", content }], { markup: "none", emphasis: ["Tom"] });
+  t.same(emphasized(out.prompt, out.emphasis), ["Tom"]);
+  t.equal(out.contentSpans[0] && out.prompt.slice(out.contentSpans[0].start, out.contentSpans[0].end), content);
+});
