@@ -47,14 +47,20 @@ export class EventStream {
   private write(chunk: string): void {
     if (!this.open) return;
     if (this.reply.raw.write(chunk) || this.slowReader) return;
-    const raw = this.reply.raw;
+    // watched on the socket: the response's own 'finish' and 'close' come once its end is queued on
+    // the socket, not when the client took it, and the response lets go of the socket then
+    const socket = this.reply.raw.socket;
+    if (!socket) return;
     const caughtUp = () => {
       clearTimeout(this.slowReader);
       this.slowReader = undefined;
-      for (const event of ["drain", "finish", "close"]) raw.off(event, caughtUp);
+      for (const event of ["drain", "close"]) socket.off(event, caughtUp);
     };
-    this.slowReader = setTimeout(() => raw.destroy(), this.reply.slowReaderTimeoutMs).unref();
-    for (const event of ["drain", "finish", "close"]) raw.once(event, caughtUp);
+    this.slowReader = setTimeout(() => {
+      if (socket.writableLength > 0) socket.destroy();
+      caughtUp();
+    }, this.reply.slowReaderTimeoutMs).unref();
+    for (const event of ["drain", "close"]) socket.once(event, caughtUp);
   }
 
   private end(): void {
