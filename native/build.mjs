@@ -82,6 +82,7 @@ const methods = [
   ["steeringClear", "SteeringClear"],
   ["steeringDiagnostics", "SteeringDiagnostics"],
   ["steeringTargetShare", "SteeringTargetShare"],
+  ["grammarError", "GrammarError"],
   ["generationStart", "GenerationStart"],
   ["generationSubmit", "GenerationSubmit"],
   ["generationCancel", "GenerationCancel"],

@@ -42,6 +42,11 @@ export const MAX_EMPHASIS_ITEMS = 1024;
  * the answer stays under ~6 MB; `every_token` x `all_heads` on a large model is refused up front.
  */
 export const MAX_DIAGNOSTIC_VALUES = 65536;
+/**
+ * Prompt characters per context token: text longer than context x this cannot fit, and is refused
+ * before it is tokenized or searched for emphasis (both take time per character).
+ */
+export const MAX_PROMPT_CHARS_PER_TOKEN = 16;
 /** Request bodies larger than this get 413: prompts are text (ours; fastify's own default is 1 MiB). */
 export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
 

@@ -6,6 +6,7 @@
 
 #include "AddonContext.h"
 #include "PastaNative.h"
+#include "llama-grammar.h"
 #include "llama.h"
 
 static bool ensureLive(const Napi::CallbackInfo& info, AddonContext* self) {
@@ -70,6 +71,35 @@ Napi::Value AddonContext::SteeringTargetShare(const Napi::CallbackInfo& info) {
     Napi::Int32Array ranges = info[2].As<Napi::Int32Array>();
     const int32_t res = llama_steering_set_target_share(ctx, seqId, share, ranges.Data(), (int32_t)(ranges.ElementLength() / 2));
     return Napi::Number::New(info.Env(), res);
+}
+
+// grammarError(text): what llama.cpp's GBNF parser finds wrong with text (the parse error, an undefined
+// rule, no root rule), or null. llama_grammar_parser::parse prints the whole grammar to stderr on an
+// error, and a client's grammar must not reach the log: this runs the same steps, printing nothing.
+Napi::Value AddonContext::GrammarError(const Napi::CallbackInfo& info) {
+    const std::string text = info[0].As<Napi::String>().Utf8Value();
+    llama_grammar_parser parser;
+    try {
+        const char* pos = text.c_str();
+        const auto skipSpace = [&pos]() {  // parse_space(src, true), which llama-grammar.cpp keeps static
+            while (*pos == ' ' || *pos == '\t' || *pos == '\r' || *pos == '\n' || *pos == '#') {
+                if (*pos == '#') {
+                    while (*pos && *pos != '\r' && *pos != '\n') pos++;
+                } else {
+                    pos++;
+                }
+            }
+        };
+        skipSpace();
+        while (*pos) pos = parser.parse_rule(pos);
+        for (const auto& [name, id] : parser.symbol_ids) {
+            if (id >= parser.rules.size() || parser.rules[id].empty()) throw std::runtime_error("Undefined rule identifier '" + name + "'");
+        }
+        if (parser.symbol_ids.find("root") == parser.symbol_ids.end()) throw std::runtime_error("the grammar has no root rule");
+    } catch (const std::exception& err) {
+        return Napi::String::New(info.Env(), err.what());
+    }
+    return info.Env().Null();
 }
 
 // steeringClear(sequenceId): sequenceId < 0 clears every sequence

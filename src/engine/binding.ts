@@ -27,6 +27,7 @@ interface SteeringAddonContext {
   steeringClear(sequenceId: number): void;
   steeringDiagnostics(sequenceId: number, emphasis: Int32Array): number;
   steeringTargetShare(sequenceId: number, share: number, emphasis: Int32Array): number;
+  grammarError(grammar: string): string | null;
   generationStart(onEvents: (events: LoopEvent[]) => void, deliveryIntervalUs: number): void;
   generationSubmit(
     jobs: Array<{
@@ -110,6 +111,11 @@ export interface TokenPieces {
 /** The pieces of `tokens` (no leading space stripped): what exact character offsets are computed from. */
 export function tokenPieces(context: LlamaContext, tokens: readonly Token[]): TokenPieces {
   return addonOf(context).tokenPieces(Uint32Array.from(tokens), true);
+}
+
+/** What llama.cpp's GBNF parser finds wrong with a grammar, or null; nothing reaches the log. */
+export function grammarError(context: LlamaContext, grammar: string): string | null {
+  return addonOf(context).grammarError(grammar);
 }
 
 /** Steering facts about a loaded context. */

@@ -13,10 +13,10 @@ import {
 } from "../defaults.js";
 import { snapToCodePoints, unionSpans } from "../emphasis/markup.js";
 import { Scheduler, type JobOptions } from "../scheduler/scheduler.js";
-import { GenerationLoop, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
+import { GenerationLoop, grammarError, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
 import { ContextLengthError, EmphasisError, SteeringError, UnsupportedModelError } from "./errors.js";
 import { generateOn } from "./generate.js";
-import { compileGrammar, type ConstraintParam, type OutputConstraint, type OutputGrammar } from "./grammar.js";
+import { compileGrammar, GrammarError, type ConstraintParam, type OutputConstraint, type OutputGrammar } from "./grammar.js";
 import { scoreOn } from "./score.js";
 import { PooledSequence, SequencePool } from "./sequencePool.js";
 import { type HeadSet, resolveHeads, validateAlpha, validateTargetShare } from "./steering.js";
@@ -156,6 +156,11 @@ export class SteeringEngine {
 
   /** Structured output for GenerateRequest.grammar; a 400 (GrammarError) names what cannot be enforced. */
   compileGrammar(constraint: OutputConstraint, param: ConstraintParam): OutputGrammar {
+    // a GBNF grammar is parsed here first: llama.cpp's own parser prints a bad one to stderr whole
+    const error = constraint.type === "grammar" ? grammarError(this.context, constraint.grammar) : null;
+    // its messages quote the rest of the grammar from where parsing failed: the first line is enough
+    if (error !== null)
+      throw new GrammarError(`grammar: ${error.split("\n")[0]!.slice(0, 200)} (GBNF, as llama.cpp parses it)`, "grammar", "invalid_grammar");
     return compileGrammar(this.llama, constraint, param);
   }
 

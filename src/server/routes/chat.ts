@@ -11,6 +11,7 @@ import { handleCompletion, type CompletionFormat } from "../completion.js";
 import type { CompletionInput, Generation } from "../generation.js";
 import { chatCompletionSchema, type ChatCompletionBody } from "../schemas.js";
 import {
+  checkPromptChars,
   responseFormatInput,
   responseId,
   samplingOptions,
@@ -118,6 +119,7 @@ export const chatRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = asy
       const service = getService();
       const body = request.body;
       service.checkModel(body.model);
+      checkPromptChars(service, body.messages.reduce((n, m) => n + contentText(m.content).length, 0), "messages");
       return handleCompletion(
         service,
         chatInput(service.chatTemplate, body),

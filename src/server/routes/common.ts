@@ -1,8 +1,9 @@
 // What the endpoint modules share: OpenAI's sampling fields -> the engine's, and the API's shapes
 // of usage and steering (snake_case lives in src/server/ only).
 import { randomBytes } from "node:crypto";
-import { API_DEFAULT_TEMPERATURE } from "../../defaults.js";
+import { API_DEFAULT_TEMPERATURE, MAX_PROMPT_CHARS_PER_TOKEN } from "../../defaults.js";
 import type { AttentionDiagnostics, SamplingOptions } from "../../engine/engine.js";
+import { ContextLengthError } from "../../engine/errors.js";
 import type { CompletionInput, CompletionService, Generation, ResponseSteering } from "../generation.js";
 import type { ResponseFormatBody } from "../schemas.js";
 
@@ -17,6 +18,20 @@ interface SamplingFields {
   top_k?: number | null;
   seed?: number | null;
   stop?: string | string[] | null;
+}
+
+/**
+ * Text that cannot fit the context, refused before any work per character (tokenization, markup,
+ * emphasis lookup): more than MAX_PROMPT_CHARS_PER_TOKEN characters per context token.
+ */
+export function checkPromptChars(service: CompletionService, chars: number, param: string): void {
+  const { contextSize } = service.modelInfo;
+  const max = contextSize * MAX_PROMPT_CHARS_PER_TOKEN;
+  if (chars > max)
+    throw new ContextLengthError(
+      `${param} is ${chars} characters, more than a context of ${contextSize} tokens can hold (at most ${max}: ${MAX_PROMPT_CHARS_PER_TOKEN} per token)`,
+      param,
+    );
 }
 
 /** OpenAI-style sampling fields -> the engine's (temperature 0: greedy argmax). */

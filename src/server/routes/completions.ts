@@ -10,6 +10,7 @@ import { handleCompletion, requestContext, type CompletionFormat } from "../comp
 import type { CompletionInput, Generation } from "../generation.js";
 import { completionSchema, type CompletionBody } from "../schemas.js";
 import {
+  checkPromptChars,
   responseFormatInput,
   responseId,
   samplingOptions,
@@ -113,6 +114,7 @@ export const completionRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }>
       const service = getService();
       const body = request.body;
       service.checkModel(body.model);
+      checkPromptChars(service, (typeof body.prompt === "string" ? body.prompt : body.prompt[0]!).length, "prompt");
       const input = completionInput(body);
       const stream = body.stream ?? false;
       const echoLogprobs = body.echo === true && input.logprobs !== undefined;

@@ -5,7 +5,7 @@ import { plainPrompt } from "../../prompt/prompts.js";
 import { handleCompletion, type CompletionFormat } from "../completion.js";
 import type { CompletionInput } from "../generation.js";
 import { generateSchema, type GenerateBody } from "../schemas.js";
-import { samplingOptions, type ServiceGetter, usageOf, withDiagnostics, withSteering } from "./common.js";
+import { checkPromptChars, samplingOptions, type ServiceGetter, usageOf, withDiagnostics, withSteering } from "./common.js";
 
 /** llama-server's `grammar` and `json_schema` fields (at most one: the schema refuses both). */
 function structuredOutput(body: GenerateBody): Pick<CompletionInput, "output"> {
@@ -58,6 +58,7 @@ export const generateRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> =
     { schema: { body: generateSchema, tags: ["native"], summary: "Generate from a plain prompt with emphasis" } },
     async (request, reply) => {
       const service = getService();
+      checkPromptChars(service, request.body.prompt.length, "prompt");
       return handleCompletion(
         service,
         generateInput(request.body),

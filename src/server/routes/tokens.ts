@@ -7,7 +7,7 @@ import { InvalidRequestError } from "../../errors.js";
 import { chatPrompt } from "../../prompt/prompts.js";
 import { applyTemplateSchema, detokenizeSchema, tokenizeSchema } from "../schemas.js";
 import { contentText } from "./chat.js";
-import type { ServiceGetter } from "./common.js";
+import { checkPromptChars, type ServiceGetter } from "./common.js";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -26,6 +26,7 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = as
     { schema: { body: tokenizeSchema, tags: ["native"], summary: "Tokenize, with each token's piece and character range" } },
     async (request) => {
       const body = request.body;
+      checkPromptChars(getService(), body.content.length, "content");
       const tokens = getService().tokenize(body.content, { addSpecial: body.add_special, parseSpecial: body.parse_special });
       if (!body.with_pieces) return { tokens: tokens.map((t) => t.id) };
       return { tokens: tokens.map((t) => ({ id: t.id, piece: pieceJson(t.bytes), start: t.start, end: t.end })) };

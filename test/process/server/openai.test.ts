@@ -357,6 +357,18 @@ const BAD_REQUESTS: Case[] = [
     "invalid_request_error",
   ],
   ["prompt longer than the context", "/v1/generate", { prompt: LONG_PROMPT, max_tokens: 1 }, 400, "invalid_request_error", "prompt"],
+  // #26: text that cannot fit (16 characters per context token) is refused before tokenization and
+  // emphasis lookup, which took seconds of the event loop for megabytes with 1024 emphasis strings
+  [
+    "megabytes of prompt with 1024 emphasis strings",
+    "/v1/generate",
+    { prompt: "Lily had a red ball. ".repeat(150_000), steering: { emphasis: Array.from({ length: 1024 }, (_, i) => `ball ${i}`), heads: [0] } },
+    400,
+    "invalid_request_error",
+    "prompt",
+  ],
+  ["chat messages that cannot fit", "/v1/chat/completions", { messages: [{ role: "user", content: "x".repeat(CONTEXT * 16 + 1) }] }, 400, "invalid_request_error", "messages"],
+  ["/tokenize of text that cannot fit", "/tokenize", { content: "x".repeat(CONTEXT * 16 + 1), with_pieces: true }, 400, "invalid_request_error", "content"],
   [
     "prompt plus max_tokens beyond the context",
     "/v1/generate",

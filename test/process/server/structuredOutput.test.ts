@@ -136,6 +136,15 @@ t.test("what cannot be enforced is a 400 that names it", async (t) => {
   const badGrammar = await request(server.base, "/v1/generate", { body: { prompt: "x", grammar: "root ::= (" }, headers: auth });
   t.equal(badGrammar.status, 400);
   t.equal(badGrammar.body.error.code, "invalid_grammar");
+  // #26: the parser's own words reach the client; the grammar reaches neither stderr nor the log
+  t.match(badGrammar.body.error.message, /^grammar: expecting .* \(GBNF, as llama\.cpp parses it\)$/);
+  const secret = 'root ::= "SECRET-GRAMMAR-TEXT" undefinedrule';
+  const undefinedRule = await request(server.base, "/v1/generate", { body: { prompt: "x", grammar: secret }, headers: auth });
+  t.equal(undefinedRule.status, 400);
+  t.match(undefinedRule.body.error.message, /Undefined rule identifier 'undefinedrule'/);
+  const noRoot = await request(server.base, "/v1/generate", { body: { prompt: "x", grammar: 'start ::= "a"' }, headers: auth });
+  t.match(noRoot.body.error.message, /no root rule/);
+  t.notMatch(server.log(), /SECRET-GRAMMAR-TEXT|root ::= \(/, "no grammar text in the server's output");
   const both = await request(server.base, "/v1/generate", {
     body: { prompt: "x", grammar: 'root ::= "a"', json_schema: { type: "string" } },
     headers: auth,
