@@ -160,7 +160,11 @@ export class SteeringEngine {
     const error = constraint.type === "grammar" ? grammarError(this.context, constraint.grammar) : null;
     // its messages quote the rest of the grammar from where parsing failed: the first line is enough
     if (error !== null)
-      throw new GrammarError(`grammar: ${error.split("\n")[0]!.slice(0, 200)} (GBNF, as llama.cpp parses it)`, "grammar", "invalid_grammar");
+      throw new GrammarError(
+        `grammar: ${error.split("\n")[0]!.slice(0, 200)} (GBNF, as llama.cpp parses it)`,
+        "grammar",
+        "invalid_grammar",
+      );
     return compileGrammar(this.llama, constraint, param);
   }
 

@@ -119,7 +119,11 @@ export const chatRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = asy
       const service = getService();
       const body = request.body;
       service.checkModel(body.model);
-      checkPromptChars(service, body.messages.reduce((n, m) => n + contentText(m.content).length, 0), "messages");
+      checkPromptChars(
+        service,
+        body.messages.reduce((n, m) => n + contentText(m.content).length, 0),
+        "messages",
+      );
       return handleCompletion(
         service,
         chatInput(service.chatTemplate, body),

@@ -362,13 +362,30 @@ const BAD_REQUESTS: Case[] = [
   [
     "megabytes of prompt with 1024 emphasis strings",
     "/v1/generate",
-    { prompt: "Lily had a red ball. ".repeat(150_000), steering: { emphasis: Array.from({ length: 1024 }, (_, i) => `ball ${i}`), heads: [0] } },
+    {
+      prompt: "Lily had a red ball. ".repeat(150_000),
+      steering: { emphasis: Array.from({ length: 1024 }, (_, i) => `ball ${i}`), heads: [0] },
+    },
     400,
     "invalid_request_error",
     "prompt",
   ],
-  ["chat messages that cannot fit", "/v1/chat/completions", { messages: [{ role: "user", content: "x".repeat(CONTEXT * 16 + 1) }] }, 400, "invalid_request_error", "messages"],
-  ["/tokenize of text that cannot fit", "/tokenize", { content: "x".repeat(CONTEXT * 16 + 1), with_pieces: true }, 400, "invalid_request_error", "content"],
+  [
+    "chat messages that cannot fit",
+    "/v1/chat/completions",
+    { messages: [{ role: "user", content: "x".repeat(CONTEXT * 16 + 1) }] },
+    400,
+    "invalid_request_error",
+    "messages",
+  ],
+  [
+    "/tokenize of text that cannot fit",
+    "/tokenize",
+    { content: "x".repeat(CONTEXT * 16 + 1), with_pieces: true },
+    400,
+    "invalid_request_error",
+    "content",
+  ],
   [
     "prompt plus max_tokens beyond the context",
     "/v1/generate",
