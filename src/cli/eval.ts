@@ -5,7 +5,7 @@ import { arch, cpus, platform } from "node:os";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_ALPHA } from "../engine/steering.js";
-import { ARM_NAMES, buildArms, DEFAULT_TARGET_SHARE, PROFILE_ARMS, type ArmName } from "../eval/arms.js";
+import { ARM_NAMES, buildArms, DEFAULT_ARMS, DEFAULT_TARGET_SHARE, PROFILE_ARMS, type ArmName } from "../eval/arms.js";
 import { FAMILIES, familyNamed, loadItems, type EvalItem } from "../eval/families.js";
 import { evalDocument, markdownTable, summarize } from "../eval/report.js";
 import type { ItemOutcome } from "../eval/runner.js";
@@ -49,7 +49,7 @@ function loadEvalItems(spec: string, limit: number | undefined): EvalItem[] {
 }
 
 function armNames(spec: string | undefined): ArmName[] {
-  if (spec === undefined) return [...ARM_NAMES];
+  if (spec === undefined) return [...DEFAULT_ARMS];
   const names = spec
     .split(",")
     .map((s) => s.trim())

@@ -18,6 +18,9 @@ export const ARM_NAMES = [
 ] as const;
 export type ArmName = (typeof ARM_NAMES)[number];
 
+/** what `eval` runs without --arms: every arm but target_share, which is asked for by name with its share */
+export const DEFAULT_ARMS: readonly ArmName[] = ARM_NAMES.filter((name) => name !== "target_share");
+
 /** the target_share arm's share when --target-share is not given */
 export const DEFAULT_TARGET_SHARE = 0.5;
 

@@ -23,18 +23,20 @@ t.test("every arm's answer and likelihoods are what the server gives for the sam
   t.teardown(() => server.stop());
 
   const item = loadItems(familyNamed("knowledge_conflict"))[0]!;
-  const arms = buildArms(["unsteered", "prompting", "profile", "random_heads"], heads, engine.headsPerLayer, 0);
+  const arms = buildArms(["unsteered", "prompting", "profile", "target_share", "random_heads"], heads, engine.headsPerLayer, 0, 0.7);
   const outcomes = await runEval(engine, null, [item], arms, { alpha: 0.01 });
   t.same(
     outcomes.map((o) => o.arm),
-    ["unsteered", "prompting", "profile", "random_heads"],
+    ["unsteered", "prompting", "profile", "target_share", "random_heads"],
   );
 
   // stories260K has no chat template: the item is its message and a newline
   const prompt = `${item.message}\n`;
   for (const [i, arm] of arms.entries()) {
     const text = arm.markdown ? prompt.replace(item.emphasis, `**${item.emphasis}**`) : prompt;
-    const steering = arm.heads ? { emphasis: [item.emphasis], heads: arm.heads, alpha: 0.01 } : undefined;
+    const steering = arm.heads
+      ? { emphasis: [item.emphasis], heads: arm.heads, alpha: 0.01, ...(arm.targetShare !== null ? { target_share: arm.targetShare } : {}) }
+      : undefined;
     const answer = await postOk(server.base, "/v1/generate", {
       prompt: text,
       max_tokens: item.maxTokens,
