@@ -6,9 +6,7 @@ import type { Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 
 export interface ResponseWatch {
-  /** connections with a request in flight or bytes the client has not taken yet */
-  writing(): number;
-  /** resolves once nothing is being written, or at `deadline` (a performance.now() time) */
+  /** resolves once no connection has a request in flight or bytes its client has not taken, or at `deadline` (a performance.now() time) */
   flushed(deadline: number): Promise<void>;
 }
 
@@ -30,7 +28,6 @@ export function watchResponses(server: Server): ResponseWatch {
   });
   const writing = () => [...sockets].filter((s) => !s.destroyed && (responding.has(s) || s.writableLength > 0)).length;
   return {
-    writing,
     async flushed(deadline) {
       while (writing() > 0 && performance.now() < deadline) await sleep(POLL_MS);
     },
