@@ -18,7 +18,14 @@
 // (FUZZ_BUDGET_MS, default 30 s; FUZZ_RUNS per worker, default 700).
 import fc from "fast-check";
 import t from "tap";
-import { parseMarkup, resolveEmphasis, unionSpans, type CharSpan, type MarkupKind } from "../../../src/emphasis/markup.js";
+import {
+  parseMarkup,
+  resolveEmphasis,
+  snapToCodePoints,
+  unionSpans,
+  type CharSpan,
+  type MarkupKind,
+} from "../../../src/emphasis/markup.js";
 import { ChatTemplate, CHATML_TEMPLATE } from "../../../src/prompt/chatTemplate.js";
 import { chatPrompt, plainPrompt } from "../../../src/prompt/prompts.js";
 import { errorLogLines, request as httpRequest, sseEvents, startServer, type ServerProcess } from "../../../harness/index.js";
@@ -551,7 +558,10 @@ function promptOf(sent: Sent): { prompt: string; expected: CharSpan[] | null } {
       : plainPrompt(typeof body.prompt === "string" ? body.prompt : body.prompt[0], steering);
   return {
     prompt: rendered.prompt,
-    expected: body.steering?.auto ? null : unionSpans(resolveEmphasis(rendered.prompt, rendered.emphasis)),
+    // spans widened to whole characters where an edge splits a surrogate pair (#26)
+    expected: body.steering?.auto
+      ? null
+      : unionSpans(resolveEmphasis(rendered.prompt, rendered.emphasis).map((s) => snapToCodePoints(rendered.prompt, s))),
   };
 }
 
