@@ -34,9 +34,11 @@ export class TextAssembler {
   /** Characters at the end of the text that could still grow into a stop string: the longest tail that begins one (as llama-server holds back). */
   private partialStop(): number {
     let longest = 0;
+    const last = this.text.charCodeAt(this.text.length - 1);
     for (const s of this.stop) {
       for (let k = Math.min(s.length - 1, this.text.length); k > longest; k--) {
-        if (this.text.endsWith(s.slice(0, k))) {
+        // per token: compare the last character before building a prefix to compare
+        if (s.charCodeAt(k - 1) === last && this.text.endsWith(s.slice(0, k))) {
           longest = k;
           break;
         }

@@ -52,6 +52,11 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = as
     "/apply-template",
     { schema: { body: applyTemplateSchema, tags: ["native"], summary: "Render chat messages with the model's template" } },
     async (request) => {
+      checkPromptChars(
+        getService(),
+        request.body.messages.reduce((n, m) => n + contentText(m.content).length, 0),
+        "messages",
+      );
       const messages = request.body.messages.map((m) => ({
         role: m.role,
         content: contentText(m.content),

@@ -379,6 +379,14 @@ const BAD_REQUESTS: Case[] = [
     "messages",
   ],
   [
+    "/apply-template of text that cannot fit",
+    "/apply-template",
+    { messages: [{ role: "user", content: "x".repeat(CONTEXT * 16 + 1) }] },
+    400,
+    "invalid_request_error",
+    "messages",
+  ],
+  [
     "/tokenize of text that cannot fit",
     "/tokenize",
     { content: "x".repeat(CONTEXT * 16 + 1), with_pieces: true },
