@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { generateTestModel, type TestModelShape } from "../src/testModels/generate.js";
+import { generateTestModel, type TestModelShape } from "../src/testModels/randomModel.js";
 
 export function benchModel(fileName: string, shape: TestModelShape): string {
   const dir = join(os.tmpdir(), "pasta-server-bench");

@@ -2,7 +2,8 @@
 // Builds pasta-server's patched llama.cpp engine, offline, from the llama.cpp source that the
 // node-llama-cpp npm package bundles:
 //   1. unpack the bundled source (node-llama-cpp's `source download`, from its git bundle),
-//   2. apply native/llama.cpp.patch (attention steering) and add our addon methods,
+//   2. copy our llama.cpp files (native/llama.cpp/), apply native/llama.cpp.patch (the hooks in
+//      upstream's files that call them) and add our addon methods,
 //   3. build with node-llama-cpp's `source build` (CPU, or CUDA with --cuda).
 // Safe to run again: patches are applied once, and an up-to-date build is kept.
 //
@@ -52,7 +53,11 @@ if (!existsSync(join(llamaCppDir, "CMakeLists.txt"))) {
   run("npx", ["--no", "node-llama-cpp", "source", "download", "--skipBuild", "--noUsageExample"], { env });
 }
 
-// 2. patches
+// 2. our own llama.cpp files (native/llama.cpp/: the steering code), then the patch that hooks them
+// into upstream's files (native/llama.cpp.patch: includes, calls and declarations only)
+const ownDir = join(here, "llama.cpp");
+const ownFiles = ["include", "src"].flatMap((dir) => readdirSync(join(ownDir, dir)).map((file) => join(dir, file)));
+for (const file of ownFiles) copyFileSync(join(ownDir, file), join(llamaCppDir, file));
 const patchPath = join(here, "llama.cpp.patch");
 const git = (gitArgs) => execFileSync("git", ["-C", llamaCppDir, ...gitArgs], { stdio: "pipe" });
 const applies = (gitArgs) => {
@@ -76,18 +81,10 @@ if (applies(["apply", "--reverse", "--check", patchPath])) {
 // block is marked, so a changed block replaces the one from an earlier build
 const addonFiles = readdirSync(join(here, "addon"));
 for (const file of addonFiles) copyFileSync(join(here, "addon", file), join(addonDir, file));
-const methods = [
-  ["steeringInfo", "SteeringInfo"],
-  ["steeringSet", "SteeringSet"],
-  ["steeringClear", "SteeringClear"],
-  ["steeringDiagnostics", "SteeringDiagnostics"],
-  ["steeringTargetShare", "SteeringTargetShare"],
-  ["grammarError", "GrammarError"],
-  ["generationStart", "GenerationStart"],
-  ["generationSubmit", "GenerationSubmit"],
-  ["generationCancel", "GenerationCancel"],
-  ["tokenPieces", "TokenPieces"],
-];
+// the methods' one list (src/engine/addonMethods.ts, which binding.ts types); C++ names are capitalized
+const methodList = readFileSync(join(here, "..", "src", "engine", "addonMethods.ts"), "utf8").match(/ADDON_METHODS = \[([^\]]*)\]/);
+if (!methodList) fail("cannot read the addon's methods from src/engine/addonMethods.ts");
+const methods = [...methodList[1].matchAll(/"(\w+)"/g)].map(([, js]) => [js, js[0].toUpperCase() + js.slice(1)]);
 const addonEdits = [
   [
     "AddonContext.h",
@@ -126,8 +123,10 @@ for (const file of new Set(addonEdits.map(([f]) => f))) {
 // 3. build
 const stamp = createHash("sha256")
   .update(readFileSync(patchPath))
+  .update(ownFiles.map((file) => readFileSync(join(ownDir, file), "utf8")).join("\0"))
   .update(addonFiles.map((file) => readFileSync(join(here, "addon", file), "utf8")).join("\0"))
   .update(readFileSync(fileURLToPath(import.meta.url)))
+  .update(methods.join())
   .update(gpu)
   .digest("hex");
 

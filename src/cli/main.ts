@@ -3,7 +3,7 @@
 // (eval), or generate a random-weight test model.
 import { parseArgs } from "node:util";
 import { UserError } from "../errors.js";
-import { generateTestModel, type TestArchitecture } from "../testModels/generate.js";
+import { generateTestModel, type TestArchitecture } from "../testModels/randomModel.js";
 import { parseServeConfig, SERVE_USAGE } from "./config.js";
 import { EVAL_USAGE, evalCommand } from "./eval.js";
 import { MODELS_USAGE, modelsCommand } from "./models.js";

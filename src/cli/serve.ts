@@ -16,7 +16,7 @@ import { modelChatTemplate } from "../prompt/modelTemplate.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { buildApp } from "../server/app.js";
 import { sha256File } from "../util/fileHash.js";
-import { GenerationService } from "../server/generation.js";
+import { GenerationService } from "../server/generationService.js";
 import { ServerMetrics } from "../server/metrics.js";
 import { watchResponses } from "../server/responseWatch.js";
 import type { ServeConfig } from "./config.js";

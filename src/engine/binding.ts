@@ -12,9 +12,10 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
+import { ADDON_METHODS, type AddonMethod } from "./addonMethods.js";
 import { EngineNotBuiltError } from "./errors.js";
 
-/** Methods our addon files (native/addon) add to node-llama-cpp's AddonContext. */
+/** Methods our addon files (native/addon) add to node-llama-cpp's AddonContext: those of ADDON_METHODS, typed. */
 interface SteeringAddonContext {
   steeringInfo(): {
     unsupportedReason: string | null;
@@ -93,10 +94,18 @@ export async function loadPatchedLlama(options: { gpu: false | "cuda"; logLevel?
   return llama;
 }
 
+// every method of the list is typed above, and every typed method is in the list
+const sameMethods: [AddonMethod, keyof SteeringAddonContext] extends [keyof SteeringAddonContext, AddonMethod] ? true : never = true;
+void sameMethods;
+
 function addonOf(context: LlamaContext): SteeringAddonContext {
   const ctx = (context as unknown as { _ctx: Partial<SteeringAddonContext> })._ctx;
-  if (typeof ctx?.steeringSet !== "function" || typeof ctx.generationSubmit !== "function") {
+  const missing = ADDON_METHODS.filter((method) => typeof ctx?.[method] !== "function");
+  if (missing.length === ADDON_METHODS.length) {
     throw new EngineNotBuiltError(`The loaded llama.cpp binary has no attention-steering support (unpatched build). ${REBUILD_HINT}`);
+  }
+  if (missing.length > 0) {
+    throw new EngineNotBuiltError(`The loaded llama.cpp binary is an older patched build (no ${missing.join(", ")}). ${REBUILD_HINT}`);
   }
   return ctx as SteeringAddonContext;
 }

@@ -14,9 +14,9 @@ import {
 import { snapToCodePoints, unionSpans } from "../emphasis/markup.js";
 import { Scheduler, type JobOptions } from "../scheduler/scheduler.js";
 import { GenerationLoop, grammarError, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
-import { ContextLengthError, EmphasisError, SteeringError, UnsupportedModelError } from "./errors.js";
-import { generateOn } from "./generate.js";
-import { compileGrammar, GrammarError, type ConstraintParam, type OutputConstraint, type OutputGrammar } from "./grammar.js";
+import { ContextLengthError, SteeringError, UnsupportedModelError } from "./errors.js";
+import { generateOn } from "./sequenceGeneration.js";
+import { compileGrammar, GrammarError, type OutputConstraint, type OutputGrammar } from "./grammar.js";
 import { scoreOn } from "./score.js";
 import { PooledSequence, SequencePool } from "./sequencePool.js";
 import { type HeadSet, resolveHeads, validateAlpha, validateTargetShare } from "./steering.js";
@@ -155,17 +155,13 @@ export class SteeringEngine {
   }
 
   /** Structured output for GenerateRequest.grammar; a 400 (GrammarError) names what cannot be enforced. */
-  compileGrammar(constraint: OutputConstraint, param: ConstraintParam): OutputGrammar {
+  compileGrammar(constraint: OutputConstraint): OutputGrammar {
     // a GBNF grammar is parsed here first: llama.cpp's own parser prints a bad one to stderr whole
     const error = constraint.type === "grammar" ? grammarError(this.context, constraint.grammar) : null;
     // its messages quote the rest of the grammar from where parsing failed: the first line is enough
     if (error !== null)
-      throw new GrammarError(
-        `grammar: ${error.split("\n")[0]!.slice(0, 200)} (GBNF, as llama.cpp parses it)`,
-        "grammar",
-        "invalid_grammar",
-      );
-    return compileGrammar(this.llama, constraint, param);
+      throw new GrammarError("grammar", `: ${error.split("\n")[0]!.slice(0, 200)} (GBNF, as llama.cpp parses it)`, "invalid_grammar");
+    return compileGrammar(this.llama, constraint);
   }
 
   /** Text of one token; after `previous`, a word-initial token keeps its leading space. */
@@ -183,20 +179,19 @@ export class SteeringEngine {
     const heads = resolveHeads(request.heads, this.headsPerLayer);
     for (const [i, c] of request.emphasis.entries()) {
       if (!(Number.isInteger(c.start) && Number.isInteger(c.end) && c.start >= 0 && c.start < c.end && c.end <= text.length)) {
-        throw new EmphasisError(
-          `steering.emphasis[${i}] {start: ${c.start}, end: ${c.end}} must satisfy 0 <= start < end <= ${text.length} (the prompt's length)`,
+        throw new SteeringError(
+          `emphasis[${i}]`,
+          ` {start: ${c.start}, end: ${c.end}} must satisfy 0 <= start < end <= ${text.length} (the prompt's length)`,
         );
       }
     }
     const chars = unionSpans(request.emphasis.map((c) => snapToCodePoints(text, c)));
     // generation mode biases the whole prompt against the generated tokens: it needs no emphasis
-    if (chars.length === 0 && mode !== "generation")
-      throw new SteeringError("steering.emphasis: nothing is emphasized", "steering.emphasis");
+    if (chars.length === 0 && mode !== "generation") throw new SteeringError("emphasis", ": nothing is emphasized");
     const perSpan = chars.map((c) => spansToTokenRanges(offsets, [c]));
     const spans = chars.map((c, i) => {
       const ranges = perSpan[i]!;
-      if (ranges.length === 0)
-        throw new SteeringError(`steering.emphasis: characters ${c.start}-${c.end} cover no token`, "steering.emphasis");
+      if (ranges.length === 0) throw new SteeringError("emphasis", `: characters ${c.start}-${c.end} cover no token`);
       return { start: c.start, end: c.end, text: text.slice(c.start, c.end), tokenStart: ranges[0]!.start, tokenEnd: ranges.at(-1)!.end };
     });
     const emphasized = unionSpans(perSpan.flat());
@@ -237,9 +232,9 @@ export class SteeringEngine {
     const values = perToken * (options.everyToken ? newTokens : 1);
     if (values > MAX_DIAGNOSTIC_VALUES) {
       throw new SteeringError(
-        `steering.diagnostics: ${options.everyToken ? `${newTokens} tokens` : "1 token"} x ${perToken} heads = ${values} values, ` +
-          `at most ${MAX_DIAGNOSTIC_VALUES}: ask for fewer tokens, every_token false, or all_heads false`,
-        "steering.diagnostics",
+        "diagnostics",
+        `: ${options.everyToken ? `${newTokens} tokens` : "1 token"} x ${perToken} heads = ${values} values, ` +
+          `at most ${MAX_DIAGNOSTIC_VALUES}: ask for fewer tokens, or for the first token or the steered heads only`,
       );
     }
   }

@@ -3,11 +3,38 @@ import { InvalidRequestError, UserError } from "../errors.js";
 
 export { EmphasisError } from "../emphasis/markup.js";
 
+/**
+ * A field of an engine request that cannot be honoured. The message starts with the field, named
+ * relative to the engine's request ("emphasis[2]", "heads", "schema.items"); `param` is its root
+ * ("emphasis"). The engine serves eval, profiling and bench as well as the server: a server names
+ * the field by its own API's path with `renamed`.
+ */
+export class EngineFieldError extends InvalidRequestError {
+  override name = "EngineFieldError";
+  constructor(
+    readonly field: string,
+    /** the message after the field's name */
+    readonly detail: string,
+    param: string,
+    code: string,
+  ) {
+    super(field + detail, param, code);
+  }
+
+  /** The same error with its field's root (`param`) renamed: `prefix` replaces it in the message, `param` in the param. */
+  renamed(names: { prefix: string; param: string }): this {
+    const field = names.prefix + this.field.slice(this.param!.length);
+    const copy = Object.create(Object.getPrototypeOf(this)) as this;
+    return Object.assign(copy, this, { field, message: field + this.detail, param: names.param, stack: this.stack });
+  }
+}
+
 /** A steering configuration that cannot be honoured (head out of range, bad alpha, ...). */
-export class SteeringError extends InvalidRequestError {
+export class SteeringError extends EngineFieldError {
   override name = "SteeringError";
-  constructor(message: string, param = "steering") {
-    super(message, param, "invalid_steering");
+  /** `field`: "heads", "emphasis[3]", ...; its root is the param */
+  constructor(field: string, detail: string) {
+    super(field, detail, field.split(/[.[]/)[0]!, "invalid_steering");
   }
 }
 

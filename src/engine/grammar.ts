@@ -6,15 +6,12 @@
 // turns what it does not know into something else (an unknown type into `null`, a bad `$ref` into
 // any value). checkJsonSchema admits only what it compiles faithfully and names anything else.
 import { type Llama, LlamaGrammar, LlamaJsonSchemaGrammar } from "node-llama-cpp";
-import { InvalidRequestError } from "../errors.js";
+import { EngineFieldError } from "./errors.js";
 
 export type OutputConstraint =
   | { type: "json_object" }
   | { type: "json_schema"; schema: Record<string, unknown> }
   | { type: "grammar"; grammar: string };
-
-/** The body field a constraint came from: errors name it. */
-export type ConstraintParam = "response_format" | "json_schema" | "grammar";
 
 /** A compiled constraint. `stop`: text that ends the output (not part of it). */
 export interface OutputGrammar {
@@ -22,10 +19,11 @@ export interface OutputGrammar {
   readonly stop: readonly string[];
 }
 
-export class GrammarError extends InvalidRequestError {
+/** `field`: "grammar" (GBNF) or a path into the JSON schema, "schema.properties.age" (its root is the param). */
+export class GrammarError extends EngineFieldError {
   override name = "GrammarError";
-  constructor(message: string, param: string, code: "unsupported_schema" | "invalid_grammar") {
-    super(message, param, code);
+  constructor(field: string, detail: string, code: "unsupported_schema" | "invalid_grammar") {
+    super(field, detail, field.split(/[.[]/)[0]!, code);
   }
 }
 
@@ -35,22 +33,21 @@ export class GrammarError extends InvalidRequestError {
  */
 const JSON_END = "\n\n\n\n";
 
-export function compileGrammar(llama: Llama, constraint: OutputConstraint, param: ConstraintParam): OutputGrammar {
+export function compileGrammar(llama: Llama, constraint: OutputConstraint): OutputGrammar {
   // `as never`: node-llama-cpp types a schema as a literal type (for typed results); a request's
   // schema is only known at run time, where checkJsonSchema vouches for it
   switch (constraint.type) {
     case "json_object":
       return { grammar: new LlamaJsonSchemaGrammar(llama, { type: "object", additionalProperties: true } as never), stop: [JSON_END] };
     case "json_schema": {
-      const at = param === "response_format" ? "response_format.json_schema.schema" : "json_schema";
-      checkJsonSchema(constraint.schema, at);
+      checkJsonSchema(constraint.schema, "schema");
       return { grammar: new LlamaJsonSchemaGrammar(llama, normalize(constraint.schema) as never), stop: [JSON_END] };
     }
     case "grammar":
       try {
         return { grammar: new LlamaGrammar(llama, { grammar: constraint.grammar }), stop: [] };
       } catch (err) {
-        throw new GrammarError(`grammar: ${(err as Error).message} (GBNF, as llama.cpp parses it)`, "grammar", "invalid_grammar");
+        throw new GrammarError("grammar", `: ${(err as Error).message} (GBNF, as llama.cpp parses it)`, "invalid_grammar");
       }
   }
 }
@@ -95,7 +92,7 @@ const COUNT_KEYWORDS = [
 const KNOWN_KEYWORDS = new Set(["$ref", "oneOf", "anyOf", "const", "enum", "type", ...Object.values(TYPE_KEYWORDS).flat()]);
 
 function unsupported(path: string, what: string): never {
-  throw new GrammarError(`${path}: ${what} is not supported in structured output`, path.split(/[.[]/)[0]!, "unsupported_schema");
+  throw new GrammarError(path, `: ${what} is not supported in structured output`, "unsupported_schema");
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -198,14 +195,14 @@ function checkCounts(schema: Record<string, unknown>, path: string): void {
       if (n === undefined) continue;
       if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_SCHEMA_COUNT)
         throw new GrammarError(
-          `${path}.${keyword} must be a whole number from 0 to ${MAX_SCHEMA_COUNT}, got ${JSON.stringify(n)}`,
-          path.split(/[.[]/)[0]!,
+          `${path}.${keyword}`,
+          ` must be a whole number from 0 to ${MAX_SCHEMA_COUNT}, got ${JSON.stringify(n)}`,
           "unsupported_schema",
         );
     }
     const [min, max] = [schema[pair[0]] as number | undefined, schema[pair[1]] as number | undefined];
     if (min !== undefined && max !== undefined && min > max)
-      throw new GrammarError(`${path}: ${pair[0]} ${min} is above ${pair[1]} ${max}`, path.split(/[.[]/)[0]!, "unsupported_schema");
+      throw new GrammarError(path, `: ${pair[0]} ${min} is above ${pair[1]} ${max}`, "unsupported_schema");
   }
 }
 

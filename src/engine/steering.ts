@@ -33,12 +33,12 @@ export interface SteeringSpec {
   targetShare?: number;
 }
 
-export function resolveHeads(selection: HeadSelection, headsPerLayer: readonly number[], param = "steering.heads"): HeadSet {
+export function resolveHeads(selection: HeadSelection, headsPerLayer: readonly number[]): HeadSet {
   const nLayers = headsPerLayer.length;
   const layerIndex = (raw: string | number): number => {
     const layer = typeof raw === "number" ? raw : /^\d+$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isInteger(layer) || layer < 0 || layer >= nLayers) {
-      throw new SteeringError(`${param}: layer ${JSON.stringify(raw)} is out of range: this model has layers 0-${nLayers - 1}`, param);
+      throw new SteeringError("heads", `: layer ${JSON.stringify(raw)} is out of range: this model has layers 0-${nLayers - 1}`);
     }
     return layer;
   };
@@ -57,10 +57,7 @@ export function resolveHeads(selection: HeadSelection, headsPerLayer: readonly n
       const n = headsPerLayer[layer]!;
       for (const h of list) {
         if (!Number.isInteger(h) || h < 0 || h >= n) {
-          throw new SteeringError(
-            `${param}: head ${h} of layer ${layer} is out of range: layer ${layer} has query heads 0-${n - 1}`,
-            param,
-          );
+          throw new SteeringError("heads", `: head ${h} of layer ${layer} is out of range: layer ${layer} has query heads 0-${n - 1}`);
         }
       }
       heads.set(
@@ -69,36 +66,30 @@ export function resolveHeads(selection: HeadSelection, headsPerLayer: readonly n
       );
     }
   }
-  if ([...heads.values()].every((h) => h.length === 0)) throw new SteeringError(`${param}: no head is selected`, param);
+  if ([...heads.values()].every((h) => h.length === 0)) throw new SteeringError("heads", ": no head is selected");
   return heads;
 }
 
-export function validateAlpha(alpha: number, mode: SteeringMode, param = "steering.alpha"): void {
-  if (!Number.isFinite(alpha) || alpha <= 0) throw new SteeringError(`${param} must be a positive number, got ${alpha}`, param);
+export function validateAlpha(alpha: number, mode: SteeringMode): void {
+  if (!Number.isFinite(alpha) || alpha <= 0) throw new SteeringError("alpha", ` must be a positive number, got ${alpha}`);
   if (mode !== "include" && alpha > 1) {
-    throw new SteeringError(
-      `${param} must be in (0, 1] in ${mode} mode (it scales down attention outside the emphasis), got ${alpha}`,
-      param,
-    );
+    throw new SteeringError("alpha", ` must be in (0, 1] in ${mode} mode (it scales down attention outside the emphasis), got ${alpha}`);
   }
 }
 
 /** alpha: the strongest bias target-share steering may use, log(alpha): it must scale weight down. */
-export function validateTargetShare(targetShare: number, mode: SteeringMode, alpha: number, param = "steering.target_share"): void {
+export function validateTargetShare(targetShare: number, mode: SteeringMode, alpha: number): void {
   if (!Number.isFinite(targetShare) || targetShare <= 0 || targetShare >= 1) {
-    throw new SteeringError(`${param} must be a number in (0, 1), got ${targetShare}`, param);
+    throw new SteeringError("targetShare", ` must be a number in (0, 1), got ${targetShare}`);
   }
   if (mode !== "exclude") {
     throw new SteeringError(
-      `${param} works in exclude mode only (it sets the weight of the tokens outside the emphasis), got mode ${mode}`,
-      param,
+      "targetShare",
+      ` works in exclude mode only (it sets the weight of the tokens outside the emphasis), got mode ${mode}`,
     );
   }
   if (!(alpha < 1)) {
-    throw new SteeringError(
-      `${param}: steering.alpha is the strongest bias it may use and must be below 1, got ${alpha}`,
-      "steering.alpha",
-    );
+    throw new SteeringError("alpha", ` is the strongest bias target-share steering may use and must be below 1, got ${alpha}`);
   }
 }
 

@@ -2,11 +2,14 @@
 // tokens, with a few before them as context), stop strings (the text ends before the first one), and
 // hold-back of a tail that begins a stop string (it may still grow into one) or is an unfinished UTF-8
 // character.
-import type { LlamaModel, Token } from "node-llama-cpp";
+import type { Token } from "node-llama-cpp";
 import type { GeneratedTokenLogprobs } from "./types.js";
 
 /** Tokens before the new ones that detokenization sees, so that a word-initial space survives. */
 const DETOKENIZE_CONTEXT = 8;
+
+/** The text of `tokens` as it reads after `context` (llama.cpp's detokenizer: LlamaModel.detokenize, special tokens as nothing). */
+export type Detokenize = (tokens: readonly Token[], context: readonly Token[]) => string;
 
 export class TextAssembler {
   readonly tokens: Token[] = [];
@@ -24,7 +27,7 @@ export class TextAssembler {
    * first token keeps its leading space, as llama-server keeps it (a tokenizer drops it at a text's start).
    */
   constructor(
-    private readonly model: LlamaModel,
+    private readonly detokenize: Detokenize,
     private readonly stop: readonly string[],
     promptTokens: readonly Token[] = [],
   ) {
@@ -58,7 +61,7 @@ export class TextAssembler {
   accept(token: Token, logprobs: GeneratedTokenLogprobs | undefined): boolean {
     this.tokens.push(token);
     if (logprobs) this.logprobs.push(logprobs);
-    const tail = this.model.detokenize(this.tokens.slice(this.settledTokens), false, this.context());
+    const tail = this.detokenize(this.tokens.slice(this.settledTokens), this.context());
     this.text = this.settledText + tail;
     if (!tail.endsWith("\uFFFD")) {
       this.settledText = this.text;

@@ -79,7 +79,7 @@ export class EvalRunner {
         }
       : undefined;
     if (arm.schema && !item.schema) throw new Error(`${item.source}: the response_format arms need an item with a schema`);
-    const grammar = arm.schema ? this.engine.compileGrammar({ type: "json_schema", schema: item.schema! }, "json_schema") : undefined;
+    const grammar = arm.schema ? this.engine.compileGrammar({ type: "json_schema", schema: item.schema! }) : undefined;
     const { text } = await this.engine.generate({
       prompt: base.prompt,
       specialTokens: base.specialTokens,

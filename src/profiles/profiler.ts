@@ -1,5 +1,6 @@
 // Head profiling: which attention heads, steered, make each task's target more likely. Independent
 // of the CLI, so that the server can profile a model it has loaded (`serve --profile auto`).
+import { z } from "zod";
 import type { SteeringEngine } from "../engine/engine.js";
 import { DEFAULT_ALPHA } from "../engine/steering.js";
 import { ProfileError } from "./errors.js";
@@ -10,7 +11,6 @@ import {
   perHeadSearch,
   plannedPasses,
   type CombineMode,
-  type HeadRef,
   type ProfileMethod,
   type TaskSearchScores,
 } from "./search.js";
@@ -113,25 +113,36 @@ export interface ProfileResult {
   sweep: SweepResult | null;
 }
 
+const positiveInteger = z.number().int("must be a positive integer").min(1, "must be a positive integer");
+
+/** The numeric and named settings of ProfileOptions, with their defaults. */
+const profileSettings = z.object({
+  method: z.enum(["pasta", "coarse-to-fine"]).default(PROFILE_DEFAULTS.method),
+  topK: positiveInteger.default(PROFILE_DEFAULTS.topK),
+  combine: z.enum(["intersection", "union"]).default(PROFILE_DEFAULTS.combine),
+  seed: z.number().int("must be an integer").default(PROFILE_DEFAULTS.seed),
+  alpha: z
+    .number()
+    .refine((a) => a > 0 && a <= 1, "must be in (0, 1] (exclude mode)")
+    .default(PROFILE_DEFAULTS.alpha),
+  keepLayers: positiveInteger.default(PROFILE_DEFAULTS.keepLayers),
+  coarseExamples: positiveInteger.default(PROFILE_DEFAULTS.coarseExamples),
+  examples: positiveInteger.optional(),
+});
+
+/** The options' settings with defaults filled in; the first bad one is a ProfileError naming it. */
+function profileSettingsOf(options: ProfileOptions): z.infer<typeof profileSettings> {
+  const parsed = profileSettings.safeParse(options);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const key = issue.path.join(".");
+  throw new ProfileError(`${key} ${issue.message}, got ${JSON.stringify(options[key as keyof ProfileOptions])}`);
+}
+
 export async function profileHeads(engine: SteeringEngine, options: ProfileOptions): Promise<ProfileResult> {
-  const method = options.method ?? PROFILE_DEFAULTS.method;
-  const topK = options.topK ?? PROFILE_DEFAULTS.topK;
-  const combine = options.combine ?? PROFILE_DEFAULTS.combine;
-  const seed = options.seed ?? PROFILE_DEFAULTS.seed;
-  const alpha = options.alpha ?? PROFILE_DEFAULTS.alpha;
-  const keepLayers = options.keepLayers ?? PROFILE_DEFAULTS.keepLayers;
-  const coarseExamples = options.coarseExamples ?? PROFILE_DEFAULTS.coarseExamples;
+  const { method, topK, combine, seed, alpha, keepLayers, coarseExamples } = profileSettingsOf(options);
   if (engine.unsupportedReason) throw new ProfileError(`this model cannot be steered: ${engine.unsupportedReason}`);
   if (options.tasks.length === 0) throw new ProfileError("profiling needs at least one task");
-  if (!Number.isInteger(topK) || topK < 1) throw new ProfileError(`topK must be a positive integer, got ${topK}`);
-  if (!Number.isInteger(keepLayers) || keepLayers < 1) throw new ProfileError(`keepLayers must be a positive integer, got ${keepLayers}`);
-  if (!Number.isInteger(coarseExamples) || coarseExamples < 1) {
-    throw new ProfileError(`coarseExamples must be a positive integer, got ${coarseExamples}`);
-  }
-  if (options.examples !== undefined && (!Number.isInteger(options.examples) || options.examples < 1)) {
-    throw new ProfileError(`examples must be a positive integer, got ${options.examples}`);
-  }
-  if (!(alpha > 0 && alpha <= 1)) throw new ProfileError(`alpha must be in (0, 1] (exclude mode), got ${alpha}`);
   const headsPerLayer = [...engine.headsPerLayer];
 
   const splits = options.tasks.map((task) => {

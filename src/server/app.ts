@@ -5,13 +5,13 @@ import type { IncomingMessage } from "node:http";
 import cors from "@fastify/cors";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance } from "fastify";
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
+import { jsonSchemaTransform, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import { ShuttingDownError, type Scheduler } from "../scheduler/scheduler.js";
 import { registerApiKeys } from "./auth.js";
 import { DEFAULT_BODY_LIMIT_BYTES, DEFAULT_READ_TIMEOUT_SECONDS, VERSION } from "../defaults.js";
 import { RequestError } from "../errors.js";
 import { errorBody, INTERNAL_ERROR, toRequestError } from "./errors.js";
-import type { CompletionService } from "./generation.js";
+import type { CompletionService } from "./completionService.js";
 import type { ServerMetrics } from "./metrics.js";
 import { chatRoutes } from "./routes/chat.js";
 import { completionRoutes } from "./routes/completions.js";
@@ -88,7 +88,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }).withTypeProvider<ZodTypeProvider>();
   app.decorateReply("slowReaderTimeoutMs", readTimeoutMs);
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  // response schemas document the answers in /openapi.json; replies are serialized as they are built
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
   let service: CompletionService | null = null;
   options.service.then(

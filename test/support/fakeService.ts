@@ -5,7 +5,13 @@ import { buildApp } from "../../src/server/app.js";
 import { CHATML_TEMPLATE, ChatTemplate } from "../../src/prompt/chatTemplate.js";
 import { Scheduler } from "../../src/scheduler/scheduler.js";
 import { ServerMetrics } from "../../src/server/metrics.js";
-import type { CompletionEvent, CompletionInput, CompletionService, Generation, RequestContext } from "../../src/server/generation.js";
+import type {
+  CompletionEvent,
+  CompletionInput,
+  CompletionService,
+  Generation,
+  RequestContext,
+} from "../../src/server/completionService.js";
 import type { ScoreResult } from "../../src/engine/engine.js";
 import { RequestError } from "../../src/errors.js";
 

@@ -4,7 +4,7 @@ import { appendFileSync, copyFileSync, chmodSync, existsSync, mkdirSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SHARED, SMOLLM2_MODEL, STORIES_MODEL } from "../../harness/index.js";
-import { generateTestModel, TINY_SHAPES, type TestArchitecture } from "../../src/testModels/generate.js";
+import { generateTestModel, TINY_SHAPES, type TestArchitecture } from "../../src/testModels/randomModel.js";
 import type { GeneratedTokenLogprobs } from "../../src/engine/engine.js";
 
 export { SHARED, SMOLLM2_MODEL, STORIES_MODEL };

@@ -1,27 +1,18 @@
 // POST /v1/chat/completions: OpenAI's chat API. Messages go through the model's chat template;
 // emphasis in their contents is moved onto the rendered prompt (src/prompt/prompts.ts).
-import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { autoContext, SELECTION_INSTRUCTION } from "../../autopasta/autopasta.js";
 import { DEFAULT_MAX_TOKENS } from "../../defaults.js";
-import type { GeneratedTokenLogprobs } from "../../engine/engine.js";
+import type { GeneratedTokenLogprobs, GenerateResult } from "../../engine/engine.js";
 import { InvalidRequestError } from "../../errors.js";
 import type { ChatMessage, ChatTemplate } from "../../prompt/chatTemplate.js";
 import { chatPrompt, type RenderedChat } from "../../prompt/prompts.js";
-import { handleCompletion, type CompletionFormat } from "../completion.js";
-import type { CompletionInput, Generation } from "../generation.js";
+import type { CompletionFormat } from "../completionReply.js";
+import type { CompletionInput } from "../completionService.js";
 import { chatCompletionSchema, type ChatCompletionBody } from "../schemas.js";
-import {
-  checkPromptChars,
-  responseFormatInput,
-  responseId,
-  samplingOptions,
-  SYSTEM_FINGERPRINT,
-  unixSeconds,
-  type ServiceGetter,
-  usageOf,
-  withDiagnostics,
-  withSteering,
-} from "./common.js";
+import { CHAT_KIND, openAIFormat } from "../openaiFormat.js";
+import { chatCompletionResponse } from "../responseSchemas.js";
+import { responseFormatInput, samplingOptions, withSteeringInput } from "./common.js";
+import { completionRoute } from "./completionRoute.js";
 
 type Message = ChatCompletionBody["messages"][number];
 
@@ -73,65 +64,47 @@ function chatInput(template: ChatTemplate, body: ChatCompletionBody): Completion
     maxTokens: body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS,
     sampling: samplingOptions(body),
     ...responseFormatInput(body.response_format),
-    ...(body.steering ? { steering: body.steering } : {}),
+    ...withSteeringInput(body.steering),
     ...(body.steering?.auto ? { autoSelection: autoSelection(template, messages, rendered) } : {}),
     ...(body.logprobs === true ? { logprobs: body.top_logprobs ?? 0 } : {}),
   };
 }
 
-function chatFormat(modelId: string, body: ChatCompletionBody): CompletionFormat {
-  const wantLogprobs = body.logprobs === true;
-  const head = { id: responseId("chatcmpl"), created: unixSeconds(), model: modelId, system_fingerprint: SYSTEM_FINGERPRINT };
-  const chunk = (delta: object, finishReason: string | null, logprobs: GeneratedTokenLogprobs[] | null = null) => ({
-    ...head,
-    object: "chat.completion.chunk",
-    choices: [{ index: 0, delta, logprobs: logprobs && wantLogprobs ? chatLogprobs(logprobs) : null, finish_reason: finishReason }],
-  });
-  return {
-    body: (g: Generation) => ({
-      ...head,
-      object: "chat.completion",
-      choices: [
-        {
-          index: 0,
-          message: { role: "assistant", content: g.result.text, refusal: null },
-          logprobs: wantLogprobs ? chatLogprobs(g.result.logprobs ?? []) : null,
-          finish_reason: g.result.finishReason,
-        },
-      ],
-      usage: usageOf(g),
-      ...withSteering(g.steering),
-    }),
-    first: (steering) => ({ ...chunk({ role: "assistant", content: "" }, null), ...withSteering(steering) }),
-    piece: (text, logprobs) => chunk({ content: text }, null, logprobs),
-    last: (g) => [
-      { ...chunk({}, g.result.finishReason), ...withDiagnostics(g.steering) },
-      ...(body.stream_options?.include_usage ? [{ ...head, object: "chat.completion.chunk", choices: [], usage: usageOf(g) }] : []),
-    ],
-  };
+type FinishReason = GenerateResult["finishReason"];
+type ChatLogprobs = ReturnType<typeof chatLogprobs> | null;
+interface ChatBodyChoice {
+  message: { role: "assistant"; content: string; refusal: null };
+  logprobs: ChatLogprobs;
+  finish_reason: FinishReason;
+}
+interface ChatChunkChoice {
+  delta: { role?: "assistant"; content?: string };
+  logprobs: ChatLogprobs;
+  finish_reason: FinishReason | null;
 }
 
-export const chatRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = async (app, { service: getService }) => {
-  app.post(
-    "/v1/chat/completions",
-    { schema: { body: chatCompletionSchema, tags: ["openai"], summary: "OpenAI chat completions, with steering" } },
-    async (request, reply) => {
-      const service = getService();
-      const body = request.body;
-      service.checkModel(body.model);
-      checkPromptChars(
-        service,
-        body.messages.reduce((n, m) => n + contentText(m.content).length, 0),
-        "messages",
-      );
-      return handleCompletion(
-        service,
-        chatInput(service.chatTemplate, body),
-        body.stream ?? false,
-        chatFormat(service.modelId, body),
-        request,
-        reply,
-      );
-    },
-  );
-};
+function chatFormat(modelId: string, body: ChatCompletionBody): CompletionFormat {
+  const wantLogprobs = body.logprobs === true;
+  const logprobsOf = (tokens: GeneratedTokenLogprobs[] | null | undefined) => (wantLogprobs && tokens ? chatLogprobs(tokens) : null);
+  return openAIFormat<ChatBodyChoice, ChatChunkChoice>(CHAT_KIND, modelId, body.stream_options?.include_usage ?? false, {
+    body: (g) => ({
+      message: { role: "assistant", content: g.result.text, refusal: null },
+      logprobs: logprobsOf(g.result.logprobs ?? []),
+      finish_reason: g.result.finishReason,
+    }),
+    first: () => ({ delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }),
+    piece: (text, logprobs) => ({ delta: { content: text }, logprobs: logprobsOf(logprobs), finish_reason: null }),
+    last: (g) => ({ delta: {}, logprobs: null, finish_reason: g.result.finishReason }),
+  });
+}
+
+export const chatRoutes = completionRoute({
+  url: "/v1/chat/completions",
+  body: chatCompletionSchema,
+  response: chatCompletionResponse,
+  tags: ["openai"],
+  summary: "OpenAI chat completions, with steering",
+  promptChars: (body) => ({ chars: body.messages.reduce((n, m) => n + contentText(m.content).length, 0), param: "messages" }),
+  input: (body, service) => chatInput(service.chatTemplate, body),
+  format: (body, service) => chatFormat(service.modelId, body),
+});

@@ -4,8 +4,8 @@ import { randomBytes } from "node:crypto";
 import { API_DEFAULT_TEMPERATURE, MAX_PROMPT_CHARS_PER_TOKEN } from "../../defaults.js";
 import type { AttentionDiagnostics, SamplingOptions } from "../../engine/engine.js";
 import { ContextLengthError } from "../../engine/errors.js";
-import type { CompletionInput, CompletionService, Generation, ResponseSteering } from "../generation.js";
-import type { ResponseFormatBody } from "../schemas.js";
+import type { CompletionInput, CompletionService, Generation, ResponseSteering, SteeringInput } from "../completionService.js";
+import type { ResponseFormatBody, SteeringBody } from "../schemas.js";
 
 export { SYSTEM_FINGERPRINT } from "../../defaults.js";
 
@@ -44,6 +44,22 @@ export function samplingOptions(body: SamplingFields): SamplingOptions & { stop?
     ...(body.stop != null ? { stop: typeof body.stop === "string" ? [body.stop] : body.stop } : {}),
   };
 }
+
+/** The body's `steering` -> the service's (its emphasis is resolved into the prompt, src/prompt/). */
+export function steeringInput(body: SteeringBody): SteeringInput {
+  const diagnostics = body.diagnostics === true ? {} : body.diagnostics || undefined;
+  return {
+    auto: body.auto,
+    ...(body.heads !== undefined ? { heads: body.heads } : {}),
+    ...(body.alpha !== undefined ? { alpha: body.alpha } : {}),
+    ...(body.mode !== undefined ? { mode: body.mode } : {}),
+    ...(body.target_share !== undefined ? { targetShare: body.target_share } : {}),
+    ...(diagnostics ? { diagnostics: { allHeads: diagnostics.all_heads ?? false, everyToken: diagnostics.every_token ?? false } } : {}),
+  };
+}
+
+/** `{steering}` of a CompletionInput, to spread into it, or nothing for an unsteered request. */
+export const withSteeringInput = (body: SteeringBody | undefined) => (body ? { steering: steeringInput(body) } : {});
 
 /** OpenAI's `response_format` -> CompletionInput's structured output (`text`: none), to spread into it. */
 export function responseFormatInput(format: ResponseFormatBody): Pick<CompletionInput, "output"> {

@@ -1,26 +1,17 @@
 // POST /v1/completions: OpenAI's legacy completions on a plain prompt. With echo + logprobs it
 // returns the prompt's own token log-probabilities (max_tokens 0 scores a text, as
 // lm-evaluation-harness does for log-likelihood tasks); steering applies to the scoring too.
-import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { DEFAULT_COMPLETION_MAX_TOKENS } from "../../defaults.js";
-import type { ScoredToken, TokenLogprob } from "../../engine/engine.js";
+import type { GenerateResult, ScoredToken, TokenLogprob } from "../../engine/engine.js";
 import { InvalidRequestError } from "../../errors.js";
 import { plainPrompt } from "../../prompt/prompts.js";
-import { handleCompletion, requestContext, type CompletionFormat } from "../completion.js";
-import type { CompletionInput, Generation } from "../generation.js";
+import type { CompletionFormat } from "../completionReply.js";
+import { autoUnavailable, type CompletionInput, type Generation } from "../completionService.js";
 import { completionSchema, type CompletionBody } from "../schemas.js";
-import {
-  checkPromptChars,
-  responseFormatInput,
-  responseId,
-  samplingOptions,
-  SYSTEM_FINGERPRINT,
-  unixSeconds,
-  type ServiceGetter,
-  usageOf,
-  withDiagnostics,
-  withSteering,
-} from "./common.js";
+import { COMPLETION_KIND, openAIFormat } from "../openaiFormat.js";
+import { completionResponse } from "../responseSchemas.js";
+import { responseFormatInput, samplingOptions, withSteeringInput } from "./common.js";
+import { completionRoute } from "./completionRoute.js";
 
 interface LegacyLogprobs {
   tokens: string[];
@@ -51,19 +42,27 @@ function appendLogprobs(
   }
 }
 
+/** The prompt: a string, or a list of one (the schema refuses more). */
+const promptText = (body: CompletionBody) => (typeof body.prompt === "string" ? body.prompt : body.prompt[0]!);
+
 function completionInput(body: CompletionBody): CompletionInput {
-  if (body.steering?.auto)
-    throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");
-  const source = typeof body.prompt === "string" ? body.prompt : body.prompt[0]!;
+  if (body.steering?.auto) throw autoUnavailable();
   return {
     endpoint: "completions",
-    prompt: plainPrompt(source, body.steering),
+    prompt: plainPrompt(promptText(body), body.steering),
     maxTokens: body.max_tokens ?? DEFAULT_COMPLETION_MAX_TOKENS,
     sampling: samplingOptions(body),
     ...responseFormatInput(body.response_format),
-    ...(body.steering ? { steering: body.steering } : {}),
+    ...withSteeringInput(body.steering),
     ...(body.logprobs != null ? { logprobs: body.logprobs } : {}),
   };
+}
+
+type FinishReason = GenerateResult["finishReason"];
+interface TextChoice {
+  text: string;
+  logprobs: LegacyLogprobs | null;
+  finish_reason: FinishReason | null;
 }
 
 /** `promptLogprobs`: with echo + logprobs, the prompt's own tokens scored, which come first. */
@@ -73,7 +72,6 @@ function completionFormat(
   input: CompletionInput,
   promptLogprobs: ScoredToken[] | null,
 ): CompletionFormat {
-  const head = { id: responseId("cmpl"), created: unixSeconds(), model: modelId, system_fingerprint: SYSTEM_FINGERPRINT };
   const prompt = input.prompt.prompt;
   const prefix = body.echo ? prompt : "";
   const topLogprobs = input.logprobs;
@@ -84,55 +82,29 @@ function completionFormat(
     appendLogprobs(out, g.result.logprobs ?? [], prompt.length, topLogprobs > 0);
     return out;
   };
-  const chunk = (text: string, finishReason: string | null) => ({
-    ...head,
-    object: "text_completion",
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
+  const streamed = (text: string, finishReason: FinishReason | null): TextChoice => ({ text, logprobs: null, finish_reason: finishReason });
+  return openAIFormat<TextChoice, TextChoice>(COMPLETION_KIND, modelId, body.stream_options?.include_usage ?? false, {
+    body: (g) => ({ text: prefix + g.result.text, logprobs: logprobsOf(g), finish_reason: g.result.finishReason }),
+    first: () => streamed(prefix, null),
+    piece: (text) => streamed(text, null),
+    last: (g) => streamed("", g.result.finishReason),
   });
-  return {
-    body: (g) => ({
-      ...head,
-      object: "text_completion",
-      choices: [{ index: 0, text: prefix + g.result.text, logprobs: logprobsOf(g), finish_reason: g.result.finishReason }],
-      usage: usageOf(g),
-      ...withSteering(g.steering),
-    }),
-    first: (steering) => ({ ...chunk(prefix, null), ...withSteering(steering) }),
-    piece: (text) => chunk(text, null),
-    last: (g) => [
-      { ...chunk("", g.result.finishReason), ...withDiagnostics(g.steering) },
-      ...(body.stream_options?.include_usage ? [{ ...head, object: "text_completion", choices: [], usage: usageOf(g) }] : []),
-    ],
-  };
 }
 
-export const completionRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = async (app, { service: getService }) => {
-  app.post(
-    "/v1/completions",
-    { schema: { body: completionSchema, tags: ["openai"], summary: "OpenAI completions, with steering; echo + logprobs scores a text" } },
-    async (request, reply) => {
-      const service = getService();
-      const body = request.body;
-      service.checkModel(body.model);
-      checkPromptChars(service, (typeof body.prompt === "string" ? body.prompt : body.prompt[0]!).length, "prompt");
-      const input = completionInput(body);
-      const stream = body.stream ?? false;
-      const echoLogprobs = body.echo === true && input.logprobs !== undefined;
-      if (stream && echoLogprobs) {
-        throw new InvalidRequestError("echo with logprobs is not supported when streaming; ask without stream to score a text", "echo");
-      }
-      // one context for both: the scoring and the generation stop with the same client
-      const context = requestContext(request, reply);
-      const promptLogprobs = echoLogprobs ? (await service.score(input, input.logprobs!, context)).tokens : null;
-      return handleCompletion(
-        service,
-        input,
-        stream,
-        completionFormat(service.modelId, body, input, promptLogprobs),
-        request,
-        reply,
-        context,
-      );
-    },
-  );
-};
+export const completionRoutes = completionRoute({
+  url: "/v1/completions",
+  body: completionSchema,
+  response: completionResponse,
+  tags: ["openai"],
+  summary: "OpenAI completions, with steering; echo + logprobs scores a text",
+  promptChars: (body) => ({ chars: promptText(body).length, param: "prompt" }),
+  input: (body) => completionInput(body),
+  async format(body, service, input, context) {
+    const echoLogprobs = body.echo === true && input.logprobs !== undefined;
+    if (body.stream && echoLogprobs) {
+      throw new InvalidRequestError("echo with logprobs is not supported when streaming; ask without stream to score a text", "echo");
+    }
+    const promptLogprobs = echoLogprobs ? (await service.score(input, input.logprobs!, context)).tokens : null;
+    return completionFormat(service.modelId, body, input, promptLogprobs);
+  },
+});

@@ -1,11 +1,13 @@
 // POST /v1/generate: the native endpoint. A plain prompt (no chat template) with emphasis markup.
-import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { autoContext, plainSelectionPrompt } from "../../autopasta/autopasta.js";
+import type { GeneratedTokenLogprobs, TokenLogprob } from "../../engine/engine.js";
 import { plainPrompt } from "../../prompt/prompts.js";
-import { handleCompletion, type CompletionFormat } from "../completion.js";
-import type { CompletionInput } from "../generation.js";
+import type { CompletionFormat } from "../completionReply.js";
+import type { CompletionInput } from "../completionService.js";
 import { generateSchema, type GenerateBody } from "../schemas.js";
-import { checkPromptChars, samplingOptions, type ServiceGetter, usageOf, withDiagnostics, withSteering } from "./common.js";
+import { generateResponse } from "../responseSchemas.js";
+import { samplingOptions, usageOf, withDiagnostics, withSteering, withSteeringInput } from "./common.js";
+import { completionRoute } from "./completionRoute.js";
 
 /** llama-server's `grammar` and `json_schema` fields (at most one: the schema refuses both). */
 function structuredOutput(body: GenerateBody): Pick<CompletionInput, "output"> {
@@ -23,7 +25,7 @@ function generateInput(body: GenerateBody): CompletionInput {
     maxTokens: body.max_tokens,
     sampling: samplingOptions(body),
     ...structuredOutput(body),
-    ...(body.steering ? { steering: body.steering } : {}),
+    ...withSteeringInput(body.steering),
     ...(body.logprobs > 0 ? { logprobs: body.logprobs } : {}),
     ...(body.steering?.auto
       ? {
@@ -36,6 +38,12 @@ function generateInput(body: GenerateBody): CompletionInput {
   };
 }
 
+/** `logprobs.tokens` (docs/api.md): per generated token its id, text, log-prob and the `top` alternatives. */
+function tokenLogprobs(tokens: readonly GeneratedTokenLogprobs[]) {
+  const entry = (t: TokenLogprob) => ({ id: t.id, text: t.text, logprob: t.logprob });
+  return { tokens: tokens.map((t) => ({ ...entry(t), top: t.top.map(entry) })) };
+}
+
 function generateFormat(modelId: string, body: GenerateBody): CompletionFormat {
   return {
     body: (g) => ({
@@ -44,29 +52,21 @@ function generateFormat(modelId: string, body: GenerateBody): CompletionFormat {
       finish_reason: g.result.finishReason,
       usage: usageOf(g),
       ...withSteering(g.steering),
-      ...(g.result.logprobs ? { logprobs: { tokens: g.result.logprobs } } : {}),
+      ...(g.result.logprobs ? { logprobs: tokenLogprobs(g.result.logprobs) } : {}),
     }),
     first: (steering) => ({ text: "", ...withSteering(steering) }),
-    piece: (text, logprobs) => ({ text, ...(logprobs.length > 0 && body.logprobs > 0 ? { logprobs: { tokens: logprobs } } : {}) }),
+    piece: (text, logprobs) => ({ text, ...(logprobs.length > 0 && body.logprobs > 0 ? { logprobs: tokenLogprobs(logprobs) } : {}) }),
     last: (g) => [{ text: "", finish_reason: g.result.finishReason, usage: usageOf(g), ...withDiagnostics(g.steering) }],
   };
 }
 
-export const generateRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = async (app, { service: getService }) => {
-  app.post(
-    "/v1/generate",
-    { schema: { body: generateSchema, tags: ["native"], summary: "Generate from a plain prompt with emphasis" } },
-    async (request, reply) => {
-      const service = getService();
-      checkPromptChars(service, request.body.prompt.length, "prompt");
-      return handleCompletion(
-        service,
-        generateInput(request.body),
-        request.body.stream ?? false,
-        generateFormat(service.modelId, request.body),
-        request,
-        reply,
-      );
-    },
-  );
-};
+export const generateRoutes = completionRoute({
+  url: "/v1/generate",
+  body: generateSchema,
+  response: generateResponse,
+  tags: ["native"],
+  summary: "Generate from a plain prompt with emphasis",
+  promptChars: (body) => ({ chars: body.prompt.length, param: "prompt" }),
+  input: (body) => generateInput(body),
+  format: (body, service) => generateFormat(service.modelId, body),
+});

@@ -189,7 +189,8 @@ t.test("diagnostics are bounded up front: tokens x heads beyond 65536 values is 
   // stories260K: 5 layers x 8 heads = 40 per token
   t.throws(() => request(1700, { everyToken: true, allHeads: true }), {
     name: "SteeringError",
-    param: "steering.diagnostics",
+    // the engine names its own field; the server renames it (src/server/engineFields.ts)
+    param: "diagnostics",
     message: /1700 tokens x 40 heads = 68000 values, at most 65536/,
   });
   t.doesNotThrow(() => request(1600, { everyToken: true, allHeads: true }), "1600 x 40 is within");

@@ -3,13 +3,7 @@ import t from "tap";
 import { emphasize } from "../../../src/emphasis/markup.js";
 import { loadPatchedLlama } from "../../../src/engine/binding.js";
 import { SteeringEngine } from "../../../src/engine/engine.js";
-import {
-  ContextLengthError,
-  EmphasisError,
-  EngineNotBuiltError,
-  SteeringError,
-  UnsupportedModelError,
-} from "../../../src/engine/errors.js";
+import { ContextLengthError, EngineNotBuiltError, SteeringError, UnsupportedModelError } from "../../../src/engine/errors.js";
 import { STORIES_MODEL, tinyModel } from "../../support/models.js";
 
 const engine = await SteeringEngine.load({ modelPath: STORIES_MODEL, contextSize: 128 });
@@ -23,7 +17,7 @@ t.rejects(steer({ heads: { "2": [8] } }), {
   message: /head 8 of layer 2 is out of range: layer 2 has query heads 0-7/,
 });
 t.rejects(steer({ heads: [5] }), { name: "SteeringError", message: /layers 0-4/ });
-t.rejects(steer({ emphasis: [{ start: 10, end: 500 }] }), EmphasisError);
+t.rejects(steer({ emphasis: [{ start: 10, end: 500 }] }), { name: "SteeringError", param: "emphasis", message: /^emphasis\[0\] / });
 // substrings are resolved before the engine (src/prompt/ for the server, emphasize() in process)
 t.throws(() => emphasize(prompt, ["Sue"]), { name: "EmphasisError", message: /does not occur/ });
 t.rejects(steer({ alpha: 0 }), SteeringError);

@@ -12,7 +12,7 @@ const BATCHING = 1e-4;
 const WORDS = "the cat sat on a mat and saw one big red ball near an old tree by the river so it ran home fast".split(" ");
 const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => WORDS[(i * 7 + seed) % WORDS.length]).join(" ");
 
-// the generated gemma2 has a window of 6 tokens (src/testModels/generate.ts TINY_SHAPES)
+// the generated gemma2 has a window of 6 tokens (src/testModels/randomModel.ts TINY_SHAPES)
 const path = tinyModel("gemma2");
 // F32 attention: a cached prefix then equals a recompute to float rounding (flash attention adds F16 noise)
 const warm = await SteeringEngine.load({ modelPath: path, contextSize: 4096, parallel: 1, flashAttention: false });

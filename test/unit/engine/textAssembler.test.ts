@@ -1,12 +1,10 @@
 // TextAssembler with a stand-in detokenizer (token id -> its text): stop strings, and what is held
 // back while it could still become one.
-import type { LlamaModel } from "node-llama-cpp";
 import t from "tap";
 import { TextAssembler } from "../../../src/engine/textAssembler.js";
 
 function assembler(pieces: string[], stop: string[]) {
-  const model = { detokenize: (tokens: readonly number[]) => tokens.map((id) => pieces[id]!).join("") } as unknown as LlamaModel;
-  const text = new TextAssembler(model, stop);
+  const text = new TextAssembler((tokens) => tokens.map((id) => pieces[id]!).join(""), stop);
   const seen: string[] = [];
   const feed = (id: number) => {
     const more = text.accept(id as never, undefined);
@@ -58,11 +56,32 @@ t.test("an unfinished UTF-8 character is held until its last byte arrives", asyn
       .map((id) => ["Eat ", "\uFFFD", ""][id])
       .join("")
       .replace("\uFFFD", tokens.includes(2) ? "🍕" : "\uFFFD");
-  const text = new TextAssembler({ detokenize } as unknown as LlamaModel, []);
+  const text = new TextAssembler(detokenize, []);
   text.accept(0 as never, undefined);
   t.equal(text.takeFinal()?.text, "Eat ");
   text.accept(1 as never, undefined);
   t.equal(text.takeFinal(), null, "half a character is never sent");
   text.accept(2 as never, undefined);
   t.equal(text.takeFinal()?.text, "🍕");
+});
+
+t.test("detokenization sees the tokens before the new ones, reaching back into the prompt (a word-initial space survives)", async (t) => {
+  // a detokenizer like llama.cpp's: a piece's leading space is dropped at the start of a text
+  const pieces = ["Once", " upon", " a", " time"];
+  const calls: Array<{ tokens: number[]; context: number[] }> = [];
+  const detokenize = (tokens: readonly number[], context: readonly number[]) => {
+    calls.push({ tokens: [...tokens], context: [...context] });
+    const text = tokens.map((id) => pieces[id]!).join("");
+    return context.length === 0 ? text.trimStart() : text;
+  };
+  const text = new TextAssembler(detokenize as never, [], [0, 1] as never);
+  text.accept(2 as never, undefined);
+  t.equal(text.takeFinal()?.text, " a", "the first generated token reads after the prompt's last ones");
+  t.same(calls[0], { tokens: [2], context: [0, 1] });
+  text.accept(3 as never, undefined);
+  t.same(calls[1], { tokens: [3], context: [0, 1, 2] }, "only the new token is detokenized, after those before it");
+  t.equal(text.fullText, " a time");
+  const fresh = new TextAssembler(detokenize as never, []);
+  fresh.accept(2 as never, undefined);
+  t.equal(fresh.fullText, "a", "without a prompt there is no context: the space is dropped, as llama-server does");
 });

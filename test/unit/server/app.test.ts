@@ -6,8 +6,9 @@ import t from "tap";
 import { sseEvents } from "../../../harness/index.js";
 import { QueueFullError, JobStopped } from "../../../src/scheduler/scheduler.js";
 import { SteeringError } from "../../../src/engine/errors.js";
+import { withApiField } from "../../../src/server/engineFields.js";
 import { answer, fakeApp, FakeService, generationOf } from "../../support/fakeService.js";
-import type { CompletionEvent } from "../../../src/server/generation.js";
+import type { CompletionEvent } from "../../../src/server/completionService.js";
 
 const spans = [{ start: 20, end: 24, text: "blue", tokenStart: 6, tokenEnd: 7 }];
 
@@ -118,7 +119,8 @@ t.test("errors declare their own answer: before the stream a status code, after 
     [
       "steering refused",
       () => {
-        throw new SteeringError("steering.heads: layer 9 is out of range", "steering.heads");
+        // as the service throws it: the engine's field renamed to the API's path
+        throw withApiField(new SteeringError("heads", ": layer 9 is out of range"), undefined);
       },
       400,
       { type: "invalid_request_error", code: "invalid_steering", param: "steering.heads" },
@@ -380,7 +382,7 @@ t.test(
     });
     const res = await app.inject({ method: "POST", url: "/v1/generate", payload: payload(false) });
     t.equal(res.statusCode, 200, res.body);
-    t.same(service.inputs[0]!.steering?.diagnostics, { every_token: true }, "the body's field reaches the service");
+    t.same(service.inputs[0]!.steering?.diagnostics, { allHeads: false, everyToken: true }, "the body's field reaches the service");
     const expected = { tokens: [{ heads: [{ layer: 1, head: 2, steered_head: true, share_steered: 0.75, share_unsteered: 0.25 }] }] };
     t.same(res.json().steering.diagnostics, expected, "the documented shape");
 

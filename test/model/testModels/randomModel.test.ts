@@ -5,7 +5,7 @@ import { join } from "node:path";
 import t from "tap";
 import { SteeringEngine } from "../../../src/engine/engine.js";
 import { GgufType, readGgufMetadata } from "../../../src/gguf/gguf.js";
-import { defaultVocabPath, generateTestModel } from "../../../src/testModels/generate.js";
+import { defaultVocabPath, generateTestModel } from "../../../src/testModels/randomModel.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pasta-gguf-"));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

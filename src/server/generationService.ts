@@ -1,108 +1,37 @@
-// The generation service: one translation from an endpoint's input to the engine's request (heads
-// from the server's profile, AutoPASTA's plan), validation before queueing, and the generation as a
+// GenerationService: a CompletionInput (completionService.ts) -> the engine's request (heads from
+// the server's profile, AutoPASTA's plan), validated before queueing, and the generation as a
 // pull-based stream of events. It knows nothing of HTTP: the caller gives a signal and a logger.
 import { answerWithAutoPasta, prepareAnswer, type AutoPastaPlan, type AutoPastaReport } from "../autopasta/autopasta.js";
-import type { CharSpan } from "../emphasis/markup.js";
 import type {
   AttentionDiagnostics,
-  DiagnosticsOptions,
-  GeneratedTokenLogprobs,
   GenerateRequest,
   GenerateResult,
   PreparedPrompt,
-  SamplingOptions,
   ScoreResult,
   SteeredSpan,
   SteeringEngine,
   SteeringRequest,
 } from "../engine/engine.js";
-import type { ConstraintParam, OutputConstraint } from "../engine/grammar.js";
 import type { HeadSelection } from "../engine/steering.js";
 import { InvalidRequestError, RequestError } from "../errors.js";
 import type { Token } from "node-llama-cpp";
 import type { ChatTemplate } from "../prompt/chatTemplate.js";
-import type { RenderedPrompt } from "../prompt/prompts.js";
-import type { JobStopped, StopReason } from "../scheduler/scheduler.js";
+import type { JobStopped } from "../scheduler/scheduler.js";
 import { EventChannel } from "../util/eventChannel.js";
+import {
+  autoUnavailable,
+  type CompletionEvent,
+  type CompletionInput,
+  type CompletionService,
+  DEFAULT_PROFILE_NAME,
+  type Generation,
+  type ModelInfo,
+  type RequestContext,
+  type ResponseSteering,
+  type SteeringInput,
+} from "./completionService.js";
+import { apiFields, withApiField } from "./engineFields.js";
 import type { ServerMetrics } from "./metrics.js";
-import type { SteeringBody } from "./schemas.js";
-
-/** Name under which `steering.heads` can ask for the server's head profile explicitly. */
-export const DEFAULT_PROFILE_NAME = "default";
-
-export type Endpoint = "generate" | "chat" | "completions";
-
-/** What an endpoint asks for: its prompt rendered with emphasis resolved, and the body's options. */
-export interface CompletionInput {
-  endpoint: Endpoint;
-  prompt: RenderedPrompt;
-  /** the body's `steering`; its emphasis is already in `prompt` */
-  steering?: SteeringBody;
-  /** for `steering.auto`: pass 1's prompt and where the context to pick sentences from lies */
-  autoSelection?: { selectionPrompt: AutoPastaPlan["selectionPrompt"]; context: CharSpan };
-  maxTokens: number;
-  sampling: SamplingOptions & { stop?: string[] };
-  /** structured output, and the body field it came from (errors name it) */
-  output?: { constraint: OutputConstraint; param: ConstraintParam };
-  /** log-probs per generated token: the chosen token's plus this many alternatives */
-  logprobs?: number;
-}
-
-export interface RequestContext {
-  /** aborts when the client goes away */
-  signal: AbortSignal;
-  log: Logger;
-}
-
-export interface Logger {
-  info(obj: object, msg?: string): void;
-}
-
-/** `steering` of a response: the emphasized spans, AutoPASTA's report when it chose them, and attention diagnostics when asked. */
-export interface ResponseSteering {
-  spans: SteeredSpan[];
-  auto?: AutoPastaReport;
-  diagnostics?: AttentionDiagnostics;
-}
-
-export interface Generation {
-  result: GenerateResult;
-  steering?: ResponseSteering;
-  /** why generation ended early (time limit, shutdown, client gone), if it did */
-  stopped?: StopReason;
-}
-
-export type CompletionEvent =
-  /** the request holds a sequence and its steering is resolved: a stream opens here */
-  | { type: "admitted"; steering?: ResponseSteering }
-  /** text that is final, with the log-probs of its tokens */
-  | { type: "text"; text: string; logprobs: GeneratedTokenLogprobs[] }
-  | { type: "done"; generation: Generation };
-
-/** What the HTTP layer needs of a generation service (tests give it a fake: test/support/fakeService.ts). */
-export interface CompletionService {
-  readonly modelId: string;
-  readonly chatTemplate: ChatTemplate;
-  /** for /v1/models: what a client needs to build steering requests */
-  readonly modelInfo: {
-    contextSize: number;
-    headsPerLayer: readonly number[];
-    steerable: boolean;
-    vocabularySize: number;
-    /** the heads (and alpha) a request that names none steers; null: requests must name them */
-    profile: { heads: HeadSelection; alpha: number | null } | null;
-  };
-  checkModel(model: string | undefined | null): void;
-  /** POST /tokenize: each token with its raw bytes and its character range in `text` */
-  tokenize(
-    text: string,
-    options: { addSpecial: boolean; parseSpecial: boolean },
-  ): Array<{ id: number; bytes: Uint8Array; start: number; end: number }>;
-  /** POST /detokenize: the text of valid token ids */
-  detokenize(tokens: readonly number[]): string;
-  stream(input: CompletionInput, context: RequestContext): AsyncIterable<CompletionEvent>;
-  score(input: CompletionInput, topLogprobs: number, context: RequestContext): Promise<ScoreResult>;
-}
 
 export interface GenerationServiceOptions {
   engine: SteeringEngine;
@@ -124,7 +53,7 @@ export interface GenerationServiceOptions {
 export class GenerationService implements CompletionService {
   constructor(readonly options: GenerationServiceOptions) {}
 
-  get modelInfo() {
+  get modelInfo(): ModelInfo {
     const { engine } = this.options;
     return {
       contextSize: engine.contextSize,
@@ -208,7 +137,7 @@ export class GenerationService implements CompletionService {
         events.push({ type: "done", generation });
         events.close();
       },
-      (err: unknown) => events.fail(err),
+      (err: unknown) => events.fail(withApiField(err, input.output?.param)),
     );
     return events;
   }
@@ -216,7 +145,7 @@ export class GenerationService implements CompletionService {
   /** The prompt's own token log-probs under the request's steering (completions' echo). */
   async score(input: CompletionInput, topLogprobs: number, context: RequestContext): Promise<ScoreResult> {
     const { request } = this.translate(input);
-    const prepared = this.engine.prepare(request, 0);
+    const prepared = apiFields(input.output?.param, () => this.engine.prepare(request, 0));
     this.logStart(input, context, prepared);
     const result = await this.engine.withSequence(
       async (session, signal) => {
@@ -238,6 +167,10 @@ export class GenerationService implements CompletionService {
 
   /** The endpoint's input -> the engine's request, validated and tokenized; AutoPASTA's plan with `steering.auto`. */
   private translate(input: CompletionInput): { request: GenerateRequest; prepared: PreparedPrompt; plan?: AutoPastaPlan } {
+    return apiFields(input.output?.param, () => this.engineRequest(input));
+  }
+
+  private engineRequest(input: CompletionInput): { request: GenerateRequest; prepared: PreparedPrompt; plan?: AutoPastaPlan } {
     const { prompt, steering } = input;
     const request: GenerateRequest = {
       prompt: prompt.prompt,
@@ -245,22 +178,11 @@ export class GenerationService implements CompletionService {
       maxTokens: input.maxTokens,
       ...input.sampling,
       ...(input.logprobs !== undefined ? { logprobs: input.logprobs } : {}),
-      ...(input.output ? { grammar: this.engine.compileGrammar(input.output.constraint, input.output.param) } : {}),
+      ...(input.output ? { grammar: this.engine.compileGrammar(input.output.constraint) } : {}),
     };
-    const fromProfile = steering !== undefined && (steering.heads === undefined || steering.heads === DEFAULT_PROFILE_NAME);
-    // the profile's heads were chosen with its alpha: a request that steers them and gives no alpha gets it
-    const alpha = steering?.alpha ?? (fromProfile ? (this.options.profile?.alpha ?? undefined) : undefined);
-    const diagnostics = diagnosticsOptions(steering?.diagnostics);
-    const options = steering && {
-      heads: this.heads(steering.heads),
-      alpha,
-      mode: steering.mode,
-      ...(steering.target_share !== undefined ? { targetShare: steering.target_share } : {}),
-      ...(diagnostics ? { diagnostics } : {}),
-    };
+    const options = steering && this.steeringOptions(steering);
     if (steering?.auto) {
-      if (!input.autoSelection)
-        throw new InvalidRequestError("steering.auto is available on /v1/generate and /v1/chat/completions", "steering.auto");
+      if (!input.autoSelection) throw autoUnavailable();
       const { selectionPrompt, context } = input.autoSelection;
       if (context.end <= context.start)
         throw new InvalidRequestError("steering.auto: the context to pick sentences from is empty", "steering.auto", "invalid_steering");
@@ -271,7 +193,21 @@ export class GenerationService implements CompletionService {
     return { request, prepared: this.engine.prepare(request, input.maxTokens) };
   }
 
-  private heads(requested: SteeringBody["heads"]): HeadSelection {
+  /** The request's steering with the profile's heads, and its alpha when the request gives none. */
+  private steeringOptions(steering: SteeringInput): Omit<SteeringRequest, "emphasis"> {
+    const fromProfile = steering.heads === undefined || steering.heads === DEFAULT_PROFILE_NAME;
+    // the profile's heads were chosen with its alpha: a request that steers them and gives no alpha gets it
+    const alpha = steering.alpha ?? (fromProfile ? (this.options.profile?.alpha ?? undefined) : undefined);
+    return {
+      heads: this.heads(steering.heads),
+      alpha,
+      mode: steering.mode,
+      ...(steering.targetShare !== undefined ? { targetShare: steering.targetShare } : {}),
+      ...(steering.diagnostics ? { diagnostics: steering.diagnostics } : {}),
+    };
+  }
+
+  private heads(requested: SteeringInput["heads"]): HeadSelection {
     if (requested !== undefined && typeof requested !== "string") return requested;
     if (requested !== undefined && requested !== DEFAULT_PROFILE_NAME) {
       throw new InvalidRequestError(
@@ -342,11 +278,4 @@ function responseSteering(
 ): ResponseSteering | undefined {
   if (!spans && !auto) return undefined;
   return { spans: spans ?? [], ...(auto ? { auto } : {}), ...(diagnostics ? { diagnostics } : {}) };
-}
-
-/** The body's `steering.diagnostics` -> the engine's (false or absent: none). */
-function diagnosticsOptions(body: SteeringBody["diagnostics"]): DiagnosticsOptions | undefined {
-  if (!body) return undefined;
-  if (body === true) return {};
-  return { allHeads: body.all_heads ?? false, everyToken: body.every_token ?? false };
 }

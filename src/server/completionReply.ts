@@ -5,7 +5,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { GeneratedTokenLogprobs } from "../engine/engine.js";
 import { errorBody, INTERNAL_ERROR, toRequestError } from "./errors.js";
-import type { CompletionInput, Generation, CompletionService, RequestContext, ResponseSteering } from "./generation.js";
+import type { CompletionInput, Generation, CompletionService, RequestContext, ResponseSteering } from "./completionService.js";
 import { EventStream } from "./sse.js";
 
 export interface CompletionFormat {

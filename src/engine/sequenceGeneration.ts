@@ -67,7 +67,11 @@ async function decode(
 ) {
   const wantLogprobs = request.logprobs !== undefined;
   const stride = recordStride(request.logprobs ?? 0);
-  const assembler = new TextAssembler(model, [...(request.stop ?? []), ...(request.grammar?.stop ?? [])], promptTokens);
+  const assembler = new TextAssembler(
+    (tokens, context) => model.detokenize(tokens, false, context),
+    [...(request.stop ?? []), ...(request.grammar?.stop ?? [])],
+    promptTokens,
+  );
   const { tokens, logprobs } = assembler;
   let stopped = false;
   const start = performance.now();

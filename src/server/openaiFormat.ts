@@ -1,0 +1,79 @@
+// The framing OpenAI's chat and completions APIs share: the head every body and chunk repeats (id,
+// created, model, system_fingerprint), one choice, `usage` in the body or in a chunk of its own
+// (stream_options.include_usage), and this server's `steering` field. The endpoints say only what
+// a choice holds (routes/chat.ts, routes/completions.ts).
+import type { GeneratedTokenLogprobs } from "../engine/engine.js";
+import type { CompletionFormat } from "./completionReply.js";
+import type { Generation, ResponseSteering } from "./completionService.js";
+import { responseId, SYSTEM_FINGERPRINT, unixSeconds, usageOf, withDiagnostics, withSteering } from "./routes/common.js";
+
+/** OpenAI's names for one API's objects. */
+export interface OpenAIKind {
+  idPrefix: "chatcmpl" | "cmpl";
+  /** the non-streamed body's `object` */
+  object: "chat.completion" | "text_completion";
+  /** a chunk's `object` */
+  chunkObject: "chat.completion.chunk" | "text_completion";
+}
+
+export const CHAT_KIND: OpenAIKind = { idPrefix: "chatcmpl", object: "chat.completion", chunkObject: "chat.completion.chunk" };
+export const COMPLETION_KIND: OpenAIKind = { idPrefix: "cmpl", object: "text_completion", chunkObject: "text_completion" };
+
+/** What one choice holds, besides its index: the endpoint's own fields, in a body and in a chunk. */
+export interface ChoiceFormat<BodyChoice extends object, ChunkChoice extends object> {
+  /** the non-streamed body's choice */
+  body(generation: Generation): BodyChoice;
+  /** streaming: the first chunk's choice, before any text */
+  first(): ChunkChoice;
+  /** streaming: a piece of text */
+  piece(text: string, logprobs: GeneratedTokenLogprobs[]): ChunkChoice;
+  /** streaming: the choice that carries the finish reason */
+  last(generation: Generation): ChunkChoice;
+}
+
+interface Head {
+  id: string;
+  created: number;
+  model: string;
+  system_fingerprint: string;
+}
+
+export interface OpenAIBody<Choice> extends Head {
+  object: OpenAIKind["object"];
+  choices: Array<{ index: number } & Choice>;
+  usage: ReturnType<typeof usageOf>;
+  steering?: object;
+}
+
+export interface OpenAIChunk<Choice> extends Head {
+  object: OpenAIKind["chunkObject"];
+  /** empty in the usage chunk */
+  choices: Array<{ index: number } & Choice>;
+  usage?: ReturnType<typeof usageOf>;
+  steering?: object;
+}
+
+export function openAIFormat<BodyChoice extends object, ChunkChoice extends object>(
+  kind: OpenAIKind,
+  modelId: string,
+  includeUsage: boolean,
+  choice: ChoiceFormat<BodyChoice, ChunkChoice>,
+): CompletionFormat {
+  const head: Head = { id: responseId(kind.idPrefix), created: unixSeconds(), model: modelId, system_fingerprint: SYSTEM_FINGERPRINT };
+  const chunk = (c: ChunkChoice): OpenAIChunk<ChunkChoice> => ({ ...head, object: kind.chunkObject, choices: [{ index: 0, ...c }] });
+  return {
+    body: (g): OpenAIBody<BodyChoice> => ({
+      ...head,
+      object: kind.object,
+      choices: [{ index: 0, ...choice.body(g) }],
+      usage: usageOf(g),
+      ...withSteering(g.steering),
+    }),
+    first: (steering: ResponseSteering | undefined): OpenAIChunk<ChunkChoice> => ({ ...chunk(choice.first()), ...withSteering(steering) }),
+    piece: (text, logprobs) => chunk(choice.piece(text, logprobs)),
+    last: (g): Array<OpenAIChunk<ChunkChoice>> => [
+      { ...chunk(choice.last(g)), ...withDiagnostics(g.steering) },
+      ...(includeUsage ? [{ ...head, object: kind.chunkObject, choices: [], usage: usageOf(g) }] : []),
+    ],
+  };
+}
