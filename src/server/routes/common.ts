@@ -46,7 +46,7 @@ export function samplingOptions(body: SamplingFields): SamplingOptions & { stop?
 }
 
 /** The body's `steering` -> the service's (its emphasis is resolved into the prompt, src/prompt/). */
-export function steeringInput(body: SteeringBody): SteeringInput {
+function steeringInput(body: SteeringBody): SteeringInput {
   const diagnostics = body.diagnostics === true ? {} : body.diagnostics || undefined;
   return {
     auto: body.auto,
