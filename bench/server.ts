@@ -8,6 +8,8 @@
 //   2. prefill t/s: a ~770-token prompt and one generated token, no prompt cache on either side.
 //   3. aggregate decode t/s with 1 and 4 concurrent streams (llama-server -np 4), and pasta-server's with 8
 //      (--parallel 8).
+//   4. `n`: one request for 4 choices of the ~770-token prompt against 4 concurrent requests for one each
+//      (pasta-server alone: the prompt is evaluated once for the 4 choices).
 // Servers idle while the other side measures; the best round of each side counts (interference on a
 // shared machine only ever slows a round down), and the median of adjacent-round ratios is printed too.
 // BENCH_ROUNDS (default 10), BENCH_THREADS (default: every CPU) and BENCH_STREAM_INTERVAL_MS (pasta-server's
@@ -182,6 +184,22 @@ async function aggregate(target: Target, n: number): Promise<number> {
   return streams.reduce((sum, s) => sum + s.tokens, 0) / ((performance.now() - t0) / 1000);
 }
 
+/** Wall ms of one /v1/completions request for `n` choices of `prompt`, each MAX_CHOICE_TOKENS long. */
+async function choicesRequest(url: string, prompt: string, n: number, seed: number): Promise<number> {
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v1/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    // ignore_eos: a random-weight model may sample its end early, and every choice must run as long
+    body: JSON.stringify({ prompt, n, seed, temperature: 1, max_tokens: MAX_CHOICE_TOKENS, ignore_eos: true }),
+  });
+  const body = (await res.json()) as { usage?: { completion_tokens: number } };
+  if (res.status !== 200 || body.usage?.completion_tokens !== n * MAX_CHOICE_TOKENS)
+    throw new Error(`n = ${n}: ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
+  return performance.now() - t0;
+}
+const MAX_CHOICE_TOKENS = 16;
+
 const best = (xs: number[]) => Math.max(...xs);
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -252,6 +270,21 @@ try {
     }
   }
 
+  // 4. n = 4 in one request, or 4 requests at once; a distinct prompt every time leaves nothing cached
+  const choices = { many: [] as number[], singles: [] as number[] };
+  for (let round = 0; round < ROUNDS; round++) {
+    const prompt = (k: number) => LONG_PROMPT(1000 + 4 * round + k);
+    const many = () => choicesRequest(ours.base, prompt(0), 4, round);
+    const singles = async () => {
+      const t0 = performance.now();
+      await Promise.all([0, 1, 2, 3].map((i) => choicesRequest(ours.base, prompt(1), 1, round + i)));
+      return performance.now() - t0;
+    };
+    if (round % 2) choices.singles.push(await singles());
+    choices.many.push(await many());
+    if (!(round % 2)) choices.singles.push(await singles());
+  }
+
   const ratioRow = (label: string, a: number[], b: number[], target: string, unit = "t/s") => {
     const pairs = a.map((x, i) => x / b[i]!);
     console.log(
@@ -283,6 +316,13 @@ try {
     `| aggregate decode, ${SETTINGS.parallel} concurrent streams: pasta-server (A) / pasta-server, 1 stream (B) | ${eight.toFixed(1)} t/s | ${one.toFixed(1)} t/s | ${(eight / one).toFixed(3)} | | |`,
   );
   ratioRow("single-stream decode: pasta-server HTTP (A) / its engine in-process (B)", rates.pasta, rates.engine, ">= 0.95");
+  // times: the best round is the shortest
+  const [many, singles] = [Math.min(...choices.many), Math.min(...choices.singles)];
+  const pairs = choices.many.map((x, i) => x / choices.singles[i]!);
+  console.log(
+    `| n = 4 choices, ${prefillTokens}-token prompt, ${MAX_CHOICE_TOKENS} tokens each: one request (A) / 4 concurrent requests (B), wall time | ` +
+      `${many.toFixed(0)} ms | ${singles.toFixed(0)} ms | ${(many / singles).toFixed(3)} | ${median(pairs).toFixed(3)} | well under 1 |`,
+  );
 } finally {
   theirs.proc.kill("SIGTERM");
   ours.proc.kill("SIGTERM"); // the server drains (nothing is in flight) and exits 0

@@ -35,6 +35,18 @@ export const MAX_STOP_STRINGS = 8;
 export const MAX_STOP_LENGTH = 256;
 /** Token ids per /detokenize request: ours (a long document's worth). */
 export const MAX_DETOKENIZE_TOKENS = 1 << 20;
+/** logit_bias entries per request: ours (each is a token id; OpenAI's tokenizers have ~200k). */
+export const MAX_LOGIT_BIAS = 1024;
+/** repetition_penalty's largest value: ours (beyond it every seen token is as good as banned). */
+export const MAX_REPETITION_PENALTY = 10;
+/** Tools per chat request, and tool calls per message: ours (each is rendered into the prompt). */
+export const MAX_TOOLS = 128;
+/** Characters of a tool's description, and of a call's arguments in the history: ours. */
+export const MAX_TOOL_TEXT = 65536;
+/** Choices per request (`n`): ours; each takes one of the `--parallel` sequences at once. */
+export const MAX_CHOICES = 16;
+/** Tokens the repetition penalties look back over when a request gives no repeat_last_n: llama-server's. */
+export const DEFAULT_REPEAT_LAST_N = 64;
 /** Emphasis items per request: ours (bounds span resolution work). */
 export const MAX_EMPHASIS_ITEMS = 1024;
 /**

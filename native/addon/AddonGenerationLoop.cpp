@@ -33,9 +33,11 @@ struct Job {
     int32_t id = 0;
     llama_seq_id seq = 0;
     int32_t keep = 0;                 // leading positions of `input` the sequence's cache may still hold
+    llama_seq_id copyFrom = -1;       // >= 0: the sequence's cache starts as a copy of this one's (n > 1)
     std::vector<llama_token> input;   // the sequence from position 0; evaluated from what is kept on
     AddonSampler* sampler = nullptr;  // null: a scoring job (log-prob of each next input token)
     int32_t maxTokens = 0;
+    int32_t minTokens = 0;            // end-of-generation tokens cannot be sampled before this many tokens
     int32_t topLogprobs = -1;         // -1: no log-probs; k >= 0: the token's and the k most likely
     int32_t scoreFrom = 1;            // scoring: the first input index whose log-prob is reported
     bool diagnostics = false;         // report the attention diagnostics row of each sampling step
@@ -278,6 +280,7 @@ class PastaGenerationLoop {
                         finish(*job, "cancelled");
                     } else if (!job->started) {
                         job->started = true;
+                        if (job->copyFrom >= 0) copyCache(*job);
                         const int32_t kept = reusablePositions(*job);
                         if (kept < 0) {
                             job->kv = -1;
@@ -430,6 +433,16 @@ class PastaGenerationLoop {
             finish(job, "error", error);
         }
 
+        // Several choices of one prompt: the prompt is evaluated on one sequence, whose cache every
+        // other choice's sequence starts from (then trimmed to its `keep`). Here, between decodes,
+        // no decode can race the copy; across KV streams llama.cpp copies whole buffers (only
+        // p0 = p1 = -1 is allowed) at the next decode's memory update.
+        void copyCache(const Job& job) {
+            llama_memory_t mem = llama_get_memory(ctx);
+            llama_memory_seq_rm(mem, job.seq, 0, -1);
+            llama_memory_seq_cp(mem, job.copyFrom, job.seq, -1, -1);
+        }
+
         // Trims the sequence's cache to the job's `keep` positions, or to none when what is left would
         // not be exact: a sliding-window layer evicts cells older than its window (plus a ubatch), so a
         // query at `keep` needs the window before it still cached (llama-server's check, via
@@ -458,13 +471,32 @@ class PastaGenerationLoop {
             if (job.evaluated == job.input.size()) finish(job, "stop");
         }
 
+        std::vector<bool> eog;  // loop thread: which tokens end a generation (filled on first use)
+
+        // min_tokens / ignore_eos: the chain samples from the candidates with every end-of-generation
+        // token removed. The server refuses these with a grammar, which the chain would skip here.
+        void sampleWithoutEog(Job& job, const llama_vocab* vocab, int32_t batchIndex, llama_token_data_array& candidates) {
+            if (eog.empty()) {
+                const int32_t n = llama_vocab_n_tokens(vocab);
+                eog.resize(n);
+                for (int32_t t = 0; t < n; t++) eog[t] = llama_vocab_is_eog(vocab, t);
+            }
+            job.sampler->setTokenCandidates(ctx, batchIndex, candidates);
+            for (size_t i = 0; i < candidates.size; i++) {
+                const llama_token id = candidates.data[i].id;
+                if (id >= 0 && (size_t)id < eog.size() && eog[id]) candidates.data[i].logit = -INFINITY;
+            }
+            llama_sampler_apply(job.sampler->chain, &candidates);
+        }
+
         void sample(Job& job, const llama_vocab* vocab, int32_t nVocab) {
             const int32_t batchIndex = job.outputs.back().first;
             llama_token token = -1;
             try {
                 job.sampler->rebuildChainIfNeeded();
                 llama_token_data_array candidates;
-                job.sampler->sample(ctx, batchIndex, candidates, false);
+                if (job.generated < job.minTokens) sampleWithoutEog(job, vocab, batchIndex, candidates);
+                else job.sampler->sample(ctx, batchIndex, candidates, false);
                 if (candidates.size == 0 || candidates.selected < 0 || candidates.selected >= (int64_t)candidates.size) {
                     finish(job, "error", "sampling produced no token");
                     return;
@@ -518,8 +550,9 @@ Napi::Value AddonContext::GenerationStart(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
 }
 
-// generationSubmit(jobs: {id, sequenceId, keep, tokens: Uint32Array, sampler?, maxTokens, topLogprobs, scoreFrom?, diagnostics?}[]):
-// `tokens` is the sequence from position 0, of which the first `keep` may be taken from the cache;
+// generationSubmit(jobs: {id, sequenceId, keep, copyFrom?, tokens: Uint32Array, sampler?, maxTokens, minTokens?, topLogprobs, scoreFrom?, diagnostics?}[]):
+// `tokens` is the sequence from position 0, of which the first `keep` may be taken from the cache
+// (with copyFrom: from a copy of that sequence's cache);
 // a scoring job (no sampler) reports the log-probs of tokens[scoreFrom...] (default 1: all but the first)
 Napi::Value AddonContext::GenerationSubmit(const Napi::CallbackInfo& info) {
     if (!ensureLoop(info, this)) return info.Env().Undefined();
@@ -531,9 +564,11 @@ Napi::Value AddonContext::GenerationSubmit(const Napi::CallbackInfo& info) {
         job->id = options.Get("id").As<Napi::Number>().Int32Value();
         job->seq = options.Get("sequenceId").As<Napi::Number>().Int32Value();
         job->keep = options.Get("keep").As<Napi::Number>().Int32Value();
+        if (options.Get("copyFrom").IsNumber()) job->copyFrom = options.Get("copyFrom").As<Napi::Number>().Int32Value();
         Napi::Uint32Array tokens = options.Get("tokens").As<Napi::Uint32Array>();
         job->input.assign(tokens.Data(), tokens.Data() + tokens.ElementLength());
         job->maxTokens = options.Get("maxTokens").As<Napi::Number>().Int32Value();
+        if (options.Get("minTokens").IsNumber()) job->minTokens = options.Get("minTokens").As<Napi::Number>().Int32Value();
         job->topLogprobs = options.Get("topLogprobs").As<Napi::Number>().Int32Value();
         if (options.Get("scoreFrom").IsNumber()) job->scoreFrom = options.Get("scoreFrom").As<Napi::Number>().Int32Value();
         job->diagnostics = options.Get("diagnostics").ToBoolean();

@@ -38,6 +38,8 @@ interface SteeringAddonContext {
       tokens: Uint32Array;
       sampler?: AddonSampler;
       maxTokens: number;
+      minTokens?: number;
+      copyFrom?: number;
       topLogprobs: number;
       scoreFrom?: number;
       diagnostics?: boolean;
@@ -132,6 +134,19 @@ export function steeringInfo(context: LlamaContext) {
   return addonOf(context).steeringInfo();
 }
 
+export interface NativeSamplerConfig {
+  temperature: number;
+  topK: number;
+  topP: number;
+  /** default 0: off */
+  minP?: number;
+  seed: number;
+  grammar?: LlamaGrammar;
+  /** llama_sampler_init_penalties over the last `window` tokens, starting with `history` */
+  penalties?: { repeat: number; presence: number; frequency: number; window: number; history: readonly Token[] };
+  logitBias?: ReadonlyArray<readonly [token: number, bias: number]>;
+}
+
 /** A native sampler (node-llama-cpp's llama_sampler chain): greedy at temperature 0. */
 export class NativeSampler {
   private readonly sampler: AddonSampler;
@@ -139,19 +154,36 @@ export class NativeSampler {
    * `grammar`: sampling (and so the native loop) only picks tokens it allows; the sampler holds
    * the grammar's state for this one generation (node-llama-cpp's own sampler does the same).
    */
-  constructor(model: LlamaModel, config: { temperature: number; topK: number; topP: number; seed: number; grammar?: LlamaGrammar }) {
+  constructor(model: LlamaModel, config: NativeSamplerConfig) {
     const bindings = (model as unknown as { _llama: { _bindings: { AddonSampler: new (m: unknown) => AddonSampler } } })._llama._bindings;
     this.sampler = new bindings.AddonSampler((model as unknown as { _model: unknown })._model);
     const grammarState = config.grammar
       ? (new LlamaGrammarEvaluationState({ model, grammar: config.grammar }) as unknown as { _state: unknown })._state
       : undefined;
+    const { penalties, logitBias } = config;
     this.sampler.applyConfig({
       temperature: config.temperature,
       topK: config.topK,
       topP: config.topP,
-      minP: 0,
+      minP: config.minP ?? 0,
       seed: config.seed,
       ...(grammarState ? { grammarEvaluationState: grammarState } : {}),
+      // the sampler starts from `history` and is then fed every token the loop samples
+      ...(penalties
+        ? {
+            repeatPenalty: penalties.repeat,
+            repeatPenaltyPresencePenalty: penalties.presence,
+            repeatPenaltyFrequencyPenalty: penalties.frequency,
+            repeatPenaltyMaxTokens: penalties.window,
+            repeatPenaltyTokens: Uint32Array.from(penalties.history),
+          }
+        : {}),
+      ...(logitBias && logitBias.length > 0
+        ? {
+            tokenBiasKeys: Uint32Array.from(logitBias, ([token]) => token),
+            tokenBiasValues: Float32Array.from(logitBias, ([, bias]) => bias),
+          }
+        : {}),
     });
   }
   /** @internal */ get native() {
@@ -185,6 +217,10 @@ export interface LoopJob {
   tokens: readonly Token[];
   sampler?: NativeSampler;
   maxTokens: number;
+  /** end-of-generation tokens are not sampled before this many tokens */
+  minTokens?: number;
+  /** the sequence's cache starts as a copy of this sequence's (then `keep` applies): n > 1 */
+  copyFrom?: number;
   /** -1: no log-probs; k >= 0: the token's own and the k most likely */
   topLogprobs: number;
   /** scoring: report the tokens from this index on (default 1: every token but the first) */
@@ -252,6 +288,8 @@ export class GenerationLoop {
       tokens: Uint32Array.from(job.tokens),
       sampler: job.sampler?.native,
       maxTokens: job.maxTokens,
+      ...(job.minTokens ? { minTokens: job.minTokens } : {}),
+      ...(job.copyFrom !== undefined ? { copyFrom: job.copyFrom } : {}),
       topLogprobs: job.topLogprobs,
       ...(job.scoreFrom !== undefined ? { scoreFrom: job.scoreFrom } : {}),
       ...(job.diagnostics ? { diagnostics: true } : {}),

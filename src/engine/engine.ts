@@ -14,8 +14,8 @@ import {
 import { snapToCodePoints, unionSpans } from "../emphasis/markup.js";
 import { Scheduler, type JobOptions } from "../scheduler/scheduler.js";
 import { GenerationLoop, grammarError, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
-import { ContextLengthError, SteeringError, UnsupportedModelError } from "./errors.js";
-import { generateOn } from "./sequenceGeneration.js";
+import { ContextLengthError, EngineFieldError, SteeringError, UnsupportedModelError } from "./errors.js";
+import { generateOn, type PromptSource } from "./sequenceGeneration.js";
 import { compileGrammar, GrammarError, type OutputConstraint, type OutputGrammar } from "./grammar.js";
 import { scoreOn } from "./score.js";
 import { PooledSequence, SequencePool } from "./sequencePool.js";
@@ -38,10 +38,28 @@ import type {
 
 export type * from "./types.js";
 
+/** The fields of a generation that `prepare` checks against the model. */
+type GenerationFields = Partial<Pick<GenerateRequest, "logitBias" | "minTokens" | "ignoreEos" | "grammar">>;
+
 /** Generation and scoring on the one sequence a job holds (see SteeringEngine.withSequence). */
 export interface EngineSession {
   generate(request: GenerateRequest, prepared?: PreparedPrompt): Promise<GenerateResult>;
+  /**
+   * Several answers to one prompt, one per request (they differ in seed and `onText` only), each on
+   * a sequence of its own: the job must hold as many (JobOptions.slots). The prompt is evaluated
+   * once, on the first, and the others start from a copy of its cache (with prefix reuse off, each
+   * evaluates it whole: every answer then depends on its own request alone).
+   */
+  generateChoices(requests: readonly GenerateRequest[], prepared: PreparedPrompt): Promise<GenerateResult[]>;
   score(request: ScoreRequest, prepared?: PreparedPrompt): Promise<ScoreResult>;
+}
+
+/** Every result once all have settled (no job may still run on a sequence its caller releases); the first failure otherwise. */
+async function allSettled<T>(jobs: ReadonlyArray<Promise<T>>): Promise<T[]> {
+  const settled = await Promise.allSettled(jobs);
+  const failed = settled.find((s) => s.status === "rejected");
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }
 
 export class SteeringEngine {
@@ -58,6 +76,8 @@ export class SteeringEngine {
     readonly unsupportedReason: string | null,
     /** tokens in the vocabulary: ids are 0 to this minus 1 */
     readonly vocabularySize: number,
+    /** EngineOptions.prefixReuse */
+    private readonly prefixReuse: boolean,
   ) {}
 
   /**
@@ -101,6 +121,7 @@ export class SteeringEngine {
       info.headsPerLayer,
       info.unsupportedReason,
       info.vocabularySize,
+      options.prefixReuse ?? true,
     );
   }
 
@@ -207,7 +228,8 @@ export class SteeringEngine {
    * Tokenizes the prompt and validates its steering and length: every error a request can be
    * refused for, found before it waits for a sequence. `generate` and `score` take the result.
    */
-  prepare(input: PromptInput, newTokens: number): PreparedPrompt {
+  prepare(input: PromptInput & GenerationFields, newTokens: number): PreparedPrompt {
+    this.checkGenerationFields(input, newTokens);
     if (!input.steering) {
       // character offsets take a detokenization per token (milliseconds for a long prompt): only steering needs them here
       const tokens = this.promptTokens(input.prompt, input.specialTokens);
@@ -221,6 +243,35 @@ export class SteeringEngine {
     const steering = this.resolveSteering(input.prompt, offsets, input.steering);
     if (steering.diagnostics) this.checkDiagnostics(steering.spec.heads, steering.diagnostics, newTokens);
     return { prompt: input.prompt, tokens, offsets, steering };
+  }
+
+  /** What only the model can check of a generation's sampling fields. */
+  private checkGenerationFields(request: GenerationFields, maxTokens: number) {
+    for (const [token] of request.logitBias ?? []) {
+      if (!(Number.isInteger(token) && token >= 0 && token < this.vocabularySize))
+        throw new EngineFieldError(
+          `logitBias.${token}`,
+          `: no such token (this model's ids are 0 to ${this.vocabularySize - 1})`,
+          "logitBias",
+          "invalid_value",
+        );
+    }
+    if (request.minTokens !== undefined && request.minTokens > maxTokens)
+      throw new EngineFieldError(
+        "minTokens",
+        `: ${request.minTokens} is more than the ${maxTokens} tokens asked for`,
+        "minTokens",
+        "invalid_value",
+      );
+    // the ban of end-of-generation tokens skips the grammar's sampler, and a complete grammar allows nothing else
+    const ban = request.ignoreEos ? "ignoreEos" : request.minTokens ? "minTokens" : null;
+    if (ban && request.grammar)
+      throw new EngineFieldError(
+        ban,
+        ": cannot be combined with structured output (the grammar ends the answer once it is complete)",
+        ban,
+        "invalid_value",
+      );
   }
 
   /** Diagnostics grow with tokens x heads: refused up front beyond MAX_DIAGNOSTIC_VALUES. */
@@ -263,6 +314,7 @@ export class SteeringEngine {
   withSequence<T>(job: (session: EngineSession, signal: AbortSignal) => Promise<T>, options: JobOptions = {}): Promise<T> {
     return this.scheduler.run(async (signal) => {
       let sequence: PooledSequence | undefined;
+      const extra: PooledSequence[] = [];
       const take = (prepared: PreparedPrompt | null) =>
         (sequence ??= prepared ? this.pool.take(prepared.tokens, prepared.steering?.spec) : this.pool.takeColdest());
       const session: EngineSession = {
@@ -270,6 +322,12 @@ export class SteeringEngine {
           const maxTokens = request.maxTokens ?? DEFAULT_MAX_TOKENS;
           const input = prepared ?? this.prepare(request, maxTokens);
           return generateOn(this.model, take(input), input, { ...request, signal }, maxTokens);
+        },
+        generateChoices: async (requests, prepared) => {
+          const first = take(prepared);
+          // the other choices' sequences are overwritten: the coldest caches are the cheapest to lose
+          while (extra.length < requests.length - 1) extra.push(this.pool.takeColdest());
+          return this.choicesOn([first, ...extra], requests, prepared, signal);
         },
         // scoring every token reuses nothing cached: it takes the sequence whose cache is worth least
         score: async (request, prepared) => {
@@ -281,9 +339,38 @@ export class SteeringEngine {
       try {
         return await job(session, signal);
       } finally {
-        if (sequence) this.pool.release(sequence);
+        for (const s of [...(sequence ? [sequence] : []), ...extra]) this.pool.release(s);
       }
     }, options);
+  }
+
+  private async choicesOn(
+    sequences: readonly PooledSequence[],
+    requests: readonly GenerateRequest[],
+    prepared: PreparedPrompt,
+    signal: AbortSignal,
+  ): Promise<GenerateResult[]> {
+    const maxTokens = requests[0]?.maxTokens ?? DEFAULT_MAX_TOKENS;
+    const run = (i: number, source: PromptSource = {}) =>
+      generateOn(this.model, sequences[i]!, prepared, { ...requests[i]!, signal }, maxTokens, source);
+    if (!this.prefixReuse) return allSettled(requests.map((_, i) => run(i)));
+    let promptEvaluated!: () => void;
+    const evaluated = new Promise<void>((resolve) => {
+      promptEvaluated = resolve;
+    });
+    let firstFailed = false;
+    const first = run(0, { onPromptEvaluated: promptEvaluated });
+    // a first choice that ends before its first token (an end-of-generation token, an error) says so too
+    first.then(promptEvaluated, () => {
+      firstFailed = true;
+      promptEvaluated();
+    });
+    const others = requests.slice(1).map(async (_, i) => {
+      await evaluated;
+      if (firstFailed) throw new Error("the first choice failed before its prompt was evaluated");
+      return run(i + 1, { copyFrom: sequences[0]! });
+    });
+    return allSettled([first, ...others]);
   }
 
   /** One generation (validated before it waits for a sequence). */

@@ -11,7 +11,12 @@ import { EngineFieldError } from "./errors.js";
 export type OutputConstraint =
   | { type: "json_object" }
   | { type: "json_schema"; schema: Record<string, unknown> }
-  | { type: "grammar"; grammar: string };
+  | { type: "grammar"; grammar: string }
+  /**
+   * JSON of `schema` between `open` and `close` (text), once, or one or more times joined by
+   * `separator`: a tool call in a model's own syntax (`<tool_call>\n{...}\n</tool_call>`)
+   */
+  | { type: "framed_json"; schema: Record<string, unknown>; open: string; close: string; separator?: string };
 
 /** A compiled constraint. `stop`: text that ends the output (not part of it). */
 export interface OutputGrammar {
@@ -49,7 +54,26 @@ export function compileGrammar(llama: Llama, constraint: OutputConstraint): Outp
       } catch (err) {
         throw new GrammarError("grammar", `: ${(err as Error).message} (GBNF, as llama.cpp parses it)`, "invalid_grammar");
       }
+    case "framed_json":
+      checkJsonSchema(constraint.schema, "schema");
+      return { grammar: new LlamaGrammar(llama, { grammar: framedJsonGrammar(llama, constraint) }), stop: [] };
   }
+}
+
+/**
+ * node-llama-cpp's grammar for the schema, its root renamed and without the trailing newlines that
+ * end a JSON answer, inside the frame. The answer ends where the grammar does (nothing but an
+ * end-of-generation token can follow).
+ */
+function framedJsonGrammar(llama: Llama, frame: Extract<OutputConstraint, { type: "framed_json" }>): string {
+  const json = new LlamaJsonSchemaGrammar(llama, normalize(frame.schema) as never).grammar;
+  const value = json.replace(/^root ::= (.*) "\\n\\n\\n\\n" \[\\n\]\*$/m, "framed-json-value ::= $1");
+  if (value === json)
+    throw new Error("node-llama-cpp's JSON grammar no longer ends its root with four newlines: framedJsonGrammar needs updating");
+  const literal = (text: string) => (text === "" ? "" : `${JSON.stringify(text)} `);
+  const one = `${literal(frame.open)}framed-json-value ${literal(frame.close)}`.trim();
+  const root = frame.separator === undefined ? `root ::= ${one}` : `root ::= ${one} (${literal(frame.separator)}${one})*`;
+  return `${root}\n${value}`;
 }
 
 const ANNOTATIONS = new Set([

@@ -8,7 +8,15 @@ import { readDiagnostics } from "./diagnostics.js";
 import type { PooledSequence } from "./sequencePool.js";
 import { TextAssembler } from "./textAssembler.js";
 import { describeLogprobs, recordStride } from "./tokenText.js";
-import type { GenerateRequest, GenerateResult, PreparedPrompt } from "./types.js";
+import type { GenerateRequest, GenerateResult, Penalties, PreparedPrompt } from "./types.js";
+
+/** Where a generation's prompt comes from when it is one of several choices (n > 1). */
+export interface PromptSource {
+  /** start from a copy of this sequence's cache, which holds the prompt evaluated under the same steering */
+  copyFrom?: PooledSequence;
+  /** called once the prompt is in this sequence's cache (its first token is sampled, or it ended) */
+  onPromptEvaluated?: () => void;
+}
 
 export async function generateOn(
   model: LlamaModel,
@@ -16,18 +24,25 @@ export async function generateOn(
   prepared: PreparedPrompt,
   request: GenerateRequest,
   maxTokens: number,
+  source: PromptSource = {},
 ): Promise<GenerateResult> {
   const { tokens: promptTokens, steering } = prepared;
   const sampler = new NativeSampler(model, {
     temperature: request.temperature ?? ENGINE_DEFAULT_TEMPERATURE,
     topK: request.topK ?? 0,
     topP: request.topP ?? 1,
+    minP: request.minP ?? 0,
     seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
     ...(request.grammar ? { grammar: request.grammar.grammar } : {}),
+    ...(request.penalties ? { penalties: nativePenalties(request.penalties, promptTokens, maxTokens) } : {}),
+    ...(request.logitBias ? { logitBias: request.logitBias } : {}),
   });
   try {
-    // at least the last prompt token is evaluated: its logits give the first sampled token
-    const reuse = Math.min(sequence.reusablePrefix(promptTokens, steering?.spec), promptTokens.length - 1);
+    // at least the last prompt token is evaluated: its logits give the first sampled token; a copied
+    // cache was computed for this very prompt and steering, so all of it serves
+    const reuse = source.copyFrom
+      ? promptTokens.length - 1
+      : Math.min(sequence.reusablePrefix(promptTokens, steering?.spec), promptTokens.length - 1);
     const diagnostics = steering?.diagnostics;
     sequence.steer(steering?.spec, promptTokens.length, diagnostics !== undefined);
     const { reused, attention, ...generated } = await decode(
@@ -39,6 +54,7 @@ export async function generateOn(
       request,
       maxTokens,
       !!diagnostics,
+      source,
     );
     const report =
       steering && diagnostics && attention
@@ -55,6 +71,13 @@ export async function generateOn(
   }
 }
 
+/** The penalties' window: the prompt's last tokens start it, each sampled token joins it. */
+function nativePenalties(penalties: Penalties, promptTokens: readonly Token[], maxTokens: number) {
+  const window = penalties.lastTokens < 0 ? promptTokens.length + maxTokens : penalties.lastTokens;
+  const { repeat, presence, frequency } = penalties;
+  return { repeat, presence, frequency, window, history: window === 0 ? [] : promptTokens.slice(-window) };
+}
+
 async function decode(
   model: LlamaModel,
   sequence: PooledSequence,
@@ -64,11 +87,12 @@ async function decode(
   request: GenerateRequest,
   maxTokens: number,
   diagnostics: boolean,
+  source: PromptSource,
 ) {
   const wantLogprobs = request.logprobs !== undefined;
   const stride = recordStride(request.logprobs ?? 0);
   const assembler = new TextAssembler(
-    (tokens, context) => model.detokenize(tokens, false, context),
+    (tokens, context) => model.detokenize(tokens, request.specialTokensInAnswer ?? false, context),
     [...(request.stop ?? []), ...(request.grammar?.stop ?? [])],
     promptTokens,
   );
@@ -84,10 +108,15 @@ async function decode(
       tokens: promptTokens,
       sampler,
       maxTokens,
+      minTokens: request.ignoreEos ? maxTokens : (request.minTokens ?? 0),
+      ...(source.copyFrom ? { copyFrom: source.copyFrom.id } : {}),
       topLogprobs: wantLogprobs ? request.logprobs! : -1,
       diagnostics,
       onTokens: (ids, records) => {
-        if (tokens.length === 0) firstTokenAt = performance.now();
+        if (tokens.length === 0) {
+          firstTokenAt = performance.now();
+          source.onPromptEvaluated?.();
+        }
         for (let i = 0; i < ids.length && !stopped && !request.signal?.aborted; i++) {
           const token = ids[i] as Token;
           const previous = tokens.at(-1) ?? promptTokens.at(-1);

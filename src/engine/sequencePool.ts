@@ -21,6 +21,11 @@ export class PooledSequence {
     private readonly prefixReuse: boolean,
   ) {}
 
+  /** the context's sequence id */
+  get id(): number {
+    return this.seq.id;
+  }
+
   get cachedLength(): number {
     return this.cachedTokens.length;
   }

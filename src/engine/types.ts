@@ -87,7 +87,26 @@ export interface SamplingOptions {
   temperature?: number;
   topP?: number;
   topK?: number;
+  /** keep only tokens at least this fraction as likely as the most likely one (0: off; no effect when greedy) */
+  minP?: number;
   seed?: number;
+  /** llama.cpp's penalties (llama_sampler_init_penalties), over the last tokens of the prompt and the answer */
+  penalties?: Penalties;
+  /** added to a token's logit before sampling; -Infinity: the token is never sampled */
+  logitBias?: ReadonlyArray<readonly [token: number, bias: number]>;
+}
+
+/**
+ * llama.cpp's repetition penalties, as llama-server applies them: each token seen in the window has
+ * its logit divided by `repeat` (multiplied, where negative), then lowered by `frequency` times its
+ * count and by `presence` once.
+ */
+export interface Penalties {
+  repeat: number;
+  presence: number;
+  frequency: number;
+  /** the window: the last this many tokens (prompt included); -1: the whole context */
+  lastTokens: number;
 }
 
 export interface PromptInput {
@@ -99,6 +118,15 @@ export interface PromptInput {
 
 export interface GenerateRequest extends SamplingOptions, PromptInput {
   maxTokens?: number;
+  /** end-of-generation tokens are not sampled before this many tokens (stop strings still end the answer) */
+  minTokens?: number;
+  /** end-of-generation tokens are never sampled: the answer runs to maxTokens or a stop string */
+  ignoreEos?: boolean;
+  /**
+   * special tokens in the answer are written as their text instead of dropped: tool calls, whose
+   * markers (Qwen's `<tool_call>`) are special tokens of the model
+   */
+  specialTokensInAnswer?: boolean;
   stop?: string[];
   /** structured output: only tokens this grammar allows are sampled (SteeringEngine.compileGrammar) */
   grammar?: OutputGrammar;

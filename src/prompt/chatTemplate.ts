@@ -9,7 +9,20 @@ export interface ChatMessage {
   role: string;
   content: string;
   name?: string;
+  /** an assistant's calls; arguments as objects (templates write them with `tojson`, as Hugging Face's do) */
+  tool_calls?: TemplateToolCall[];
+  /** a tool message: the call it answers */
+  tool_call_id?: string;
 }
+
+export interface TemplateToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: Record<string, unknown> };
+}
+
+/** A tool as templates receive it: OpenAI's `{"type": "function", "function": {name, description, parameters}}`. */
+export type TemplateTool = { type: "function"; function: { name: string; description?: string; parameters?: Record<string, unknown> } };
 
 /** Used when the GGUF carries no template, as llama-server does. */
 export const CHATML_TEMPLATE =
@@ -72,22 +85,46 @@ export class ChatTemplate {
     this.template = new Template(source);
   }
 
-  private renderRaw(messages: readonly ChatMessage[]): string {
+  private renderRaw(messages: readonly ChatMessage[], tools?: readonly TemplateTool[]): string {
     try {
-      return this.template.render({ messages, add_generation_prompt: true, ...this.specialTokens });
+      return this.template.render({ messages, add_generation_prompt: true, ...this.specialTokens, ...(tools ? { tools } : {}) });
     } catch (err) {
       throw new ChatTemplateError(`the model's chat template cannot render these messages: ${(err as Error).message}`);
     }
   }
 
-  render(messages: readonly ChatMessage[]): RenderedChat {
-    const text = this.renderRaw(messages);
+  /**
+   * Whether the template shows the model its tools: a conversation rendered with a tool must
+   * mention the tool's name (SmolLM2's template, like any without a tools section, drops them).
+   */
+  get rendersTools(): boolean {
+    this.toolSupport ??= (() => {
+      const probe = "pasta_probe_tool_7f3a";
+      const tools: TemplateTool[] = [
+        { type: "function", function: { name: probe, description: "probe", parameters: { type: "object", properties: {} } } },
+      ];
+      try {
+        return this.renderRaw([{ role: "user", content: "hi" }], tools).includes(probe);
+      } catch {
+        return false;
+      }
+    })();
+    return this.toolSupport;
+  }
+  private toolSupport?: boolean;
+
+  render(messages: readonly ChatMessage[], tools?: readonly TemplateTool[]): RenderedChat {
+    const text = this.renderRaw(messages, tools);
     const unmapped = { text, placements: messages.map(() => null) };
 
     // Render with a marker in place of each content, then put the contents back: when that
     // reproduces the real rendering, each content's position is known exactly.
     const { open, close } = contentMarkers(messages);
-    const marked = this.renderRaw(messages.map((m, i) => ({ ...m, content: `${open}${i}${close}` })));
+    // an empty content stays empty: templates test it (Qwen's `{% if message.content %}` before a call)
+    const marked = this.renderRaw(
+      messages.map((m, i) => (m.content === "" ? m : { ...m, content: `${open}${i}${close}` })),
+      tools,
+    );
     const pieces = marked.split(new RegExp(`${open}(\\d+)${close}`));
     for (const transform of TRANSFORMS) {
       let rebuilt = pieces[0]!;

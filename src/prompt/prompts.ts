@@ -5,7 +5,7 @@
 // landed in the rendered text.
 import { MAX_EMPHASIS_ITEMS } from "../defaults.js";
 import { EmphasisError, parseMarkup, resolveEmphasis, type CharSpan, type MarkupKind } from "../emphasis/markup.js";
-import type { ChatMessage, ChatTemplate } from "./chatTemplate.js";
+import type { ChatMessage, ChatTemplate, TemplateTool } from "./chatTemplate.js";
 
 export interface EmphasisRequest {
   markup: MarkupKind;
@@ -42,7 +42,12 @@ export function plainPrompt(source: string, steering: EmphasisRequest | undefine
  * Chat messages rendered by the template. Emphasis objects point into one message's content
  * (`message`, default: the last user message); plain strings are looked up in the contents in order.
  */
-export function chatPrompt(template: ChatTemplate, messages: readonly ChatMessage[], steering: EmphasisRequest | undefined): RenderedChat {
+export function chatPrompt(
+  template: ChatTemplate,
+  messages: readonly ChatMessage[],
+  steering: EmphasisRequest | undefined,
+  tools?: readonly TemplateTool[],
+): RenderedChat {
   let budget = MAX_EMPHASIS_ITEMS - (steering?.emphasis.length ?? 0);
   const parsed = messages.map((m) => {
     if (!steering) return { text: m.content, spans: [] };
@@ -71,7 +76,10 @@ export function chatPrompt(template: ChatTemplate, messages: readonly ChatMessag
     perMessage[index]!.push(...resolveEmphasis(parsed[index]!.text, [{ start: item.start, end: item.end }], param));
   }
 
-  const rendered = template.render(messages.map((m, i) => ({ ...m, content: parsed[i]!.text })));
+  const rendered = template.render(
+    messages.map((m, i) => ({ ...m, content: parsed[i]!.text })),
+    tools,
+  );
   const emphasis: CharSpan[] = [];
   perMessage.forEach((spans, index) => {
     if (spans.length === 0) return;

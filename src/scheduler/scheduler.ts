@@ -1,5 +1,5 @@
-// Admission control in front of the engine: at most `parallel` jobs run (one per context sequence,
-// decoded together by node-llama-cpp's continuous batching), at most `maxQueue` wait, each job has a
+// Admission control in front of the engine: at most `parallel` sequences are in use (a job holds
+// one, or n for n choices; all decoded together by the native loop's continuous batching), at most `maxQueue` wait, each job has a
 // deadline, and a job whose client went away stops at once, queued or running. It is the only wait
 // queue: the engine expects a free sequence for every job it is given.
 import { RequestError } from "../errors.js";
@@ -66,11 +66,13 @@ export interface JobOptions {
   signal?: AbortSignal;
   /** wall-clock limit for waiting plus running */
   timeoutMs?: number;
+  /** sequences the job holds at once (default 1; at most `parallel`): a request for n choices takes n */
+  slots?: number;
 }
 
 interface Waiter {
+  slots: number;
   start: () => void;
-  fail: (err: Error) => void;
 }
 
 export class Scheduler {
@@ -106,6 +108,9 @@ export class Scheduler {
    */
   async run<T>(job: (signal: AbortSignal) => Promise<T>, options: JobOptions = {}): Promise<T> {
     if (this.draining) throw new ShuttingDownError();
+    const slots = options.slots ?? 1;
+    if (!(Number.isInteger(slots) && slots >= 1 && slots <= this.options.parallel))
+      throw new Error(`a job may hold 1 to ${this.options.parallel} sequences, not ${slots}`);
     const retryAfter = this.options.retryAfterSeconds ?? 1;
     const controller = new AbortController();
     const stop = (reason: StopReason) => {
@@ -117,16 +122,18 @@ export class Scheduler {
     const timer = options.timeoutMs ? setTimeout(() => stop("time_limit"), options.timeoutMs) : undefined;
     this.controllers.add(controller);
     try {
-      if (this.running >= this.options.parallel) {
+      // first come, first served: a job waits while any job queued before it waits, so one that
+      // needs several sequences is not overtaken for ever by jobs that need one
+      if (this.queue.length > 0 || this.running + slots > this.options.parallel) {
         if (this.queue.length >= this.options.maxQueue) throw new QueueFullError(retryAfter);
-        await this.waitForSlot(controller.signal, retryAfter);
+        await this.waitForSlots(slots, controller.signal, retryAfter);
       } else {
-        this.running++;
+        this.running += slots;
       }
       try {
         return await job(controller.signal);
       } finally {
-        this.release();
+        this.release(slots);
       }
     } finally {
       clearTimeout(timer);
@@ -136,18 +143,20 @@ export class Scheduler {
     }
   }
 
-  private waitForSlot(signal: AbortSignal, retryAfter: number): Promise<void> {
+  private waitForSlots(slots: number, signal: AbortSignal, retryAfter: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
+        slots,
         start: () => {
           signal.removeEventListener("abort", onAbort);
           resolve();
         },
-        fail: reject,
       };
       const onAbort = () => {
         const i = this.queue.indexOf(waiter);
         if (i >= 0) this.queue.splice(i, 1);
+        // the job at the head may have been what held the others back
+        if (i === 0) this.admitWaiting();
         const reason = (signal.reason as JobStopped).reason;
         reject(
           reason === "time_limit" ? new QueueTimeoutError(retryAfter) : reason === "shutdown" ? new ShuttingDownError() : signal.reason,
@@ -159,11 +168,18 @@ export class Scheduler {
     });
   }
 
-  private release() {
-    const next = this.queue.shift();
-    if (next)
-      next.start(); // the slot passes straight to the next job: `running` is unchanged
-    else this.running--;
+  private release(slots: number) {
+    this.running -= slots;
+    this.admitWaiting();
+  }
+
+  /** Starts queued jobs in order while the first one's sequences are free. */
+  private admitWaiting() {
+    while (this.queue.length > 0 && this.running + this.queue[0]!.slots <= this.options.parallel) {
+      const next = this.queue.shift()!;
+      this.running += next.slots;
+      next.start();
+    }
   }
 
   /**

@@ -11,10 +11,10 @@ import { EventStream } from "./sse.js";
 export interface CompletionFormat {
   /** the whole answer, non-streaming */
   body(generation: Generation): unknown;
-  /** streaming: the first chunk, once the prompt is admitted (steering spans are known then) */
-  first(steering: ResponseSteering | undefined): unknown;
-  /** streaming: a piece of text */
-  piece(text: string, logprobs: GeneratedTokenLogprobs[]): unknown;
+  /** streaming: the first chunks (one per choice), once the prompt is admitted (steering spans are known then) */
+  first(steering: ResponseSteering | undefined, choices: number): unknown[];
+  /** streaming: a piece of a choice's text (null: nothing to send yet, as when a tool call is being held) */
+  piece(text: string, logprobs: GeneratedTokenLogprobs[], choice: number): unknown | null;
   /** streaming: the last chunks (finish reason, usage) */
   last(generation: Generation): unknown[];
 }
@@ -48,11 +48,12 @@ export async function handleCompletion(
     for await (const event of events) {
       if (event.type === "admitted") {
         sse = new EventStream(reply);
-        sse.send(format.first(event.steering));
+        for (const chunk of format.first(event.steering, input.choices ?? 1)) sse.send(chunk);
       } else if (!sse) {
         throw new Error(`a ${event.type} event came before admission`);
       } else if (event.type === "text") {
-        sse.send(format.piece(event.text, event.logprobs));
+        const chunk = format.piece(event.text, event.logprobs, event.choice);
+        if (chunk !== null) sse.send(chunk);
       } else {
         if (event.generation.stopped !== "client_disconnected") for (const chunk of format.last(event.generation)) sse.send(chunk);
         sse.done();

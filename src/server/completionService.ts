@@ -5,6 +5,7 @@
 import type { AutoPastaPlan, AutoPastaReport } from "../autopasta/autopasta.js";
 import type { CharSpan } from "../emphasis/markup.js";
 import type {
+  GenerateRequest,
   AttentionDiagnostics,
   DiagnosticsOptions,
   GeneratedTokenLogprobs,
@@ -36,6 +37,11 @@ export interface SteeringInput {
   diagnostics?: DiagnosticsOptions;
   /** AutoPASTA: the model picks the sentences to emphasize (needs CompletionInput.autoSelection) */
   auto: boolean;
+  /**
+   * the emphasis is markup alone: a request it marks nothing in is served unsteered (an agent sends
+   * the same steering with every step, before the tool result it marks exists)
+   */
+  markupOnly?: boolean;
 }
 
 /** `steering.auto` where the endpoint cannot say what the context is (a plain completion): a 400. */
@@ -44,7 +50,10 @@ export function autoUnavailable(): InvalidRequestError {
 }
 
 /** The body field a structured-output constraint came from: errors name it. */
-export type ConstraintParam = "response_format" | "json_schema" | "grammar";
+export type ConstraintParam = "response_format" | "json_schema" | "grammar" | "tool_choice";
+
+/** How the answer is sampled: the engine's sampling options, stop strings, when it may end. */
+export type CompletionSampling = SamplingOptions & Pick<GenerateRequest, "stop" | "minTokens" | "ignoreEos" | "specialTokensInAnswer">;
 
 /** What an endpoint asks for: its prompt rendered with emphasis resolved, and the body's options. */
 export interface CompletionInput {
@@ -54,11 +63,13 @@ export interface CompletionInput {
   /** for `steering.auto`: pass 1's prompt and where the context to pick sentences from lies */
   autoSelection?: { selectionPrompt: AutoPastaPlan["selectionPrompt"]; context: CharSpan };
   maxTokens: number;
-  sampling: SamplingOptions & { stop?: string[] };
+  sampling: CompletionSampling;
   /** structured output, and the body field it came from (errors name it) */
   output?: { constraint: OutputConstraint; param: ConstraintParam };
   /** log-probs per generated token: the chosen token's plus this many alternatives */
   logprobs?: number;
+  /** answers to sample (OpenAI's `n`; default 1): choice i uses seed + i */
+  choices?: number;
 }
 
 export interface RequestContext {
@@ -79,7 +90,8 @@ export interface ResponseSteering {
 }
 
 export interface Generation {
-  result: GenerateResult;
+  /** one per choice, in order */
+  choices: GenerateResult[];
   steering?: ResponseSteering;
   /** why generation ended early (time limit, shutdown, client gone), if it did */
   stopped?: StopReason;
@@ -88,8 +100,8 @@ export interface Generation {
 export type CompletionEvent =
   /** the request holds a sequence and its steering is resolved: a stream opens here */
   | { type: "admitted"; steering?: ResponseSteering }
-  /** text that is final, with the log-probs of its tokens */
-  | { type: "text"; text: string; logprobs: GeneratedTokenLogprobs[] }
+  /** text of a choice that is final, with the log-probs of its tokens */
+  | { type: "text"; choice: number; text: string; logprobs: GeneratedTokenLogprobs[] }
   | { type: "done"; generation: Generation };
 
 /** What a client needs to build steering requests (/v1/models). */

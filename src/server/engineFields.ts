@@ -13,11 +13,19 @@ const STEERING_FIELDS: Record<string, string> = {
   diagnostics: "steering.diagnostics",
 };
 
+const SAMPLING_FIELDS: Record<string, string> = {
+  logitBias: "logit_bias",
+  minTokens: "min_tokens",
+  ignoreEos: "ignore_eos",
+};
+
 /** Where a JSON schema's errors point, by the body field it came from (param: the field's root, as before). */
 const SCHEMA_FIELDS: Record<ConstraintParam, { prefix: string; param: string }> = {
   response_format: { prefix: "response_format.json_schema.schema", param: "response_format" },
   json_schema: { prefix: "json_schema", param: "json_schema" },
   grammar: { prefix: "grammar", param: "grammar" },
+  // tool_choice "required" or a named function: the tools' parameters, as one call's schema
+  tool_choice: { prefix: "tools (the call schema made of them)", param: "tools" },
 };
 
 /** An engine field error renamed to the API's path; any other error as it is. */
@@ -26,6 +34,8 @@ export function withApiField(err: unknown, constraint: ConstraintParam | undefin
   const root = err.param!;
   const steering = STEERING_FIELDS[root];
   if (steering) return err.renamed({ prefix: steering, param: steering });
+  const sampling = SAMPLING_FIELDS[root];
+  if (sampling) return err.renamed({ prefix: sampling, param: sampling });
   if (root === "schema" && constraint) return err.renamed(SCHEMA_FIELDS[constraint]);
   return err;
 }

@@ -103,32 +103,40 @@ export class GenerationService implements CompletionService {
   stream(input: CompletionInput, context: RequestContext): AsyncIterable<CompletionEvent> {
     const startedAt = performance.now();
     const { request, prepared, plan } = this.translate(input);
+    const choices = input.choices ?? 1;
+    this.checkChoices(input, choices);
     this.logStart(input, context, prepared);
     const events = new EventChannel<CompletionEvent>();
     let firstTokenAt: number | undefined;
-    const answer: GenerateRequest = {
-      ...request,
-      onText: (text, logprobs) => {
-        firstTokenAt ??= performance.now();
-        events.push({ type: "text", text, logprobs });
-      },
-    };
+    const answers = choiceRequests(request, choices).map(
+      (answer, choice): GenerateRequest => ({
+        ...answer,
+        onText: (text, logprobs) => {
+          firstTokenAt ??= performance.now();
+          events.push({ type: "text", choice, text, logprobs });
+        },
+      }),
+    );
     const job = this.engine.withSequence(
       async (session, signal): Promise<Generation> => {
-        let result: GenerateResult;
+        let results: GenerateResult[];
         let report: AutoPastaReport | undefined;
         if (plan) {
-          ({ result, report } = await answerWithAutoPasta(this.engine, session, plan, prepared, answer, (selected, answering) => {
+          let result: GenerateResult;
+          ({ result, report } = await answerWithAutoPasta(this.engine, session, plan, prepared, answers[0]!, (selected, answering) => {
             events.push({ type: "admitted", steering: responseSteering(answering.steering?.spans, selected) });
           }));
+          results = [result];
         } else {
           events.push({ type: "admitted", ...(prepared.steering ? { steering: { spans: prepared.steering.spans } } : {}) });
-          result = await session.generate(answer, prepared);
+          results = choices > 1 ? await session.generateChoices(answers, prepared) : [await session.generate(answers[0]!, prepared)];
         }
-        const steering = responseSteering(result.steering?.spans, report, result.steering?.diagnostics);
-        return { result, ...(steering ? { steering } : {}), ...(signal.aborted ? { stopped: (signal.reason as JobStopped).reason } : {}) };
+        const first = results[0]!;
+        const steering = responseSteering(first.steering?.spans, report, first.steering?.diagnostics);
+        const stopped = signal.aborted ? { stopped: (signal.reason as JobStopped).reason } : {};
+        return { choices: results, ...(steering ? { steering } : {}), ...stopped };
       },
-      { signal: context.signal, timeoutMs: this.options.timeoutMs },
+      { signal: context.signal, timeoutMs: this.options.timeoutMs, slots: choices },
     );
 
     job.then(
@@ -165,6 +173,21 @@ export class GenerationService implements CompletionService {
     return result;
   }
 
+  /** n > 1: each choice holds a sequence; AutoPASTA and attention diagnostics answer for one choice. */
+  private checkChoices(input: CompletionInput, choices: number) {
+    if (choices === 1) return;
+    const parallel = this.engine.scheduler.parallel;
+    if (choices > parallel)
+      throw new InvalidRequestError(
+        `n: ${choices} choices need as many sequences at once, and this server decodes ${parallel} (--parallel)`,
+        "n",
+        "invalid_value",
+      );
+    if (input.steering?.auto) throw new InvalidRequestError("n: steering.auto answers with one choice: n must be 1", "n", "invalid_value");
+    if (input.steering?.diagnostics)
+      throw new InvalidRequestError("n: steering.diagnostics reports one choice: n must be 1", "n", "invalid_value");
+  }
+
   /** The endpoint's input -> the engine's request, validated and tokenized; AutoPASTA's plan with `steering.auto`. */
   private translate(input: CompletionInput): { request: GenerateRequest; prepared: PreparedPrompt; plan?: AutoPastaPlan } {
     return apiFields(input.output?.param, () => this.engineRequest(input));
@@ -189,7 +212,8 @@ export class GenerationService implements CompletionService {
       const plan: AutoPastaPlan = { selectionPrompt, context, steering: options! };
       return { request, plan, prepared: prepareAnswer(this.engine, plan, request) };
     }
-    if (options) request.steering = { ...options, emphasis: prompt.emphasis } satisfies SteeringRequest;
+    const nothingMarked = steering?.markupOnly && prompt.emphasis.length === 0 && steering.mode !== "generation" && !steering.diagnostics;
+    if (options && !nothingMarked) request.steering = { ...options, emphasis: prompt.emphasis } satisfies SteeringRequest;
     return { request, prepared: this.engine.prepare(request, input.maxTokens) };
   }
 
@@ -243,32 +267,43 @@ export class GenerationService implements CompletionService {
   private logDone(
     input: CompletionInput,
     context: RequestContext,
-    { result, stopped }: Generation,
+    { choices, stopped }: Generation,
     startedAt: number,
     firstTokenAt: number | undefined,
   ) {
+    const first = choices[0]!;
+    const completionTokens = choices.reduce((n, c) => n + c.tokens.length, 0);
+    const generationMs = Math.max(...choices.map((c) => c.timings.generationMs));
     this.options.metrics.observeGeneration({
       endpoint: input.endpoint,
-      steered: result.steering !== undefined,
-      promptTokens: result.promptTokens,
-      completionTokens: result.tokens.length,
+      steered: first.steering !== undefined,
+      promptTokens: first.promptTokens,
+      completionTokens,
       timeToFirstToken: firstTokenAt === undefined ? undefined : (firstTokenAt - startedAt) / 1000,
-      generationSeconds: result.timings.generationMs / 1000,
+      generationSeconds: generationMs / 1000,
     });
     context.log.info(
       {
         endpoint: input.endpoint,
-        promptTokens: result.promptTokens,
-        cachedPromptTokens: result.promptTokens - result.evaluatedPromptTokens,
-        completionTokens: result.tokens.length,
-        finishReason: result.finishReason,
+        promptTokens: first.promptTokens,
+        cachedPromptTokens: first.promptTokens - first.evaluatedPromptTokens,
+        completionTokens,
+        ...(choices.length > 1 ? { choices: choices.length } : {}),
+        finishReason: first.finishReason,
         stopped,
-        promptMs: Math.round(result.timings.promptMs),
-        generationMs: Math.round(result.timings.generationMs),
+        promptMs: Math.round(first.timings.promptMs),
+        generationMs: Math.round(generationMs),
       },
       "generation finished",
     );
   }
+}
+
+/** The request once per choice: choice i samples with seed + i (a random base seed when none is given). */
+function choiceRequests(request: GenerateRequest, choices: number): GenerateRequest[] {
+  if (choices === 1) return [request];
+  const base = request.seed ?? Math.floor(Math.random() * 2 ** 31);
+  return Array.from({ length: choices }, (_, i) => ({ ...request, seed: base + i }));
 }
 
 function responseSteering(

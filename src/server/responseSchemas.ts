@@ -73,11 +73,19 @@ export const chatCompletionResponse = z.object({
   choices: z.array(
     z.object({
       index: z.number().int(),
-      message: z.object({ role: z.literal("assistant"), content: z.string(), refusal: z.null() }),
+      /** with tool calls, `content` is the text around them (null: none) */
+      message: z.object({
+        role: z.literal("assistant"),
+        content: z.string().nullable(),
+        refusal: z.null(),
+        tool_calls: z
+          .array(z.object({ id: z.string(), type: z.literal("function"), function: z.object({ name: z.string(), arguments: z.string() }) }))
+          .optional(),
+      }),
       logprobs: z
         .object({ content: z.array(chatTokenLogprob.extend({ top_logprobs: z.array(chatTokenLogprob) })), refusal: z.null() })
         .nullable(),
-      finish_reason: finishReason,
+      finish_reason: z.enum(["stop", "length", "tool_calls"]),
     }),
   ),
 });

@@ -5,7 +5,12 @@ import { z } from "zod";
 import {
   DEFAULT_MAX_TOKENS,
   MAX_DETOKENIZE_TOKENS,
+  MAX_CHOICES,
   MAX_EMPHASIS_ITEMS,
+  MAX_LOGIT_BIAS,
+  MAX_REPETITION_PENALTY,
+  MAX_TOOL_TEXT,
+  MAX_TOOLS,
   MAX_STOP_LENGTH,
   MAX_STOP_STRINGS,
   MAX_TOKENS_LIMIT,
@@ -46,14 +51,42 @@ export type SteeringBody = z.infer<typeof steeringSchema>;
 
 const stopString = z.string().min(1).max(MAX_STOP_LENGTH);
 const stop = z.union([stopString, z.array(stopString).max(MAX_STOP_STRINGS)]).nullish();
+const penalty = z.number().min(-2).max(2).nullish();
+const repetitionPenalty = z.number().gt(0).max(MAX_REPETITION_PENALTY).nullish();
+/** OpenAI's logit_bias: token id -> bias in [-100, 100] (the ids are checked against the model's vocabulary) */
+const logitBias = z
+  .record(z.string().regex(/^\d{1,9}$/, "keys are token ids"), z.number().min(-100).max(100))
+  .refine((bias) => Object.keys(bias).length <= MAX_LOGIT_BIAS, `at most ${MAX_LOGIT_BIAS} tokens`)
+  .nullish();
 const sampling = {
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
   top_k: z.number().int().min(0).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
   seed: z.number().int().nullish(),
+  presence_penalty: penalty,
+  frequency_penalty: penalty,
+  /** vLLM's name; llama-server's is repeat_penalty: both are accepted */
+  repetition_penalty: repetitionPenalty,
+  repeat_penalty: repetitionPenalty,
+  /** llama-server's window of the penalties: the last n tokens, prompt included (-1: the whole context, 0: none) */
+  repeat_last_n: z.number().int().min(-1).max(MAX_TOKENS_LIMIT).nullish(),
+  logit_bias: logitBias,
+  ignore_eos: z.boolean().nullish(),
+  min_tokens: z.number().int().min(0).max(MAX_TOKENS_LIMIT).nullish(),
   stop,
   stream: z.boolean().nullish(),
   steering: steeringSchema.optional(),
+};
+
+/** Checks across the sampling fields, shared by every generation endpoint. */
+const onePenaltyName = {
+  check: (b: { repetition_penalty?: number | null; repeat_penalty?: number | null }) =>
+    b.repetition_penalty == null || b.repeat_penalty == null,
+  message: {
+    message: "give repetition_penalty or repeat_penalty (the same penalty, by vLLM's and llama-server's names), not both",
+    path: ["repeat_penalty"],
+  },
 };
 
 /** A JSON schema for structured output; what it may contain is checked where it is compiled (src/engine/grammar.ts). */
@@ -74,70 +107,48 @@ export const generateSchema = z
   .refine((b) => b.grammar === undefined || b.json_schema === undefined, {
     message: "give grammar or json_schema, not both",
     path: ["grammar"],
-  });
+  })
+  .refine(onePenaltyName.check, onePenaltyName.message);
 export type GenerateBody = z.infer<typeof generateSchema>;
 
 /** Fields of OpenAI's API that this server cannot honour: accepted only at their neutral value. */
 const neutral = {
-  n: z
-    .number()
-    .int()
-    .refine((n) => n === 1, "only n = 1 is supported")
-    .nullish(),
+  n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
   best_of: z
     .number()
     .int()
     .refine((n) => n === 1, "only best_of = 1 is supported")
     .nullish(),
-  frequency_penalty: z
-    .number()
-    .refine((v) => v === 0, "penalties are not supported")
-    .nullish(),
-  presence_penalty: z
-    .number()
-    .refine((v) => v === 0, "penalties are not supported")
-    .nullish(),
-  logit_bias: z
-    .record(z.string(), z.number())
-    .refine((b) => Object.keys(b).length === 0, "logit_bias is not supported")
-    .nullish(),
-  // llama-server's and vLLM's sampling extras: a client that sends one means it, so it is refused
-  // by name rather than dropped with the unknown fields
-  repetition_penalty: z
-    .number()
-    .refine((v) => v === 1, "repetition_penalty is not supported")
-    .nullish(),
-  min_p: z
-    .number()
-    .refine((v) => v === 0, "min_p is not supported")
-    .nullish(),
-  ignore_eos: z
-    .boolean()
-    .refine((v) => !v, "ignore_eos is not supported")
-    .nullish(),
-  min_tokens: z
-    .number()
-    .int()
-    .refine((v) => v === 0, "min_tokens is not supported")
-    .nullish(),
 };
 
-/** OpenAI's tool-calling fields, accepted only where they ask for no tool call (tool calling is not supported yet). */
-const NO_TOOLS = "tool calling is not supported";
-const noTools = {
-  tools: z.array(z.unknown()).max(0, NO_TOOLS).nullish(),
+/** OpenAI's function names: what its API accepts, and what a template can print in a JSON string. */
+const functionName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a-z, A-Z, 0-9, _ and -, at most 64 characters");
+
+/** OpenAI's tool calling (src/prompt/toolCalls.ts); the legacy `functions` / `function_call` are refused by name. */
+const LEGACY = "the legacy function calling is not supported: send tools and tool_choice";
+const tools = {
+  tools: z
+    .array(
+      z.object({
+        type: z.literal("function"),
+        function: z.object({
+          name: functionName,
+          description: z.string().max(MAX_TOOL_TEXT).optional(),
+          parameters: jsonSchemaObject.optional(),
+          strict: z.boolean().nullish(),
+        }),
+      }),
+    )
+    .max(MAX_TOOLS)
+    .nullish(),
   tool_choice: z
-    .unknown()
-    .refine((v) => v === "none" || v === "auto", `${NO_TOOLS}: tool_choice may only be "none" or "auto"`)
+    .union([z.enum(["none", "auto", "required"]), z.object({ type: z.literal("function"), function: z.object({ name: functionName }) })])
     .nullish(),
-  parallel_tool_calls: z
-    .unknown()
-    .refine(() => false, `${NO_TOOLS}: parallel_tool_calls needs tools`)
-    .nullish(),
-  functions: z.array(z.unknown()).max(0, NO_TOOLS).nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  functions: z.array(z.unknown()).max(0, LEGACY).nullish(),
   function_call: z
     .unknown()
-    .refine((v) => v === "none" || v === "auto", `${NO_TOOLS}: function_call may only be "none" or "auto"`)
+    .refine((v) => v === "none" || v === "auto", `${LEGACY}; function_call may only be "none" or "auto"`)
     .nullish(),
 };
 
@@ -169,14 +180,19 @@ const openAICommon = {
 };
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
+/** An assistant's earlier call; its arguments are the JSON text the model wrote (templates get them parsed). */
+const messageToolCall = z.object({
+  id: z.string().min(1).max(64),
+  type: z.literal("function"),
+  function: z.object({ name: functionName, arguments: z.string().max(MAX_TOOL_TEXT) }),
+});
 const chatMessage = z.object({
   role: z.enum(["system", "developer", "user", "assistant", "tool"]),
   content: z.union([z.string(), z.array(textPart)]).nullish(),
   name: z.string().optional(),
-  // a history with tool calls cannot be rendered as the client meant it: refused, never dropped
-  tool_calls: z.array(z.unknown()).max(0, NO_TOOLS).nullish(),
-  tool_call_id: z.undefined({ message: NO_TOOLS }).optional(),
-  function_call: z.undefined({ message: NO_TOOLS }).optional(),
+  tool_calls: z.array(messageToolCall).max(MAX_TOOLS).nullish(),
+  tool_call_id: z.string().min(1).max(64).optional(),
+  function_call: z.undefined({ message: LEGACY }).optional(),
 });
 
 export const chatCompletionSchema = z
@@ -187,25 +203,28 @@ export const chatCompletionSchema = z
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
     response_format: responseFormat,
-    ...noTools,
+    ...tools,
     ...openAICommon,
   })
   // as OpenAI: top_logprobs asks for the alternatives of log-probs that must be asked for
   .refine((b) => b.top_logprobs == null || b.logprobs === true, {
     message: "top_logprobs needs logprobs: true",
     path: ["top_logprobs"],
-  });
+  })
+  .refine(onePenaltyName.check, onePenaltyName.message);
 export type ChatCompletionBody = z.infer<typeof chatCompletionSchema>;
 
-export const completionSchema = z.object({
-  prompt: z.union([z.string(), z.array(z.string()).length(1, "only one prompt per request is supported")]),
-  max_tokens: z.number().int().min(0).max(MAX_TOKENS_LIMIT).nullish(),
-  echo: z.boolean().nullish(),
-  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
-  suffix: z.null().optional(),
-  response_format: responseFormat,
-  ...openAICommon,
-});
+export const completionSchema = z
+  .object({
+    prompt: z.union([z.string(), z.array(z.string()).length(1, "only one prompt per request is supported")]),
+    max_tokens: z.number().int().min(0).max(MAX_TOKENS_LIMIT).nullish(),
+    echo: z.boolean().nullish(),
+    logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+    suffix: z.null().optional(),
+    response_format: responseFormat,
+    ...openAICommon,
+  })
+  .refine(onePenaltyName.check, onePenaltyName.message);
 export type CompletionBody = z.infer<typeof completionSchema>;
 
 export const tokenizeSchema = z

@@ -18,14 +18,16 @@ import { RequestError } from "../../src/errors.js";
 /** A finished generation of `text` (4 prompt tokens, one per character generated). */
 export function generationOf(text: string, extra: Partial<Generation> = {}): Generation {
   return {
-    result: {
-      text,
-      tokens: [...text].map((_, i) => i) as never,
-      finishReason: "stop",
-      promptTokens: 4,
-      evaluatedPromptTokens: 4,
-      timings: { promptMs: 1, generationMs: 1 },
-    },
+    choices: [
+      {
+        text,
+        tokens: [...text].map((_, i) => i) as never,
+        finishReason: "stop",
+        promptTokens: 4,
+        evaluatedPromptTokens: 4,
+        timings: { promptMs: 1, generationMs: 1 },
+      },
+    ],
     ...extra,
   };
 }
@@ -35,7 +37,7 @@ export type Script = (input: CompletionInput) => AsyncIterable<CompletionEvent> 
 /** The events of a plain answer: admitted, the pieces, done. */
 export function* answer(pieces: string[], extra: Partial<Generation> = {}): Iterable<CompletionEvent> {
   yield { type: "admitted", ...(extra.steering ? { steering: extra.steering } : {}) };
-  for (const text of pieces) yield { type: "text", text, logprobs: [] };
+  for (const text of pieces) yield { type: "text", choice: 0, text, logprobs: [] };
   yield { type: "done", generation: generationOf(pieces.join(""), extra) };
 }
 

@@ -6,12 +6,14 @@ import type { GeneratedTokenLogprobs, GenerateResult } from "../../engine/engine
 import { InvalidRequestError } from "../../errors.js";
 import type { ChatMessage, ChatTemplate } from "../../prompt/chatTemplate.js";
 import { chatPrompt, type RenderedChat } from "../../prompt/prompts.js";
+import { parseToolCalls, ToolCallStream } from "../../prompt/toolCalls.js";
 import type { CompletionFormat } from "../completionReply.js";
 import type { CompletionInput } from "../completionService.js";
 import { chatCompletionSchema, type ChatCompletionBody } from "../schemas.js";
 import { CHAT_KIND, openAIFormat } from "../openaiFormat.js";
 import { chatCompletionResponse } from "../responseSchemas.js";
 import { responseFormatInput, samplingOptions, withSteeringInput } from "./common.js";
+import { limitCalls, templateMessage, toolCallsJson, type ToolUse, toolUse } from "./chatTools.js";
 import { completionRoute } from "./completionRoute.js";
 
 type Message = ChatCompletionBody["messages"][number];
@@ -56,45 +58,68 @@ function autoSelection(template: ChatTemplate, messages: ChatMessage[], rendered
 }
 
 function chatInput(template: ChatTemplate, body: ChatCompletionBody): CompletionInput {
-  const messages = body.messages.map((m) => ({ role: m.role, content: contentText(m.content), ...(m.name ? { name: m.name } : {}) }));
-  const rendered = chatPrompt(template, messages, body.steering);
+  const messages = body.messages.map((m, i) => templateMessage(m, i, contentText(m.content)));
+  const tools = toolUse(body, template);
+  const rendered = chatPrompt(template, messages, body.steering, tools?.tools);
   return {
     endpoint: "chat",
     prompt: rendered,
     maxTokens: body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS,
-    sampling: samplingOptions(body),
-    ...responseFormatInput(body.response_format),
+    // a call's markers may be special tokens of the model (Qwen's <tool_call>): the parser needs their text
+    sampling: { ...samplingOptions(body), ...(tools ? { specialTokensInAnswer: true } : {}) },
+    ...(tools?.forced ?? responseFormatInput(body.response_format)),
     ...withSteeringInput(body.steering),
     ...(body.steering?.auto ? { autoSelection: autoSelection(template, messages, rendered) } : {}),
     ...(body.logprobs === true ? { logprobs: body.top_logprobs ?? 0 } : {}),
+    ...(body.n != null ? { choices: body.n } : {}),
   };
 }
 
-type FinishReason = GenerateResult["finishReason"];
+type FinishReason = GenerateResult["finishReason"] | "tool_calls";
 type ChatLogprobs = ReturnType<typeof chatLogprobs> | null;
 interface ChatBodyChoice {
-  message: { role: "assistant"; content: string; refusal: null };
+  message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ReturnType<typeof toolCallsJson> };
   logprobs: ChatLogprobs;
   finish_reason: FinishReason;
 }
 interface ChatChunkChoice {
-  delta: { role?: "assistant"; content?: string };
+  delta: { role?: "assistant"; content?: string; tool_calls?: ReturnType<typeof toolCallsJson> };
   logprobs: ChatLogprobs;
   finish_reason: FinishReason | null;
 }
 
-function chatFormat(modelId: string, body: ChatCompletionBody): CompletionFormat {
+function chatFormat(modelId: string, body: ChatCompletionBody, tools: ToolUse | undefined): CompletionFormat {
   const wantLogprobs = body.logprobs === true;
   const logprobsOf = (tokens: GeneratedTokenLogprobs[] | null | undefined) => (wantLogprobs && tokens ? chatLogprobs(tokens) : null);
+  // streaming with tools: per choice, content flows until a call may begin (ToolCallStream)
+  const streams = new Map<number, ToolCallStream>();
+  const streamOf = (index: number, use: ToolUse) => streams.get(index) ?? streams.set(index, new ToolCallStream(use.syntax)).get(index)!;
   return openAIFormat<ChatBodyChoice, ChatChunkChoice>(CHAT_KIND, modelId, body.stream_options?.include_usage ?? false, {
-    body: (g) => ({
-      message: { role: "assistant", content: g.result.text, refusal: null },
-      logprobs: logprobsOf(g.result.logprobs ?? []),
-      finish_reason: g.result.finishReason,
-    }),
+    body: (result) => {
+      const parsed = tools ? limitCalls(parseToolCalls(tools.syntax, result.text), tools) : undefined;
+      const calls = parsed?.calls.length ? { tool_calls: toolCallsJson(parsed.calls) } : {};
+      return {
+        message: { role: "assistant", content: parsed ? parsed.content : result.text, refusal: null, ...calls },
+        logprobs: logprobsOf(result.logprobs ?? []),
+        finish_reason: parsed?.calls.length ? "tool_calls" : result.finishReason,
+      };
+    },
     first: () => ({ delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }),
-    piece: (text, logprobs) => ({ delta: { content: text }, logprobs: logprobsOf(logprobs), finish_reason: null }),
-    last: (g) => ({ delta: {}, logprobs: null, finish_reason: g.result.finishReason }),
+    piece: (text, logprobs, index) => {
+      const content = tools ? streamOf(index, tools).push(text) : text;
+      // held text (a call being written) goes out at the end; its log-probs go now
+      if (content === "" && !(wantLogprobs && logprobs.length > 0)) return null;
+      return { delta: { content }, logprobs: logprobsOf(logprobs), finish_reason: null };
+    },
+    last: (result, index) => {
+      if (!tools) return { delta: {}, logprobs: null, finish_reason: result.finishReason };
+      const rest = limitCalls(streamOf(index, tools).finish(), tools);
+      const delta = {
+        ...(rest.content ? { content: rest.content } : {}),
+        ...(rest.calls.length ? { tool_calls: toolCallsJson(rest.calls, true) } : {}),
+      };
+      return { delta, logprobs: null, finish_reason: rest.calls.length ? "tool_calls" : result.finishReason };
+    },
   });
 }
 
@@ -106,5 +131,5 @@ export const chatRoutes = completionRoute({
   summary: "OpenAI chat completions, with steering",
   promptChars: (body) => ({ chars: body.messages.reduce((n, m) => n + contentText(m.content).length, 0), param: "messages" }),
   input: (body, service) => chatInput(service.chatTemplate, body),
-  format: (body, service) => chatFormat(service.modelId, body),
+  format: (body, service) => chatFormat(service.modelId, body, toolUse(body, service.chatTemplate)),
 });

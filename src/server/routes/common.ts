@@ -1,10 +1,17 @@
 // What the endpoint modules share: OpenAI's sampling fields -> the engine's, and the API's shapes
 // of usage and steering (snake_case lives in src/server/ only).
 import { randomBytes } from "node:crypto";
-import { API_DEFAULT_TEMPERATURE, MAX_PROMPT_CHARS_PER_TOKEN } from "../../defaults.js";
+import { API_DEFAULT_TEMPERATURE, DEFAULT_REPEAT_LAST_N, MAX_PROMPT_CHARS_PER_TOKEN } from "../../defaults.js";
 import type { AttentionDiagnostics, SamplingOptions } from "../../engine/engine.js";
 import { ContextLengthError } from "../../engine/errors.js";
-import type { CompletionInput, CompletionService, Generation, ResponseSteering, SteeringInput } from "../completionService.js";
+import type {
+  CompletionInput,
+  CompletionSampling,
+  CompletionService,
+  Generation,
+  ResponseSteering,
+  SteeringInput,
+} from "../completionService.js";
 import type { ResponseFormatBody, SteeringBody } from "../schemas.js";
 
 export { SYSTEM_FINGERPRINT } from "../../defaults.js";
@@ -16,7 +23,16 @@ interface SamplingFields {
   temperature?: number | null;
   top_p?: number | null;
   top_k?: number | null;
+  min_p?: number | null;
   seed?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  repetition_penalty?: number | null;
+  repeat_penalty?: number | null;
+  repeat_last_n?: number | null;
+  logit_bias?: Record<string, number> | null;
+  ignore_eos?: boolean | null;
+  min_tokens?: number | null;
   stop?: string | string[] | null;
 }
 
@@ -35,14 +51,33 @@ export function checkPromptChars(service: CompletionService, chars: number, para
 }
 
 /** OpenAI-style sampling fields -> the engine's (temperature 0: greedy argmax). */
-export function samplingOptions(body: SamplingFields): SamplingOptions & { stop?: string[] } {
+export function samplingOptions(body: SamplingFields): CompletionSampling {
   return {
     temperature: body.temperature ?? API_DEFAULT_TEMPERATURE,
     topP: body.top_p ?? 1,
     topK: body.top_k ?? 0,
+    ...(body.min_p ? { minP: body.min_p } : {}),
     ...(body.seed != null ? { seed: body.seed } : {}),
+    ...penaltiesOf(body),
+    ...(body.logit_bias ? { logitBias: logitBiasOf(body.logit_bias) } : {}),
+    ...(body.ignore_eos ? { ignoreEos: true } : {}),
+    ...(body.min_tokens ? { minTokens: body.min_tokens } : {}),
     ...(body.stop != null ? { stop: typeof body.stop === "string" ? [body.stop] : body.stop } : {}),
   };
+}
+
+/** `{penalties}` when any penalty is on (llama-server's semantics: one window over prompt and answer). */
+function penaltiesOf(body: SamplingFields): Pick<SamplingOptions, "penalties"> {
+  const repeat = body.repetition_penalty ?? body.repeat_penalty ?? 1;
+  const presence = body.presence_penalty ?? 0;
+  const frequency = body.frequency_penalty ?? 0;
+  if (repeat === 1 && presence === 0 && frequency === 0) return {};
+  return { penalties: { repeat, presence, frequency, lastTokens: body.repeat_last_n ?? DEFAULT_REPEAT_LAST_N } };
+}
+
+/** OpenAI's logit_bias: -100 bans the token (as OpenAI documents it), any other value is added to its logit. */
+function logitBiasOf(bias: Record<string, number>): SamplingOptions["logitBias"] {
+  return Object.entries(bias).map(([token, value]) => [Number(token), value <= -100 ? Number.NEGATIVE_INFINITY : value] as const);
 }
 
 /** The body's `steering` -> the service's (its emphasis is resolved into the prompt, src/prompt/). */
@@ -50,6 +85,7 @@ function steeringInput(body: SteeringBody): SteeringInput {
   const diagnostics = body.diagnostics === true ? {} : body.diagnostics || undefined;
   return {
     auto: body.auto,
+    ...(body.markup !== "none" && body.emphasis.length === 0 ? { markupOnly: true } : {}),
     ...(body.heads !== undefined ? { heads: body.heads } : {}),
     ...(body.alpha !== undefined ? { alpha: body.alpha } : {}),
     ...(body.mode !== undefined ? { mode: body.mode } : {}),
@@ -80,14 +116,16 @@ export function unixSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-/** OpenAI's usage object for a generation. */
-export function usageOf({ result }: Generation) {
+/** OpenAI's usage object for a generation: the prompt counted once, whatever the number of choices. */
+export function usageOf({ choices }: Generation) {
+  const first = choices[0]!;
+  const completionTokens = choices.reduce((n, c) => n + c.tokens.length, 0);
   return {
-    prompt_tokens: result.promptTokens,
-    completion_tokens: result.tokens.length,
-    total_tokens: result.promptTokens + result.tokens.length,
+    prompt_tokens: first.promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: first.promptTokens + completionTokens,
     // prompt tokens taken from the prefix cache instead of evaluated
-    prompt_tokens_details: { cached_tokens: result.promptTokens - result.evaluatedPromptTokens },
+    prompt_tokens_details: { cached_tokens: first.promptTokens - first.evaluatedPromptTokens },
   };
 }
 

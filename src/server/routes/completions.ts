@@ -6,7 +6,7 @@ import type { GenerateResult, ScoredToken, TokenLogprob } from "../../engine/eng
 import { InvalidRequestError } from "../../errors.js";
 import { plainPrompt } from "../../prompt/prompts.js";
 import type { CompletionFormat } from "../completionReply.js";
-import { autoUnavailable, type CompletionInput, type Generation } from "../completionService.js";
+import { autoUnavailable, type CompletionInput } from "../completionService.js";
 import { completionSchema, type CompletionBody } from "../schemas.js";
 import { COMPLETION_KIND, openAIFormat } from "../openaiFormat.js";
 import { completionResponse } from "../responseSchemas.js";
@@ -55,6 +55,7 @@ function completionInput(body: CompletionBody): CompletionInput {
     ...responseFormatInput(body.response_format),
     ...withSteeringInput(body.steering),
     ...(body.logprobs != null ? { logprobs: body.logprobs } : {}),
+    ...(body.n != null ? { choices: body.n } : {}),
   };
 }
 
@@ -75,19 +76,19 @@ function completionFormat(
   const prompt = input.prompt.prompt;
   const prefix = body.echo ? prompt : "";
   const topLogprobs = input.logprobs;
-  const logprobsOf = (g: Generation): LegacyLogprobs | null => {
+  const logprobsOf = (result: GenerateResult): LegacyLogprobs | null => {
     if (topLogprobs === undefined) return null;
     const out: LegacyLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
     if (promptLogprobs) appendLogprobs(out, promptLogprobs, 0, topLogprobs > 0);
-    appendLogprobs(out, g.result.logprobs ?? [], prompt.length, topLogprobs > 0);
+    appendLogprobs(out, result.logprobs ?? [], prompt.length, topLogprobs > 0);
     return out;
   };
   const streamed = (text: string, finishReason: FinishReason | null): TextChoice => ({ text, logprobs: null, finish_reason: finishReason });
   return openAIFormat<TextChoice, TextChoice>(COMPLETION_KIND, modelId, body.stream_options?.include_usage ?? false, {
-    body: (g) => ({ text: prefix + g.result.text, logprobs: logprobsOf(g), finish_reason: g.result.finishReason }),
+    body: (result) => ({ text: prefix + result.text, logprobs: logprobsOf(result), finish_reason: result.finishReason }),
     first: () => streamed(prefix, null),
     piece: (text) => streamed(text, null),
-    last: (g) => streamed("", g.result.finishReason),
+    last: (result) => streamed("", result.finishReason),
   });
 }
 

@@ -44,19 +44,20 @@ function tokenLogprobs(tokens: readonly GeneratedTokenLogprobs[]) {
   return { tokens: tokens.map((t) => ({ ...entry(t), top: t.top.map(entry) })) };
 }
 
+/** One answer (the endpoint has no `n`). */
 function generateFormat(modelId: string, body: GenerateBody): CompletionFormat {
   return {
     body: (g) => ({
       model: modelId,
-      text: g.result.text,
-      finish_reason: g.result.finishReason,
+      text: g.choices[0]!.text,
+      finish_reason: g.choices[0]!.finishReason,
       usage: usageOf(g),
       ...withSteering(g.steering),
-      ...(g.result.logprobs ? { logprobs: tokenLogprobs(g.result.logprobs) } : {}),
+      ...(g.choices[0]!.logprobs ? { logprobs: tokenLogprobs(g.choices[0]!.logprobs) } : {}),
     }),
-    first: (steering) => ({ text: "", ...withSteering(steering) }),
+    first: (steering) => [{ text: "", ...withSteering(steering) }],
     piece: (text, logprobs) => ({ text, ...(logprobs.length > 0 && body.logprobs > 0 ? { logprobs: tokenLogprobs(logprobs) } : {}) }),
-    last: (g) => [{ text: "", finish_reason: g.result.finishReason, usage: usageOf(g), ...withDiagnostics(g.steering) }],
+    last: (g) => [{ text: "", finish_reason: g.choices[0]!.finishReason, usage: usageOf(g), ...withDiagnostics(g.steering) }],
   };
 }
 

@@ -7,6 +7,7 @@ import { InvalidRequestError } from "../../errors.js";
 import { chatPrompt } from "../../prompt/prompts.js";
 import { applyTemplateSchema, detokenizeSchema, tokenizeSchema } from "../schemas.js";
 import { contentText } from "./chat.js";
+import { templateMessage } from "./chatTools.js";
 import { checkPromptChars, type ServiceGetter } from "./common.js";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -57,11 +58,7 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = as
         request.body.messages.reduce((n, m) => n + contentText(m.content).length, 0),
         "messages",
       );
-      const messages = request.body.messages.map((m) => ({
-        role: m.role,
-        content: contentText(m.content),
-        ...(m.name ? { name: m.name } : {}),
-      }));
+      const messages = request.body.messages.map((m, i) => templateMessage(m, i, contentText(m.content)));
       const rendered = chatPrompt(getService().chatTemplate, messages, undefined);
       // null: the template rewrites that message's content, so no exact range exists
       return { prompt: rendered.prompt, content_spans: rendered.contentSpans };

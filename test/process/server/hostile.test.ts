@@ -74,7 +74,12 @@ const HOSTILE: Array<[string, string, unknown, number]> = [
   ],
   ["a stop string of 100k characters", "/v1/generate", { prompt: SECRET, stop: "x".repeat(100_000) }, 400],
   ["tool_choice required", "/v1/chat/completions", chat(SECRET, { tool_choice: "required" }), 400],
-  ["min_p", "/v1/chat/completions", chat(SECRET, { min_p: 0.1 }), 400],
+  [
+    "a logit_bias of 100k tokens",
+    "/v1/chat/completions",
+    chat(SECRET, { logit_bias: Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [String(i), -1])) }),
+    400,
+  ],
   [
     "the chat markers' private-use characters, with emphasis",
     "/v1/chat/completions",

@@ -216,7 +216,7 @@ t.test("typed errors in the client", async (t) => {
     OpenAI.NotFoundError,
   );
   t.type(
-    await failure(client.chat.completions.create({ model: "stories", messages: [{ role: "user", content: "x" }], n: 2 })),
+    await failure(client.chat.completions.create({ model: "stories", messages: [{ role: "user", content: "x" }], n: 3 })),
     OpenAI.BadRequestError,
   );
   t.type(
@@ -405,17 +405,17 @@ const BAD_REQUESTS: Case[] = [
   ["no messages", "/v1/chat/completions", { model: "stories", messages: [] }, 400, "invalid_request_error", "messages"],
   ["unknown role", "/v1/chat/completions", { model: "stories", messages: [{ role: "robot", content: "x" }] }, 400, "invalid_request_error"],
   [
-    "n = 2",
+    "n beyond --parallel",
     "/v1/chat/completions",
-    { model: "stories", messages: [{ role: "user", content: "x" }], n: 2 },
+    { model: "stories", messages: [{ role: "user", content: "x" }], n: 3, max_tokens: 4 },
     400,
     "invalid_request_error",
     "n",
   ],
   [
-    "penalties",
+    "a penalty out of OpenAI's range",
     "/v1/chat/completions",
-    { model: "stories", messages: [{ role: "user", content: "x" }], frequency_penalty: 1 },
+    { model: "stories", messages: [{ role: "user", content: "x" }], frequency_penalty: 2.5 },
     400,
     "invalid_request_error",
     "frequency_penalty",
@@ -428,21 +428,36 @@ const BAD_REQUESTS: Case[] = [
       ["legacy function_call", { function_call: { name: "f" } }, "function_call"],
       ["parallel_tool_calls without tools", { parallel_tool_calls: true }, "parallel_tool_calls"],
       ["top_logprobs without logprobs", { top_logprobs: 2 }, "top_logprobs"],
-      ["repetition_penalty", { repetition_penalty: 1.1 }, "repetition_penalty"],
-      ["min_p", { min_p: 0.05 }, "min_p"],
-      ["ignore_eos", { ignore_eos: true }, "ignore_eos"],
-      ["min_tokens", { min_tokens: 4 }, "min_tokens"],
+      ["repetition_penalty 0", { repetition_penalty: 0 }, "repetition_penalty"],
+      ["repetition_penalty and repeat_penalty", { repetition_penalty: 1.1, repeat_penalty: 1.2 }, "repeat_penalty"],
+      ["repeat_last_n below -1", { repeat_last_n: -2 }, "repeat_last_n"],
+      ["min_p above 1", { min_p: 1.5 }, "min_p"],
+      ["min_tokens above max_tokens", { min_tokens: 9, max_tokens: 8 }, "min_tokens"],
+      ["ignore_eos with a JSON answer", { ignore_eos: true, response_format: { type: "json_object" } }, "ignore_eos"],
+      ["logit_bias with a key that is no token id", { logit_bias: { hello: 5 } }, "logit_bias.hello"],
+      ["logit_bias with a token the model lacks", { logit_bias: { "999999": 5 } }, "logit_bias"],
+      ["logit_bias beyond 100", { logit_bias: { "5": 101 } }, "logit_bias.5"],
       [
-        "an assistant tool call in the history",
+        "an assistant tool call without its function",
         {
           messages: [
             { role: "user", content: "x" },
             { role: "assistant", content: null, tool_calls: [{ id: "c", type: "function" }] },
           ],
         },
-        "messages.1.tool_calls",
+        "messages.1.tool_calls.0.function",
       ],
-      ["a tool result's tool_call_id", { messages: [{ role: "tool", content: "42", tool_call_id: "c" }] }, "messages.0.tool_call_id"],
+      [
+        "a tool call whose arguments are not a JSON object",
+        {
+          messages: [
+            { role: "user", content: "x" },
+            { role: "assistant", content: null, tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "[1]" } }] },
+          ],
+        },
+        "messages.1.tool_calls.0.function.arguments",
+      ],
+      ["tools on a model whose template has no tools section", { tools: [{ type: "function", function: { name: "f" } }] }, "tools"],
     ] as const
   ).map(
     ([name, fields, param]): Case => [

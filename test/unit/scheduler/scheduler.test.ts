@@ -78,3 +78,60 @@ t.test("drain: new work refused, running work finishes, stragglers stopped at th
   await drained;
   t.equal(s.active, 0);
 });
+
+t.test("a job of several slots waits until that many are free, in arrival order; later one-slot jobs wait behind it", async (t) => {
+  const s = new Scheduler({ parallel: 3, maxQueue: 8 });
+  const a = controllable();
+  const wide = controllable();
+  const late = controllable();
+  const ra = s.run(a.job);
+  await sleep(5);
+  const order: string[] = [];
+  const rWide = s.run(
+    async (signal) => {
+      order.push("wide");
+      return wide.job(signal);
+    },
+    { slots: 3 },
+  );
+  const rLate = s.run(async (signal) => {
+    order.push("late");
+    return late.job(signal);
+  });
+  await sleep(5);
+  t.equal(s.active, 1, "two slots are free, but the 3-slot job is first in line");
+  t.equal(s.queued, 2);
+  a.release();
+  await ra;
+  await sleep(5);
+  t.same(order, ["wide"]);
+  t.equal(s.active, 3);
+  wide.release();
+  await rWide;
+  await sleep(5);
+  t.same(order, ["wide", "late"]);
+  late.release();
+  await rLate;
+  t.equal(s.active, 0);
+  await t.rejects(
+    s.run(async () => 1, { slots: 4 }),
+    /1 to 3 sequences, not 4/,
+  );
+});
+
+t.test("when the head of the queue leaves, the jobs behind it that fit start", async (t) => {
+  const s = new Scheduler({ parallel: 2, maxQueue: 8 });
+  const a = controllable();
+  const ra = s.run(a.job);
+  await sleep(5);
+  const leaving = new AbortController();
+  const rWide = s.run(async () => "never", { slots: 2, signal: leaving.signal }).catch((e: unknown) => e);
+  const rSmall = s.run(async () => "small");
+  await sleep(5);
+  t.equal(s.queued, 2);
+  leaving.abort();
+  t.type(await rWide, JobStopped);
+  t.equal(await rSmall, "small");
+  a.release();
+  await ra;
+});

@@ -158,7 +158,7 @@ t.test("errors declare their own answer: before the stream a status code, after 
 
   const failing = new FakeService(function* () {
     yield { type: "admitted" };
-    yield { type: "text", text: "partial", logprobs: [] };
+    yield { type: "text", choice: 0, text: "partial", logprobs: [] };
     throw new Error("the decode failed");
   });
   const app = await fakeApp({ service: failing });
@@ -370,7 +370,7 @@ t.test(
     // as the real service: the spans once admitted, the diagnostics once done
     const service = new FakeService(() => [
       { type: "admitted", steering: { spans } },
-      { type: "text", text: "Hi", logprobs: [] },
+      { type: "text", choice: 0, text: "Hi", logprobs: [] },
       { type: "done", generation: generationOf("Hi", { steering: { spans, diagnostics } }) },
     ]);
     const app = await fakeApp({ service });

@@ -31,8 +31,8 @@ const steering = {
 };
 const service = new FakeService(() => [
   { type: "admitted", steering },
-  { type: "text", text: "Hi", logprobs },
-  { type: "done", generation: generationOf("Hi", { steering, result: { ...generationOf("Hi").result, logprobs } }) },
+  { type: "text", choice: 0, text: "Hi", logprobs },
+  { type: "done", generation: generationOf("Hi", { steering, choices: [{ ...generationOf("Hi").choices[0]!, logprobs }] }) },
 ]);
 const app = await fakeApp({ service });
 t.teardown(() => app.close());
