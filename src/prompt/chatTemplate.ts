@@ -118,24 +118,27 @@ export class ChatTemplate {
     const unmapped = { text, placements: messages.map(() => null) };
 
     // Render with a marker in place of each content, then put the contents back: when that
-    // reproduces the real rendering, each content's position is known exactly.
+    // reproduces the real rendering, each content's position is known exactly. Failing that, again
+    // with empty contents left empty: a template may test them (Qwen's `{% if message.content %}`
+    // before an assistant's calls), and an empty content holds no emphasis anyway.
     const { open, close } = contentMarkers(messages);
-    // an empty content stays empty: templates test it (Qwen's `{% if message.content %}` before a call)
-    const marked = this.renderRaw(
-      messages.map((m, i) => (m.content === "" ? m : { ...m, content: `${open}${i}${close}` })),
-      tools,
-    );
-    const pieces = marked.split(new RegExp(`${open}(\\d+)${close}`));
-    for (const transform of TRANSFORMS) {
-      let rebuilt = pieces[0]!;
-      const placements: Array<ContentPlacement | null> = messages.map(() => null);
-      for (let p = 1; p < pieces.length; p += 2) {
-        const index = Number(pieces[p]);
-        const { kept, dropped } = transform(messages[index]!.content);
-        if (placements[index] === null) placements[index] = { start: rebuilt.length, dropped, length: kept.length };
-        rebuilt += kept + pieces[p + 1]!;
+    for (const markEmpty of [true, false]) {
+      const marked = this.renderRaw(
+        messages.map((m, i) => (m.content === "" && !markEmpty ? m : { ...m, content: `${open}${i}${close}` })),
+        tools,
+      );
+      const pieces = marked.split(new RegExp(`${open}(\\d+)${close}`));
+      for (const transform of TRANSFORMS) {
+        let rebuilt = pieces[0]!;
+        const placements: Array<ContentPlacement | null> = messages.map(() => null);
+        for (let p = 1; p < pieces.length; p += 2) {
+          const index = Number(pieces[p]);
+          const { kept, dropped } = transform(messages[index]!.content);
+          if (placements[index] === null) placements[index] = { start: rebuilt.length, dropped, length: kept.length };
+          rebuilt += kept + pieces[p + 1]!;
+        }
+        if (rebuilt === text) return { text, placements };
       }
-      if (rebuilt === text) return { text, placements };
     }
     return unmapped;
   }
