@@ -46,11 +46,17 @@ export const CALL_START: Record<ToolSyntax, string> = { hermes: "<tool_call>", m
 const WHOLE_ANSWER_CALL: Record<ToolSyntax, boolean> = { hermes: true, mistral: false, llama3: true };
 
 /** The answer as one call object, or null. */
-function wholeAnswerCall(answer: string, syntax: ToolSyntax): ToolCall | null {
+function wholeAnswerCall(answer: string, syntax: ToolSyntax, tools: ToolNames): ToolCall | null {
   const fenced = /^```(?:json)?\s*([\s\S]*?)\s*```$/.exec(answer.trim());
   const body = (fenced ? fenced[1]! : answer).trim();
-  return body.startsWith("{") ? callOf(parseJson(body), syntax) : null;
+  return body.startsWith("{") ? callOf(parseJson(body), syntax, tools) : null;
 }
+
+/**
+ * The request's tool names: only a call of one of them is a call. A JSON answer that happens to
+ * have a "name" (a user asked for a record) is text.
+ */
+export type ToolNames = ReadonlySet<string>;
 
 /** A tool call id: Mistral's templates require 9 letters and digits; OpenAI's look like `call_` + 24. */
 export function toolCallId(syntax: ToolSyntax): string {
@@ -58,12 +64,12 @@ export function toolCallId(syntax: ToolSyntax): string {
   return syntax === "mistral" ? hex.slice(0, 9) : `call_${hex}`;
 }
 
-/** A call object as the templates describe it: a name and an arguments (or parameters) object. */
-function callOf(value: unknown, syntax: ToolSyntax): ToolCall | null {
+/** A call object as the templates describe it: a tool's name and an arguments (or parameters) object. */
+function callOf(value: unknown, syntax: ToolSyntax, tools: ToolNames): ToolCall | null {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
   const { name, arguments: args, parameters } = value as Record<string, unknown>;
   const params = args ?? parameters ?? {};
-  if (typeof name !== "string" || name === "" || typeof params !== "object" || params === null || Array.isArray(params)) return null;
+  if (typeof name !== "string" || !tools.has(name) || typeof params !== "object" || params === null || Array.isArray(params)) return null;
   return { id: toolCallId(syntax), name, arguments: JSON.stringify(params) };
 }
 
@@ -79,7 +85,7 @@ function parseJson(text: string): unknown {
  * The calls in a whole answer. Text that is not a well-formed call stays content: a model that
  * writes something call-like but broken gets its text back, never a call it did not make.
  */
-export function parseToolCalls(syntax: ToolSyntax, answer: string): ParsedAnswer {
+export function parseToolCalls(syntax: ToolSyntax, answer: string, tools: ToolNames): ParsedAnswer {
   const plain = { content: answer, calls: [] };
   switch (syntax) {
     case "hermes": {
@@ -88,11 +94,11 @@ export function parseToolCalls(syntax: ToolSyntax, answer: string): ParsedAnswer
       let rest = "";
       let last = 0;
       if (!answer.includes(CALL_START.hermes)) {
-        const call = wholeAnswerCall(answer, syntax);
+        const call = wholeAnswerCall(answer, syntax, tools);
         return call ? { content: null, calls: [call] } : plain;
       }
       for (const match of answer.matchAll(pattern)) {
-        const call = callOf(parseJson(match[1]!), syntax);
+        const call = callOf(parseJson(match[1]!), syntax, tools);
         if (!call) return plain;
         calls.push(call);
         rest += answer.slice(last, match.index);
@@ -107,12 +113,12 @@ export function parseToolCalls(syntax: ToolSyntax, answer: string): ParsedAnswer
       if (at < 0) return plain;
       const list = parseJson(answer.slice(at + CALL_START.mistral.length).trim());
       if (!Array.isArray(list) || list.length === 0) return plain;
-      const calls = list.map((item) => callOf(item, syntax));
+      const calls = list.map((item) => callOf(item, syntax, tools));
       if (calls.some((c) => c === null)) return plain;
       return withContent(answer.slice(0, at), calls as ToolCall[]);
     }
     case "llama3": {
-      const call = wholeAnswerCall(answer, syntax);
+      const call = wholeAnswerCall(answer, syntax, tools);
       return call ? { content: null, calls: [call] } : plain;
     }
   }
@@ -134,7 +140,10 @@ export class ToolCallStream {
   /** the answer's first characters are known not to start a whole-answer call */
   private started: boolean;
 
-  constructor(private readonly syntax: ToolSyntax) {
+  constructor(
+    private readonly syntax: ToolSyntax,
+    private readonly tools: ToolNames,
+  ) {
     this.started = !WHOLE_ANSWER_CALL[syntax];
   }
 
@@ -171,7 +180,7 @@ export class ToolCallStream {
 
   /** At the end: the calls, and the content not streamed yet (null: none). */
   finish(): ParsedAnswer {
-    const parsed = parseToolCalls(this.syntax, this.held);
+    const parsed = parseToolCalls(this.syntax, this.held, this.tools);
     if (parsed.calls.length === 0) return { content: this.held === "" ? null : this.held, calls: [] };
     return parsed;
   }

@@ -93,10 +93,11 @@ function chatFormat(modelId: string, body: ChatCompletionBody, tools: ToolUse | 
   const logprobsOf = (tokens: GeneratedTokenLogprobs[] | null | undefined) => (wantLogprobs && tokens ? chatLogprobs(tokens) : null);
   // streaming with tools: per choice, content flows until a call may begin (ToolCallStream)
   const streams = new Map<number, ToolCallStream>();
-  const streamOf = (index: number, use: ToolUse) => streams.get(index) ?? streams.set(index, new ToolCallStream(use.syntax)).get(index)!;
+  const streamOf = (index: number, use: ToolUse) =>
+    streams.get(index) ?? streams.set(index, new ToolCallStream(use.syntax, use.names)).get(index)!;
   return openAIFormat<ChatBodyChoice, ChatChunkChoice>(CHAT_KIND, modelId, body.stream_options?.include_usage ?? false, {
     body: (result) => {
-      const parsed = tools ? limitCalls(parseToolCalls(tools.syntax, result.text), tools) : undefined;
+      const parsed = tools ? limitCalls(parseToolCalls(tools.syntax, result.text, tools.names), tools) : undefined;
       const calls = parsed?.calls.length ? { tool_calls: toolCallsJson(parsed.calls) } : {};
       return {
         message: { role: "assistant", content: parsed ? parsed.content : result.text, refusal: null, ...calls },

@@ -13,6 +13,8 @@ type Message = ChatCompletionBody["messages"][number];
 /** What a request's tools make of it: they are rendered, and the answer is read for calls. */
 export interface ToolUse {
   tools: TemplateTool[];
+  /** their names: only calls of these are read as calls */
+  names: ReadonlySet<string>;
   syntax: ToolSyntax;
   /** more than one call per answer (parallel_tool_calls, default true) */
   parallel: boolean;
@@ -54,7 +56,8 @@ export function toolUse(body: ChatCompletionBody, template: ChatTemplate): ToolU
     },
   }));
   const parallel = body.parallel_tool_calls ?? true;
-  if (choice === "auto") return { tools, syntax, parallel };
+  const names = new Set(tools.map((t) => t.function.name));
+  if (choice === "auto") return { tools, names, syntax, parallel };
   if (body.response_format && body.response_format.type !== "text")
     throw new InvalidRequestError("response_format: the answer is a tool call (tool_choice), which has its own format", "response_format");
   const callable = typeof choice === "object" ? tools.filter((t) => t.function.name === choice.function.name) : tools;
@@ -68,7 +71,7 @@ export function toolUse(body: ChatCompletionBody, template: ChatTemplate): ToolU
     callable.map((t) => ({ name: t.function.name, ...(t.function.parameters ? { parameters: t.function.parameters } : {}) })),
     parallel,
   );
-  return { tools, syntax, parallel, forced: { output: { constraint, param: "tool_choice" } } };
+  return { tools, names, syntax, parallel, forced: { output: { constraint, param: "tool_choice" } } };
 }
 
 /** A message as the template takes it: calls with their arguments as objects. */

@@ -12,6 +12,9 @@ import t from "tap";
 import { ChatTemplate, type ChatMessage, type TemplateTool } from "../../../src/prompt/chatTemplate.js";
 import { parseToolCalls, ToolCallStream, type ToolSyntax, toolSyntaxOf } from "../../../src/prompt/toolCalls.js";
 
+/** the request's tools, by name */
+const NAMES = new Set(["get_weather", "b"]);
+
 const TEMPLATES = join(
   dirname(createRequire(import.meta.url).resolve("node-llama-cpp")),
   "..",
@@ -38,7 +41,7 @@ const weather: TemplateTool = {
 };
 
 const calls = (syntax: ToolSyntax, answer: string) =>
-  parseToolCalls(syntax, answer).calls.map((c) => ({ name: c.name, arguments: JSON.parse(c.arguments) as unknown }));
+  parseToolCalls(syntax, answer, NAMES).calls.map((c) => ({ name: c.name, arguments: JSON.parse(c.arguments) as unknown }));
 
 t.test("each family's template teaches the syntax this server reads; SmolLM2-style ChatML teaches none", async (t) => {
   for (const [file, syntax] of FAMILIES) t.equal(toolSyntaxOf(template(file)), syntax, file);
@@ -52,16 +55,17 @@ t.test("hermes: tagged calls, several, with text around; a bare call object; bro
     { name: "get_weather", arguments: { city: "Paris" } },
     { name: "get_weather", arguments: { city: "Rome" } },
   ]);
-  t.equal(parseToolCalls("hermes", two).content, "Let me check.");
+  t.equal(parseToolCalls("hermes", two, NAMES).content, "Let me check.");
   t.same(calls("hermes", '{"name": "get_weather", "arguments": {"city": "Oslo"}}'), [{ name: "get_weather", arguments: { city: "Oslo" } }]);
   t.same(calls("hermes", '```json\n{"name": "get_weather", "arguments": {}}\n```'), [{ name: "get_weather", arguments: {} }]);
   for (const broken of [
     '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par',
+    '{"name": "Ada Lovelace", "arguments": {"born": 1815}}', // a JSON record, not a call of a tool
     '<tool_call>\n{"name": 3, "arguments": {}}\n</tool_call>',
     '<tool_call>\n{"arguments": {}}\n</tool_call>',
     "The weather is fine.",
   ]) {
-    const parsed = parseToolCalls("hermes", broken);
+    const parsed = parseToolCalls("hermes", broken, NAMES);
     t.same([parsed.calls, parsed.content], [[], broken], `text as it was: ${JSON.stringify(broken)}`);
   }
 });
@@ -75,19 +79,19 @@ t.test("mistral: [TOOL_CALLS] with a list; llama3: the whole answer is one objec
     { name: "get_weather", arguments: { city: "Kyiv" } },
   ]);
   t.same(calls("llama3", 'I think {"name": "get_weather", "parameters": {}}'), [], "a call must be the whole answer");
-  t.match(parseToolCalls("mistral", "[TOOL_CALLS]").calls, []);
-  t.match(parseToolCalls("mistral", "x").calls[0]?.id, undefined);
+  t.match(parseToolCalls("mistral", "[TOOL_CALLS]", NAMES).calls, []);
+  t.match(parseToolCalls("mistral", "x", NAMES).calls[0]?.id, undefined);
   t.match(
-    parseToolCalls("mistral", '[TOOL_CALLS][{"name": "b", "arguments": {}}]').calls[0]!.id,
+    parseToolCalls("mistral", '[TOOL_CALLS][{"name": "b", "arguments": {}}]', NAMES).calls[0]!.id,
     /^[0-9a-f]{9}$/,
     "Mistral's 9-character ids",
   );
-  t.match(parseToolCalls("hermes", '{"name": "b", "arguments": {}}').calls[0]!.id, /^call_[0-9a-f]{24}$/);
+  t.match(parseToolCalls("hermes", '{"name": "b", "arguments": {}}', NAMES).calls[0]!.id, /^call_[0-9a-f]{24}$/);
 });
 
 t.test("streaming: content flows until a call may begin, then the call comes whole at the end", async (t) => {
   const stream = (syntax: ToolSyntax, pieces: string[]) => {
-    const s = new ToolCallStream(syntax);
+    const s = new ToolCallStream(syntax, NAMES);
     const sent = pieces.map((p) => s.push(p)).join("");
     return { sent, end: s.finish() };
   };
