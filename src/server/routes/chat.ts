@@ -124,13 +124,20 @@ function chatFormat(modelId: string, body: ChatCompletionBody, tools: ToolUse | 
   });
 }
 
+/** What the template renders besides its own text: the contents, the tools and the history's calls (bounded before any rendering). */
+function chatChars(body: ChatCompletionBody): number {
+  const calls = (m: Message) => (m.tool_calls ?? []).reduce((n, c) => n + c.function.name.length + c.function.arguments.length, 0);
+  const tools = body.tools?.length ? JSON.stringify(body.tools).length : 0;
+  return body.messages.reduce((n, m) => n + contentText(m.content).length + calls(m), tools);
+}
+
 export const chatRoutes = completionRoute({
   url: "/v1/chat/completions",
   body: chatCompletionSchema,
   response: chatCompletionResponse,
   tags: ["openai"],
   summary: "OpenAI chat completions, with steering",
-  promptChars: (body) => ({ chars: body.messages.reduce((n, m) => n + contentText(m.content).length, 0), param: "messages" }),
+  promptChars: (body) => ({ chars: chatChars(body), param: "messages" }),
   input: (body, service) => chatInput(service.chatTemplate, body),
   format: (body, service) => chatFormat(service.modelId, body, toolUse(body, service.chatTemplate)),
 });
