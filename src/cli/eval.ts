@@ -21,10 +21,19 @@ import { progressLine } from "./progress.js";
 
 export const EVAL_USAGE = `pasta-server eval [--model <name|file.gguf|hf:...>] [--profile <file>] [--tasks all|<task|file.jsonl>,...] [--limit n]
                   [--arms ${ARM_NAMES.join(",")}] [--alpha a] [--target-share 0.5] [--seed 0] [--json out.json] [--record]
-                  [--parallel 1] [--ctx-size 1024] [--threads n] [--gpu none|cuda]   (docs/quality.md)`;
+                  [--parallel 1] [--ctx-size n] [--threads n] [--gpu none|cuda]   (docs/quality.md)`;
 
-/** Every eval item fits in well under 1024 tokens with its answer. */
-const DEFAULT_CONTEXT = 1024;
+/** The short and long families fit well under 1024 tokens with their answers; the hard ones need more. */
+const MIN_CONTEXT = 1024;
+
+/**
+ * --ctx-size's default: room for the longest item and its answer, counting a token per 3 characters
+ * (English text runs about 4), rounded up to a power of two: 1024 for every family but the hard ones.
+ */
+function contextFor(items: readonly EvalItem[]): number {
+  const longest = Math.max(...items.map((item) => Math.ceil(item.message.length / 3) + item.maxTokens + 64));
+  return Math.max(MIN_CONTEXT, 2 ** Math.ceil(Math.log2(longest)));
+}
 
 function positive(value: string | undefined, name: string, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
@@ -87,7 +96,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const arms = armNames(values.arms);
   const seed = positive(values.seed, "seed", 0, 0);
   const parallel = positive(values.parallel, "parallel", 1);
-  const contextSize = positive(values["ctx-size"], "ctx-size", DEFAULT_CONTEXT, 64);
+  const contextSize = positive(values["ctx-size"], "ctx-size", contextFor(items), 64);
   const threads = values.threads === undefined ? undefined : positive(values.threads, "threads", 1);
 
   const started = performance.now();

@@ -40,6 +40,8 @@ export interface Metric {
 export interface Family {
   name: string;
   label: string;
+  /** the JSONL file of its items in prompts/eval/, when not `${name}.jsonl` */
+  itemsFile?: string;
   metrics: Metric[];
   parse(json: unknown, source: string): EvalItem;
 }
@@ -129,9 +131,10 @@ const jsonFormat = (name: string, label: string): Family => ({
   },
 });
 
-const pronounChange = (name: string, label: string): Family => ({
+const pronounChange = (name: string, label: string, maxTokens = 96, itemsFile?: string): Family => ({
   name,
   label,
+  ...(itemsFile ? { itemsFile } : {}),
   metrics: [{ name: "person", label: "greedy rewrite is in the asked person", kind: "greedy" }],
   parse(json, source) {
     const item = parseWith(
@@ -145,7 +148,7 @@ const pronounChange = (name: string, label: string): Family => ({
       source,
       message: item.prompt,
       emphasis: item.emphasis,
-      maxTokens: 96,
+      maxTokens,
       judge: (output) => ({
         person: item.required.some((w) => hasWord(output, w)) && !item.forbidden.some((w) => hasWord(output, w)),
       }),
@@ -193,6 +196,14 @@ export const FAMILIES: readonly Family[] = [
   pronounChange("long_pronoun_change", "long pronoun change"),
   // 150-300 words: an early sentence misleads, one deep inside decides
   openBook("long_open_book", "long open-book QA"),
+  // The long families with more text around them (scripts/composeHardEval.ts), for models the long
+  // ones leave no room on: two biographies of other people around the item's text
+  knowledgeConflict("hard_knowledge_conflict", "hard knowledge conflict"),
+  jsonFormat("hard_json_format", "hard JSON format"),
+  // the long items judged over the whole rewrite, not its first 96 tokens: the instruction is further
+  // from the end of the answer than from its start
+  pronounChange("hard_pronoun_change", "hard pronoun change", 448, "long_pronoun_change.jsonl"),
+  openBook("hard_open_book", "hard open-book QA"),
 ];
 
 export function familyNamed(name: string): Family {
@@ -203,7 +214,7 @@ export function familyNamed(name: string): Family {
 }
 
 /** A family's items from a JSONL file (blank lines and // comments skipped). */
-export function loadItems(family: Family, file = join(EVAL_ITEMS_DIR, `${family.name}.jsonl`)): EvalItem[] {
+export function loadItems(family: Family, file = join(EVAL_ITEMS_DIR, family.itemsFile ?? `${family.name}.jsonl`)): EvalItem[] {
   let content: string;
   try {
     content = readFileSync(file, "utf8");

@@ -64,6 +64,35 @@ t.test(
   },
 );
 
+t.test("the hard families are the long items, whole, between two biographies of other people (scripts/composeHardEval.ts)", async (t) => {
+  const words = (text: string) => text.split(/\s+/).filter(Boolean).length;
+  const named = (name: string) => FAMILIES.find((f) => f.name === name)!;
+  const biographies = new Set(loadItems(named("long_json_format")).map((item) => item.message.split("\n\n")[1]!));
+  for (const kind of ["knowledge_conflict", "json_format", "open_book", "pronoun_change"]) {
+    const long = loadItems(named(`long_${kind}`));
+    const hard = loadItems(named(`hard_${kind}`));
+    t.equal(hard.length, long.length, `hard_${kind}: one item per long item`);
+    for (const [i, item] of hard.entries()) {
+      const base = long[i]!;
+      t.equal(item.emphasis, base.emphasis, `${item.source}: the same emphasis`);
+      if (kind === "pronoun_change") {
+        t.equal(item.message, base.message, `${item.source}: the long item itself`);
+        t.ok(item.maxTokens > 2 * base.maxTokens, `${item.source}: judged over the whole rewrite (${item.maxTokens} tokens)`);
+        continue;
+      }
+      const paragraphs = (item.passage ?? item.message).split("\n\n");
+      const around = paragraphs.filter((p) => biographies.has(p) && !(base.passage ?? base.message).includes(p));
+      t.equal(around.length, 2, `${item.source}: two biographies of other people around the item`);
+      const own = (base.passage ?? base.message).split("\n\n").filter((p) => !p.endsWith("?"));
+      t.ok(
+        own.every((p) => paragraphs.includes(p)),
+        `${item.source}: the item's own text is whole inside`,
+      );
+      t.ok(words(item.message) >= 600 && words(item.message) <= 1000, `${item.source}: ${words(item.message)} words`);
+    }
+  }
+});
+
 t.test("no sentence of an eval item comes from the profiling tasks", async (t) => {
   const profiling = new Set(loadBuiltinTasks().flatMap((task) => task.examples.flatMap((e) => sentences(e.context))));
   let checked = 0;
