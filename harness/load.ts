@@ -22,6 +22,7 @@
 // streamProblem, bodyProblem and refusalProblem are the checks, also for the tests' own requests.
 import OpenAI from "openai";
 import { seededRandom } from "../src/util/random.js";
+import { HOSTILE_REQUESTS } from "./hostile.js";
 import { postJson } from "./http.js";
 import { metricValue, scrapeMetrics } from "./metrics.js";
 import { errorLogLines, startServer, type ServerProcess } from "./process.js";
@@ -66,6 +67,11 @@ export interface LoadOptions {
   apiKey?: string;
   /** progress lines; default: none */
   log?: (line: string) => void;
+  /**
+   * one more client, sending the hostile requests of harness/hostile.ts in turn; each must get its
+   * documented status. Its requests are not in the latencies: those are the normal clients'.
+   */
+  hostile?: boolean;
 }
 
 export interface Percentiles {
@@ -116,6 +122,8 @@ export interface LoadSummary {
   /** successful streams: request sent to the first chunk with text (ms) */
   ttftMs: Percentiles;
   memory: MemoryCheck;
+  /** with `hostile`: the hostile client's requests, and how many got their documented status */
+  hostile?: KindCount;
   /** every broken check, one line each */
   violations: string[];
 }
@@ -550,9 +558,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
     const t0 = performance.now();
     const until = t0 + seconds * 1000;
     const sampler = sampleMemory(base, t0, until, rss, violations);
-    await Promise.all(
-      Array.from({ length: clients }, (_, i) => new Client(base, options.apiKey, model, i).loop(until, (o) => outcomes.push(o))),
-    );
+    const hostile: KindCount = { requests: 0, ok: 0 };
+    await Promise.all([
+      ...Array.from({ length: clients }, (_, i) => new Client(base, options.apiKey, model, i).loop(until, (o) => outcomes.push(o))),
+      ...(options.hostile ? [hostileLoop(base, options.apiKey, until, hostile, violations)] : []),
+    ]);
     const elapsedSeconds = (performance.now() - t0) / 1000;
     await sampler;
 
@@ -608,10 +618,34 @@ export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
       latencyMs: percentiles(succeeded.map((o) => o.ms)),
       ttftMs: percentiles(succeeded.filter((o) => o.ttftMs !== undefined).map((o) => o.ttftMs!)),
       memory,
+      ...(options.hostile ? { hostile } : {}),
       violations,
     };
   } finally {
     await server?.stop("SIGKILL");
+  }
+}
+
+/** Sends the hostile requests in turn until `until`, counting those answered with their documented status. */
+async function hostileLoop(base: string, apiKey: string | undefined, until: number, count: KindCount, violations: string[]): Promise<void> {
+  const headers = { "content-type": "application/json", ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) };
+  const bodies = HOSTILE_REQUESTS.map((r) => JSON.stringify(r.body)); // made once: some are megabytes
+  for (let i = 0; performance.now() < until; i = (i + 1) % HOSTILE_REQUESTS.length) {
+    const { what, path, status } = HOSTILE_REQUESTS[i]!;
+    count.requests++;
+    try {
+      const res = await fetch(`${base}${path}`, {
+        method: "POST",
+        headers,
+        body: bodies[i],
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+      await res.arrayBuffer();
+      if (res.status === status) count.ok++;
+      else violations.push(`hostile: ${what}: ${res.status}, documented ${status}`);
+    } catch (err) {
+      violations.push(`hostile: ${what}: ${(err as Error).message}`);
+    }
   }
 }
 
@@ -633,6 +667,7 @@ export function formatSummary(s: LoadSummary): string {
     `  latency      ${ms(s.latencyMs)}`,
     `  first token  ${ms(s.ttftMs)}  (streams)`,
     `  memory       RSS middle third ${mib(s.memory.middleMeanBytes)}, last third ${mib(s.memory.lastMeanBytes)}: ${(s.memory.growth * 100).toFixed(1)}% (allowed +${MEMORY_TOLERANCE * 100}%; ${s.memory.samples} samples) ${s.memory.ok ? "ok" : "FAIL"}`,
+    ...(s.hostile ? [`  hostile      ${s.hostile.ok} of ${s.hostile.requests} hostile requests got their documented status`] : []),
     `  by kind\n${table(s.kinds)}`,
     `  by endpoint\n${table(s.endpoints)}`,
     s.violations.length === 0

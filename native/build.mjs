@@ -13,7 +13,7 @@
 //   --incremental  developer loop: re-run ninja in the existing build folder (seconds, not minutes)
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,6 +36,11 @@ const fail = (msg) => {
   process.exit(1);
 };
 const run = (cmd, cmdArgs, options = {}) => execFileSync(cmd, cmdArgs, { stdio: "inherit", ...options });
+// a file left as it is when its content is the same: its time stamp then does not make ninja rebuild
+// everything that includes it (an incremental build recompiles only what changed)
+const copyIfChanged = (from, to) => {
+  if (!existsSync(to) || !readFileSync(from).equals(readFileSync(to))) copyFileSync(from, to);
+};
 
 const version = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8")).version;
 if (version !== EXPECTED_NODE_LLAMA_CPP) {
@@ -57,7 +62,7 @@ if (!existsSync(join(llamaCppDir, "CMakeLists.txt"))) {
 // into upstream's files (native/llama.cpp.patch: includes, calls and declarations only)
 const ownDir = join(here, "llama.cpp");
 const ownFiles = ["include", "src"].flatMap((dir) => readdirSync(join(ownDir, dir)).map((file) => join(dir, file)));
-for (const file of ownFiles) copyFileSync(join(ownDir, file), join(llamaCppDir, file));
+for (const file of ownFiles) copyIfChanged(join(ownDir, file), join(llamaCppDir, file));
 const patchPath = join(here, "llama.cpp.patch");
 const git = (gitArgs) => execFileSync("git", ["-C", llamaCppDir, ...gitArgs], { stdio: "pipe" });
 const applies = (gitArgs) => {
@@ -80,7 +85,7 @@ if (applies(["apply", "--reverse", "--check", patchPath])) {
 // our addon files, and the lines that hook them into node-llama-cpp's AddonContext; each inserted
 // block is marked, so a changed block replaces the one from an earlier build
 const addonFiles = readdirSync(join(here, "addon"));
-for (const file of addonFiles) copyFileSync(join(here, "addon", file), join(addonDir, file));
+for (const file of addonFiles) copyIfChanged(join(here, "addon", file), join(addonDir, file));
 // the methods' one list (src/engine/addonMethods.ts, which binding.ts types); C++ names are capitalized
 const methodList = readFileSync(join(here, "..", "src", "engine", "addonMethods.ts"), "utf8").match(/ADDON_METHODS = \[([^\]]*)\]/);
 if (!methodList) fail("cannot read the addon's methods from src/engine/addonMethods.ts");
@@ -135,9 +140,13 @@ if (args.has("--incremental")) {
   if (!existsSync(join(buildDir, "build.ninja"))) fail(`no build in ${buildDir} yet: run without --incremental first`);
   utimesSync(join(llamaDir, "CMakeLists.txt"), new Date(), new Date()); // re-glob addon/*.cpp: a new addon file joins the build
   run("ninja", ["-C", buildDir]);
-  // node-llama-cpp loads from Release/; ninja writes to bin/
+  // node-llama-cpp loads from Release/; ninja writes to bin/. Each library is replaced by a rename, not
+  // rewritten in place: a process that has the old one loaded (an eval running) keeps its copy intact
   for (const file of readdirSync(join(buildDir, "bin"))) {
-    if (/\.(so|node)$/.test(file) || file.includes(".so.")) copyFileSync(join(buildDir, "bin", file), join(buildDir, "Release", file));
+    if (!(/\.(so|node)$/.test(file) || file.includes(".so."))) continue;
+    const target = join(buildDir, "Release", file);
+    copyFileSync(join(buildDir, "bin", file), `${target}.new`);
+    renameSync(`${target}.new`, target);
   }
   log("incremental build done");
   process.exit(0);

@@ -33,8 +33,25 @@ export const MAX_TOP_LOGPROBS = 20;
 export const MAX_STOP_STRINGS = 8;
 /** Characters per stop string: ours (the text is searched for each after every token). */
 export const MAX_STOP_LENGTH = 256;
-/** Token ids per /detokenize request: ours (a long document's worth). */
+/** Token ids per /detokenize request, checked as the body is parsed: the context size bounds them further. */
 export const MAX_DETOKENIZE_TOKENS = 1 << 20;
+/** Characters of a GBNF grammar: ours (llama.cpp's example grammars are at most a few KB). */
+export const MAX_GRAMMAR_CHARS = 65536;
+/**
+ * Parse stacks one position of a grammar (GBNF or a JSON schema's) may advance into: each costs every
+ * sampled token a pass over the vocabulary. Ours: an enum of a thousand values fits.
+ */
+export const MAX_GRAMMAR_FAN_OUT = 1024;
+/**
+ * Optional items a grammar may skip in a row ("a"? "b"? ...): after one character, each of n such items
+ * leaves a stack that advances into up to n more, which llama.cpp compares pairwise, a cost that grows
+ * with n cubed (400: seconds a token). Ours: node-llama-cpp's JSON-schema grammars skip at most a few.
+ */
+export const MAX_GRAMMAR_OPTIONAL_RUN = 32;
+/** Stacks the grammar check may visit: it runs on the event loop, so a large grammar is refused rather than checked for long. */
+export const GRAMMAR_CHECK_VISITS = 200_000;
+/** Chat messages per request: ours (each is at least a few tokens, so more fit no context this server runs). */
+export const MAX_MESSAGES = 4096;
 /** logit_bias entries per request: ours (each is a token id; OpenAI's tokenizers have ~200k). */
 export const MAX_LOGIT_BIAS = 1024;
 /** repetition_penalty's largest value: ours (beyond it every seen token is as good as banned). */
@@ -71,6 +88,8 @@ export const DEFAULT_PARALLEL = 1;
 export const DEFAULT_MAX_QUEUE = 64;
 /** Generated tokens reach JavaScript at most this often (ms): batches the per-token cost; 0: every step. */
 export const DEFAULT_STREAM_INTERVAL_MS = 10;
+/** Longest a request's sampling of one token may take (ms) before the request ends; 0: no budget. */
+export const DEFAULT_SAMPLING_BUDGET_MS = 1000;
 /** Seconds per request, queueing included. */
 export const DEFAULT_TIMEOUT_SECONDS = 600;
 /** Seconds in-flight requests get to finish on SIGTERM (Kubernetes' default grace period is 30 s). */

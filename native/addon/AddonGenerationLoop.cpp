@@ -38,6 +38,7 @@ struct Job {
     AddonSampler* sampler = nullptr;  // null: a scoring job (log-prob of each next input token)
     int32_t maxTokens = 0;
     int32_t minTokens = 0;            // end-of-generation tokens cannot be sampled before this many tokens
+    int64_t samplingBudgetUs = 0;     // > 0: a token whose sampling takes longer ends the job ("overbudget")
     int32_t topLogprobs = -1;         // -1: no log-probs; k >= 0: the token's and the k most likely
     int32_t scoreFrom = 1;            // scoring: the first input index whose log-prob is reported
     bool diagnostics = false;         // report the attention diagnostics row of each sampling step
@@ -64,7 +65,7 @@ struct Event {
     std::vector<double> logprobs;     // per token: [logprob, id0, logprob0, ...] (1 + 2k values)
     std::vector<float> attention;     // per sampling step: a diagnostics row (llama_steering_take_diagnostics)
     bool done = false;
-    std::string finish;               // "stop" | "length" | "cancelled" | "error"
+    std::string finish;               // "stop" | "length" | "cancelled" | "error" | "overbudget"
     std::string error;
     int32_t kvTokens = -1;            // the sequence's KV positions once done; -1: unknown (failed decode)
     int32_t reused = 0;               // leading positions taken from the cache instead of evaluated
@@ -492,6 +493,7 @@ class PastaGenerationLoop {
         void sample(Job& job, const llama_vocab* vocab, int32_t nVocab) {
             const int32_t batchIndex = job.outputs.back().first;
             llama_token token = -1;
+            const auto started = std::chrono::steady_clock::now();
             try {
                 job.sampler->rebuildChainIfNeeded();
                 llama_token_data_array candidates;
@@ -505,6 +507,13 @@ class PastaGenerationLoop {
                 job.sampler->acceptToken(token);
             } catch (const std::exception& err) {
                 finish(job, "error", std::string("sampling failed: ") + err.what());
+                return;
+            }
+            // Sampling runs on this thread between decodes, so one costly sampler (a grammar whose parse
+            // branches a lot) holds up every sequence: a job over its budget ends here, its token unused.
+            const int64_t tookUs = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+            if (job.samplingBudgetUs > 0 && tookUs > job.samplingBudgetUs) {
+                finish(job, "overbudget", std::to_string(tookUs / 1000) + " ms");
                 return;
             }
             if (llama_vocab_is_eog(vocab, token)) {
@@ -550,7 +559,8 @@ Napi::Value AddonContext::GenerationStart(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
 }
 
-// generationSubmit(jobs: {id, sequenceId, keep, copyFrom?, tokens: Uint32Array, sampler?, maxTokens, minTokens?, topLogprobs, scoreFrom?, diagnostics?}[]):
+// generationSubmit(jobs: {id, sequenceId, keep, copyFrom?, tokens: Uint32Array, sampler?, maxTokens, minTokens?, samplingBudgetMs?,
+//   topLogprobs, scoreFrom?, diagnostics?}[]):
 // `tokens` is the sequence from position 0, of which the first `keep` may be taken from the cache
 // (with copyFrom: from a copy of that sequence's cache);
 // a scoring job (no sampler) reports the log-probs of tokens[scoreFrom...] (default 1: all but the first)
@@ -569,6 +579,8 @@ Napi::Value AddonContext::GenerationSubmit(const Napi::CallbackInfo& info) {
         job->input.assign(tokens.Data(), tokens.Data() + tokens.ElementLength());
         job->maxTokens = options.Get("maxTokens").As<Napi::Number>().Int32Value();
         if (options.Get("minTokens").IsNumber()) job->minTokens = options.Get("minTokens").As<Napi::Number>().Int32Value();
+        if (options.Get("samplingBudgetMs").IsNumber())
+            job->samplingBudgetUs = (int64_t)(options.Get("samplingBudgetMs").As<Napi::Number>().DoubleValue() * 1000);
         job->topLogprobs = options.Get("topLogprobs").As<Napi::Number>().Int32Value();
         if (options.Get("scoreFrom").IsNumber()) job->scoreFrom = options.Get("scoreFrom").As<Napi::Number>().Int32Value();
         job->diagnostics = options.Get("diagnostics").ToBoolean();

@@ -2,6 +2,8 @@
 // Copied into node-llama-cpp/llama/addon/ by native/build.mjs; registered in AddonContext::init.
 #include <algorithm>
 #include <cmath>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "AddonContext.h"
@@ -73,12 +75,59 @@ Napi::Value AddonContext::SteeringTargetShare(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), res);
 }
 
-// grammarError(text): what llama.cpp's GBNF parser finds wrong with text (the parse error, an undefined
-// rule, no root rule), or null. llama_grammar_parser::parse prints the whole grammar to stderr on an
-// error, and a client's grammar must not reach the log: this runs the same steps, printing nothing.
-Napi::Value AddonContext::GrammarError(const Napi::CallbackInfo& info) {
-    const std::string text = info[0].As<Napi::String>().Utf8Value();
-    llama_grammar_parser parser;
+// What advancing the stack [pos] to its next terminals makes in llama.cpp's grammar engine
+// (llama_grammar_advance_stack's walk, static there, counting instead of building): `stacks`, how
+// many parse stacks result (counting stops past `limit`), and `skips`, the most optional items
+// skipped in a row on the way. Every stack costs each sampling step a pass over the candidates; a
+// run of n optional items also leaves n stacks that each advance into up to n more, compared pairwise:
+// 400 optional items in a row stall the whole generation loop for seconds per token.
+struct PastaFanOut {
+    size_t stacks = 0;
+    int32_t skips = 0;
+};
+
+static bool pastaEndOfAlternative(const llama_grammar_element* pos) {
+    return pos->type == LLAMA_GRETYPE_END || pos->type == LLAMA_GRETYPE_ALT;
+}
+
+// `visits` is what is left of the check's work budget (stacks visited), spent here.
+static PastaFanOut pastaGrammarFanOut(const llama_grammar_rules& rules, const llama_grammar_element* pos, size_t limit, int64_t& visits) {
+    using Stack = std::vector<const llama_grammar_element*>;
+    std::vector<std::pair<Stack, int32_t>> todo{{Stack{pos}, 0}};
+    std::set<Stack> seen;
+    std::set<Stack> heads;
+    PastaFanOut result;
+    while (!todo.empty() && heads.size() <= limit && visits-- > 0) {
+        auto [stack, skips] = std::move(todo.back());
+        todo.pop_back();
+        if (!seen.insert(stack).second) continue;
+        result.skips = std::max(result.skips, skips);
+        if (stack.empty() || stack.back()->type != LLAMA_GRETYPE_RULE_REF) {
+            heads.insert(stack);
+            continue;
+        }
+        const llama_grammar_element* top = stack.back();
+        const llama_grammar_element* alt = rules[top->value].data();
+        while (true) {
+            Stack next(stack.begin(), stack.end() - 1);
+            if (!pastaEndOfAlternative(top + 1)) next.push_back(top + 1);
+            // an empty alternative: the reference is skipped, on to what follows it
+            const bool empty = pastaEndOfAlternative(alt);
+            if (!empty) next.push_back(alt);
+            todo.emplace_back(std::move(next), skips + (empty ? 1 : 0));
+            while (!pastaEndOfAlternative(alt)) alt++;
+            if (alt->type != LLAMA_GRETYPE_ALT) break;
+            alt++;
+        }
+    }
+    result.stacks = heads.size();
+    return result;
+}
+
+// What llama.cpp's GBNF parser finds wrong with text (the parse error, an undefined rule, no root
+// rule), or "". llama_grammar_parser::parse prints the whole grammar to stderr on an error, and a
+// client's grammar must not reach the log: this runs the same steps, printing nothing.
+static std::string pastaParseQuietly(const std::string& text, llama_grammar_parser& parser) {
     try {
         const char* pos = text.c_str();
         const auto skipSpace = [&pos]() {  // parse_space(src, true), which llama-grammar.cpp keeps static
@@ -97,9 +146,69 @@ Napi::Value AddonContext::GrammarError(const Napi::CallbackInfo& info) {
         }
         if (parser.symbol_ids.find("root") == parser.symbol_ids.end()) throw std::runtime_error("the grammar has no root rule");
     } catch (const std::exception& err) {
-        return Napi::String::New(info.Env(), err.what());
+        return err.what();
     }
-    return info.Env().Null();
+    return "";
+}
+
+// grammarCheck(text, fanOutLimit, optionalRunLimit, visitBudget): {error} when llama.cpp cannot parse
+// the GBNF grammar; else {fanOut, fanOutRule, optionalRun, optionalRunRule, exhausted}: over every
+// position of the grammar, the most parse stacks advancing from it makes and the most optional items
+// skipped in a row, each with the rule holding that position. Checking stops once a limit is passed,
+// or when `visitBudget` stacks have been visited (exhausted: the grammar is too large to check).
+Napi::Value AddonContext::GrammarCheck(const Napi::CallbackInfo& info) {
+    const std::string text = info[0].As<Napi::String>().Utf8Value();
+    const size_t limit = info[1].As<Napi::Number>().Uint32Value();
+    const int32_t runLimit = info[2].As<Napi::Number>().Int32Value();
+    int64_t visits = info[3].As<Napi::Number>().Int64Value();
+    Napi::Object result = Napi::Object::New(info.Env());
+    llama_grammar_parser parser;
+    const std::string error = pastaParseQuietly(text, parser);
+    if (!error.empty()) {
+        result.Set("error", error);
+        return result;
+    }
+    PastaFanOut most;
+    uint32_t stacksRule = 0;
+    uint32_t skipsRule = 0;
+    const auto within = [&]() { return most.stacks <= limit && most.skips <= runLimit && visits > 0; };
+    const auto count = [&](const llama_grammar_element* element, uint32_t rule) {
+        const PastaFanOut fanOut = pastaGrammarFanOut(parser.rules, element, limit, visits);
+        if (fanOut.stacks > most.stacks) {
+            most.stacks = fanOut.stacks;
+            stacksRule = rule;
+        }
+        if (fanOut.skips > most.skips) {
+            most.skips = fanOut.skips;
+            skipsRule = rule;
+        }
+    };
+    // the start: llama_grammar_init advances a reference to root
+    const uint32_t root = parser.symbol_ids.at("root");
+    const llama_grammar_element start[] = {{LLAMA_GRETYPE_RULE_REF, root}, {LLAMA_GRETYPE_END, 0}};
+    count(start, root);
+    for (uint32_t rule = 0; rule < parser.rules.size() && within(); rule++) {
+        // every element that begins a symbol can be a stack's top: a rule reference or a character set
+        // (CHAR_ALT / CHAR_RNG_UPPER continue a set; END / ALT end an alternative)
+        for (const llama_grammar_element* element = parser.rules[rule].data(); within(); element++) {
+            const auto type = element->type;
+            if (type == LLAMA_GRETYPE_END) break;
+            if (type == LLAMA_GRETYPE_ALT || type == LLAMA_GRETYPE_CHAR_ALT || type == LLAMA_GRETYPE_CHAR_RNG_UPPER) continue;
+            count(element, rule);
+        }
+    }
+    const auto nameOf = [&parser](uint32_t rule) {
+        for (const auto& [name, id] : parser.symbol_ids) {
+            if (id == rule) return name;
+        }
+        return std::string();
+    };
+    result.Set("fanOut", (double)most.stacks);
+    result.Set("fanOutRule", nameOf(stacksRule));
+    result.Set("optionalRun", most.skips);
+    result.Set("optionalRunRule", nameOf(skipsRule));
+    result.Set("exhausted", most.stacks <= limit && most.skips <= runLimit && visits <= 0);
+    return result;
 }
 
 // steeringClear(sequenceId): sequenceId < 0 clears every sequence

@@ -11,6 +11,7 @@ import {
   DEFAULT_MAX_QUEUE,
   DEFAULT_PARALLEL,
   DEFAULT_READ_TIMEOUT_SECONDS,
+  DEFAULT_SAMPLING_BUDGET_MS,
   DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
   DEFAULT_STREAM_INTERVAL_MS,
   DEFAULT_TIMEOUT_SECONDS,
@@ -35,6 +36,7 @@ const ENV: Record<string, string> = {
   timeout: "PASTA_TIMEOUT",
   "shutdown-timeout": "PASTA_SHUTDOWN_TIMEOUT",
   "read-timeout": "PASTA_READ_TIMEOUT",
+  "sampling-budget-ms": "PASTA_SAMPLING_BUDGET_MS",
   "body-limit": "PASTA_BODY_LIMIT",
   "log-level": "LOG_LEVEL",
   "log-prompts": "PASTA_LOG_PROMPTS",
@@ -77,6 +79,7 @@ export const serveConfigSchema = z
     "shutdown-timeout": z.coerce.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
     "body-limit": int(1024, 1 << 30).default(DEFAULT_BODY_LIMIT_BYTES),
     "read-timeout": z.coerce.number().positive().max(3600).default(DEFAULT_READ_TIMEOUT_SECONDS),
+    "sampling-budget-ms": int(0, 600_000).default(DEFAULT_SAMPLING_BUDGET_MS),
     "log-level": z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     "log-prompts": flag.default(false),
     "no-flash-attn": flag.default(false),
@@ -109,6 +112,8 @@ export const SERVE_USAGE = `pasta-server serve [--model <name|file.gguf|hf:owner
   --body-limit ${DEFAULT_BODY_LIMIT_BYTES}      bytes
   --read-timeout ${DEFAULT_READ_TIMEOUT_SECONDS}        seconds a client gets to send its whole request, and a stream's reader to
                             take what was sent; slower ones are disconnected
+  --sampling-budget-ms ${DEFAULT_SAMPLING_BUDGET_MS}  a request whose sampling of one token (its grammar) takes longer ends with
+                            a 400: samplers run between decodes and hold up every sequence. 0: no budget
   --log-level info  --log-prompts
 Each option can also come from the environment: ${Object.values(ENV).join(", ")}.`;
 

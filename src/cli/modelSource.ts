@@ -14,6 +14,7 @@ import yauzl from "yauzl";
 import { sha256File } from "../util/fileHash.js";
 import { type CatalogModel, catalogModel, DEFAULT_MODEL, MODEL_CATALOG, type PypiWheel } from "./modelCatalog.js";
 import { progressLine } from "./progress.js";
+import { headOf, readUrlRecord, removeCachedCopy, staleReason, type UrlHead, writeUrlRecord } from "./urlCache.js";
 
 /** Errors the CLI should print as-is (no stack): bad paths, non-GGUF files, failed downloads. */
 export class ModelSourceError extends UserError {
@@ -67,33 +68,87 @@ export async function resolveModel(arg: string | undefined, options: ResolveMode
 async function resolveUri(uri: string, options: ResolveModelOptions): Promise<string> {
   const hfEndpoint = huggingFaceEndpoint(options.env ?? process.env);
   if (HTTP_URL.test(uri) && !URL.canParse(uri)) throw new ModelSourceError(`not a valid URL: ${uri}`);
+  if (HTTP_URL.test(uri) && !isHuggingFaceUrl(uri, hfEndpoint)) return resolvePlainUrl(uri, hfEndpoint, options);
   const { resolveModelFile } = await import("node-llama-cpp"); // lazy: local paths never load it
-  const common = {
-    directory: options.cacheDir,
-    // node-llama-cpp can only name a plain (non-Hugging Face) URL's file after asking the server;
-    // naming it after the URL ourselves keeps the cache lookup offline.
-    fileName: HTTP_URL.test(uri) && !isHuggingFaceUrl(uri, hfEndpoint) ? urlFileName(uri) : undefined,
-  };
-
   // Cache first, with downloads disabled: this only looks in the directory, never at the network.
   try {
-    return await checkGguf(await resolveModelFile(uri, { ...common, endpoints: { huggingFace: hfEndpoint }, cli: false, download: false }));
+    return await checkGguf(
+      await resolveModelFile(uri, { directory: options.cacheDir, endpoints: { huggingFace: hfEndpoint }, cli: false, download: false }),
+    );
   } catch (err) {
     if (err instanceof ModelSourceError) throw err;
   }
+  try {
+    await probeHost(new URL(HTTP_URL.test(uri) ? uri : hfEndpoint).origin);
+  } catch (err) {
+    throw new ModelSourceError(`cannot download ${uri}: ${(err as Error).message}. ${LOCAL_MODEL_HINT}`, { cause: err });
+  }
+  return checkGguf(
+    await downloadOrExplain(uri, { directory: options.cacheDir, fileName: undefined, hfEndpoint, progress: options.progress }),
+  );
+}
 
+/**
+ * A plain (non-Hugging Face) URL: cached under a name of our own (node-llama-cpp can only name such a
+ * file after asking the server), with a record of what was fetched (urlCache.ts). A copy whose size is
+ * not its record's is fetched again; a copy the server says has changed (ETag, size) too; when the
+ * server cannot be reached, the copy is served and the note says it was not rechecked.
+ */
+async function resolvePlainUrl(uri: string, hfEndpoint: string, options: ResolveModelOptions): Promise<string> {
+  const path = join(options.cacheDir, urlFileName(uri));
+  const note = (text: string) => {
+    if (options.progress) process.stderr.write(`pasta-server: ${text}\n`);
+  };
+  const record = readUrlRecord(path);
+  if (existsSync(path) && record?.url === uri && statSync(path).size === record.size) {
+    const head = await headOf(uri, PROBE_TIMEOUT_MS).catch((err: Error) => err);
+    if (head === null) {
+      note(`${new URL(uri).origin} is unreachable: serving the cached copy of ${uri} without checking it is current`);
+      return checkGguf(path);
+    }
+    if (head instanceof Error) {
+      note(`${uri} answered ${head.message}: serving the cached copy without checking it is current`);
+      return checkGguf(path);
+    }
+    const stale = staleReason(record, head);
+    if (stale === null) return checkGguf(path);
+    note(`${uri} has changed since it was cached (${stale}): fetching it again`);
+  } else if (existsSync(path)) {
+    note(`the cached copy of ${uri} does not match its record (an interrupted or older download): fetching it again`);
+  }
+  await removeCachedCopy(path);
+
+  // a server that refuses HEAD (405, or 404 on a signed URL) may still serve the file: the download
+  // then speaks for itself, without a size to check or headers to record
+  const head: UrlHead | null = await headOf(uri, PROBE_TIMEOUT_MS).catch(() => ({}));
+  if (head === null)
+    throw new ModelSourceError(`cannot download ${uri}: ${new URL(uri).origin} is unreachable (offline?). ${LOCAL_MODEL_HINT}`);
+  const fetched = await downloadOrExplain(uri, {
+    directory: options.cacheDir,
+    fileName: basename(path),
+    hfEndpoint,
+    progress: options.progress,
+  });
+  const { size } = await stat(fetched);
+  if (head.size !== undefined && size !== head.size) {
+    await removeCachedCopy(fetched);
+    throw new ModelSourceError(`cannot download ${uri}: got ${size} bytes, the server announced ${head.size}. ${LOCAL_MODEL_HINT}`);
+  }
+  await writeUrlRecord(fetched, {
+    url: uri,
+    size,
+    ...(head.etag ? { etag: head.etag } : {}),
+    ...(head.lastModified ? { lastModified: head.lastModified } : {}),
+  });
+  return checkGguf(fetched);
+}
+
+async function downloadOrExplain(uri: string, options: Parameters<typeof download>[1]): Promise<string> {
   try {
-    await probeHost(HTTP_URL.test(uri) ? new URL(uri).origin : new URL(hfEndpoint).origin);
+    return await download(uri, options);
   } catch (err) {
     throw new ModelSourceError(`cannot download ${uri}: ${(err as Error).message}. ${LOCAL_MODEL_HINT}`, { cause: err });
   }
-  let path: string;
-  try {
-    path = await download(uri, { ...common, hfEndpoint, progress: options.progress });
-  } catch (err) {
-    throw new ModelSourceError(`cannot download ${uri}: ${(err as Error).message}. ${LOCAL_MODEL_HINT}`, { cause: err });
-  }
-  return checkGguf(path);
 }
 
 // Passed explicitly (same precedence as node-llama-cpp) so options.env, not only process.env, applies.

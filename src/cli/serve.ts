@@ -125,6 +125,7 @@ async function loadService(
     gpu: config.gpu === "cuda" ? "cuda" : false,
     ...(config.threads ? { threads: config.threads } : {}),
     deliveryIntervalMs: config["stream-interval-ms"],
+    samplingBudgetMs: config["sampling-budget-ms"],
   });
   let chatTemplate = modelChatTemplate(engine);
   if (!chatTemplate) {

@@ -7,7 +7,7 @@ export const ADDON_METHODS = [
   "steeringClear",
   "steeringDiagnostics",
   "steeringTargetShare",
-  "grammarError",
+  "grammarCheck",
   "generationStart",
   "generationSubmit",
   "generationCancel",

@@ -13,7 +13,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { ADDON_METHODS, type AddonMethod } from "./addonMethods.js";
-import { EngineNotBuiltError } from "./errors.js";
+import { EngineNotBuiltError, SamplingBudgetError } from "./errors.js";
 
 /** Methods our addon files (native/addon) add to node-llama-cpp's AddonContext: those of ADDON_METHODS, typed. */
 interface SteeringAddonContext {
@@ -28,7 +28,12 @@ interface SteeringAddonContext {
   steeringClear(sequenceId: number): void;
   steeringDiagnostics(sequenceId: number, emphasis: Int32Array): number;
   steeringTargetShare(sequenceId: number, share: number, emphasis: Int32Array): number;
-  grammarError(grammar: string): string | null;
+  grammarCheck(
+    grammar: string,
+    fanOutLimit: number,
+    optionalRunLimit: number,
+    visitBudget: number,
+  ): { error: string } | { fanOut: number; fanOutRule: string; optionalRun: number; optionalRunRule: string; exhausted: boolean };
   generationStart(onEvents: (events: LoopEvent[]) => void, deliveryIntervalUs: number): void;
   generationSubmit(
     jobs: Array<{
@@ -39,6 +44,7 @@ interface SteeringAddonContext {
       sampler?: AddonSampler;
       maxTokens: number;
       minTokens?: number;
+      samplingBudgetMs?: number;
       copyFrom?: number;
       topLogprobs: number;
       scoreFrom?: number;
@@ -70,7 +76,8 @@ interface LoopEvent {
   reused?: number;
 }
 
-type LoopFinish = "stop" | "length" | "cancelled" | "error";
+// "overbudget": sampling one token took longer than the loop's budget (GenerationLoop.start)
+type LoopFinish = "stop" | "length" | "cancelled" | "error" | "overbudget";
 
 const REBUILD_HINT = 'Run "npm run build" (add "-- --cuda" for a CUDA build) to build the patched llama.cpp engine.';
 
@@ -124,9 +131,13 @@ export function tokenPieces(context: LlamaContext, tokens: readonly Token[]): To
   return addonOf(context).tokenPieces(Uint32Array.from(tokens), true);
 }
 
-/** What llama.cpp's GBNF parser finds wrong with a grammar, or null; nothing reaches the log. */
-export function grammarError(context: LlamaContext, grammar: string): string | null {
-  return addonOf(context).grammarError(grammar);
+/**
+ * What llama.cpp's GBNF parser finds wrong with a grammar (nothing reaches the log); else the most
+ * parse stacks one position of it advances into and the most optional items it skips in a row, each
+ * with its rule (checking stops past a limit, or after `visitBudget` stacks: `exhausted`).
+ */
+export function grammarCheck(context: LlamaContext, grammar: string, limits: { fanOut: number; optionalRun: number; visits: number }) {
+  return addonOf(context).grammarCheck(grammar, limits.fanOut, limits.optionalRun, limits.visits);
 }
 
 /** Steering facts about a loaded context. */
@@ -261,16 +272,19 @@ export class GenerationLoop {
   private constructor(
     readonly context: LlamaContext,
     private readonly addon: SteeringAddonContext,
+    private readonly samplingBudgetMs: number,
   ) {}
 
   /**
    * `deliveryIntervalMs`: tokens go to JavaScript at most this often (a job's first output and its
    * end at once). Each delivery wakes the JavaScript thread, which on a small machine costs about as
    * much CPU as a token's JavaScript work; 0 delivers every decoding step.
+   * `samplingBudgetMs` (default 0: none): a job whose sampling of one token takes longer ends with finish
+   * "overbudget" (samplers run on the loop's thread, so a slow one holds up every sequence).
    */
-  static start(context: LlamaContext, options: { deliveryIntervalMs: number }): GenerationLoop {
+  static start(context: LlamaContext, options: { deliveryIntervalMs: number; samplingBudgetMs?: number }): GenerationLoop {
     const addon = addonOf(context);
-    const loop = new GenerationLoop(context, addon);
+    const loop = new GenerationLoop(context, addon, options.samplingBudgetMs ?? 0);
     addon.generationStart((events) => loop.dispatch(events), Math.round(options.deliveryIntervalMs * 1000));
     return loop;
   }
@@ -289,6 +303,7 @@ export class GenerationLoop {
       sampler: job.sampler?.native,
       maxTokens: job.maxTokens,
       ...(job.minTokens ? { minTokens: job.minTokens } : {}),
+      ...(job.sampler && this.samplingBudgetMs > 0 ? { samplingBudgetMs: this.samplingBudgetMs } : {}),
       ...(job.copyFrom !== undefined ? { copyFrom: job.copyFrom } : {}),
       topLogprobs: job.topLogprobs,
       ...(job.scoreFrom !== undefined ? { scoreFrom: job.scoreFrom } : {}),
@@ -352,6 +367,8 @@ export class GenerationLoop {
       if (entry.failure) entry.resolve({ finish: "error", kvTokens, reused, error: entry.failure });
       else if (event.finish === "error")
         entry.resolve({ finish: "error", kvTokens, reused, error: new Error(event.error ?? "the generation loop failed") });
+      else if (event.finish === "overbudget")
+        entry.resolve({ finish: "error", kvTokens, reused, error: new SamplingBudgetError(event.error ?? "", this.samplingBudgetMs) });
       else entry.resolve({ finish: event.finish!, kvTokens, reused, ...attention });
     }
   }

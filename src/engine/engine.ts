@@ -8,12 +8,16 @@ import {
   DEFAULT_CONTEXT_SIZE,
   DEFAULT_MAX_TOKENS,
   DEFAULT_PARALLEL,
+  DEFAULT_SAMPLING_BUDGET_MS,
   DEFAULT_STREAM_INTERVAL_MS,
   MAX_DIAGNOSTIC_VALUES,
+  MAX_GRAMMAR_FAN_OUT,
+  MAX_GRAMMAR_OPTIONAL_RUN,
+  GRAMMAR_CHECK_VISITS,
 } from "../defaults.js";
 import { snapToCodePoints, unionSpans } from "../emphasis/markup.js";
 import { Scheduler, type JobOptions } from "../scheduler/scheduler.js";
-import { GenerationLoop, grammarError, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
+import { GenerationLoop, grammarCheck, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
 import { ContextLengthError, EngineFieldError, SteeringError, UnsupportedModelError } from "./errors.js";
 import { generateOn, type PromptSource } from "./sequenceGeneration.js";
 import { compileGrammar, GrammarError, type OutputConstraint, type OutputGrammar } from "./grammar.js";
@@ -100,7 +104,10 @@ export class SteeringEngine {
         : {}),
       threads: options.threads ?? defaultThreads(),
     });
-    const loop = GenerationLoop.start(context, { deliveryIntervalMs: options.deliveryIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS });
+    const loop = GenerationLoop.start(context, {
+      deliveryIntervalMs: options.deliveryIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS,
+      samplingBudgetMs: options.samplingBudgetMs ?? DEFAULT_SAMPLING_BUDGET_MS,
+    });
     const info = steeringInfo(context);
     const sequences = Array.from(
       { length: parallel },
@@ -177,12 +184,42 @@ export class SteeringEngine {
 
   /** Structured output for GenerateRequest.grammar; a 400 (GrammarError) names what cannot be enforced. */
   compileGrammar(constraint: OutputConstraint): OutputGrammar {
-    // a GBNF grammar is parsed here first: llama.cpp's own parser prints a bad one to stderr whole
-    const error = constraint.type === "grammar" ? grammarError(this.context, constraint.grammar) : null;
-    // its messages quote the rest of the grammar from where parsing failed: the first line is enough
-    if (error !== null)
-      throw new GrammarError("grammar", `: ${error.split("\n")[0]!.slice(0, 200)} (GBNF, as llama.cpp parses it)`, "invalid_grammar");
-    return compileGrammar(this.llama, constraint);
+    // a GBNF grammar is checked here first: llama.cpp's own parser prints a bad one to stderr whole
+    if (constraint.type === "grammar") this.checkGrammar(constraint.grammar, "grammar");
+    const compiled = compileGrammar(this.llama, constraint);
+    // a schema's grammar is node-llama-cpp's, made of the client's schema: its fan-out is the client's too
+    if (constraint.type !== "grammar") this.checkGrammar(compiled.grammar.grammar, "schema");
+    return compiled;
+  }
+
+  /**
+   * A GrammarError when llama.cpp cannot parse the grammar, or when enforcing it would make sampling
+   * slow: sampling holds up every sequence, and a grammar's cost per token grows with the parse
+   * stacks it keeps (MAX_GRAMMAR_FAN_OUT) and, cubed, with optional items in a row (MAX_GRAMMAR_OPTIONAL_RUN).
+   */
+  private checkGrammar(grammar: string, field: "grammar" | "schema"): void {
+    const limits = { fanOut: MAX_GRAMMAR_FAN_OUT, optionalRun: MAX_GRAMMAR_OPTIONAL_RUN, visits: GRAMMAR_CHECK_VISITS };
+    const check = grammarCheck(this.context, grammar, limits);
+    const code = field === "grammar" ? "invalid_grammar" : "unsupported_schema";
+    // llama.cpp's messages quote the rest of the grammar from where parsing failed: the first line is enough
+    if ("error" in check)
+      throw new GrammarError(field, `: ${check.error.split("\n")[0]!.slice(0, 200)} (GBNF, as llama.cpp parses it)`, code);
+    // a schema's grammar is node-llama-cpp's: its rule names mean nothing to the client
+    const where = (rule: string) => (field === "grammar" ? ` (rule ${JSON.stringify(rule)})` : "");
+    const slow = "which would make every token slow to sample";
+    if (check.optionalRun > limits.optionalRun)
+      throw new GrammarError(
+        field,
+        `: more than ${limits.optionalRun} optional items in a row${where(check.optionalRunRule)}, ${slow}: at most ${limits.optionalRun}`,
+        code,
+      );
+    if (check.fanOut > limits.fanOut)
+      throw new GrammarError(
+        field,
+        `: more than ${limits.fanOut} alternatives open at one point${where(check.fanOutRule)}, ${slow}: at most ${limits.fanOut}`,
+        code,
+      );
+    if (check.exhausted) throw new GrammarError(field, ": too large to check that it can be enforced quickly", code);
   }
 
   /** Text of one token; after `previous`, a word-initial token keeps its leading space. */

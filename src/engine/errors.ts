@@ -51,6 +51,21 @@ export class EngineNotBuiltError extends UserError {
   override name = "EngineNotBuiltError";
 }
 
+/**
+ * Sampling one token took longer than the generation loop allows (EngineOptions.samplingBudgetMs):
+ * the request ended there. With a grammar, the engine names the grammar as the cause (a 400).
+ */
+export class SamplingBudgetError extends Error {
+  override name = "SamplingBudgetError";
+  constructor(
+    /** how long it took, as the loop reports it ("1234 ms") */
+    readonly took: string,
+    readonly budgetMs: number,
+  ) {
+    super(`sampling one token took ${took}, more than the ${budgetMs} ms the server allows (--sampling-budget-ms)`);
+  }
+}
+
 /** A request's prompt (plus the tokens it asks for) does not fit the context window. */
 export class ContextLengthError extends InvalidRequestError {
   override name = "ContextLengthError";

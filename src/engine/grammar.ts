@@ -22,6 +22,8 @@ export type OutputConstraint =
 export interface OutputGrammar {
   readonly grammar: LlamaGrammar;
   readonly stop: readonly string[];
+  /** the request's field it enforces, for errors: a GBNF "grammar" or a JSON "schema" */
+  readonly field: "grammar" | "schema";
 }
 
 /** `field`: "grammar" (GBNF) or a path into the JSON schema, "schema.properties.age" (its root is the param). */
@@ -43,20 +45,24 @@ export function compileGrammar(llama: Llama, constraint: OutputConstraint): Outp
   // schema is only known at run time, where checkJsonSchema vouches for it
   switch (constraint.type) {
     case "json_object":
-      return { grammar: new LlamaJsonSchemaGrammar(llama, { type: "object", additionalProperties: true } as never), stop: [JSON_END] };
+      return {
+        grammar: new LlamaJsonSchemaGrammar(llama, { type: "object", additionalProperties: true } as never),
+        stop: [JSON_END],
+        field: "schema",
+      };
     case "json_schema": {
       checkJsonSchema(constraint.schema, "schema");
-      return { grammar: new LlamaJsonSchemaGrammar(llama, normalize(constraint.schema) as never), stop: [JSON_END] };
+      return { grammar: new LlamaJsonSchemaGrammar(llama, normalize(constraint.schema) as never), stop: [JSON_END], field: "schema" };
     }
     case "grammar":
       try {
-        return { grammar: new LlamaGrammar(llama, { grammar: constraint.grammar }), stop: [] };
+        return { grammar: new LlamaGrammar(llama, { grammar: constraint.grammar }), stop: [], field: "grammar" };
       } catch (err) {
         throw new GrammarError("grammar", `: ${(err as Error).message} (GBNF, as llama.cpp parses it)`, "invalid_grammar");
       }
     case "framed_json":
       checkJsonSchema(constraint.schema, "schema");
-      return { grammar: new LlamaGrammar(llama, { grammar: framedJsonGrammar(llama, constraint) }), stop: [] };
+      return { grammar: new LlamaGrammar(llama, { grammar: framedJsonGrammar(llama, constraint) }), stop: [], field: "schema" };
   }
 }
 

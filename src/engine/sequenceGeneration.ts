@@ -4,6 +4,8 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { ENGINE_DEFAULT_TEMPERATURE } from "../defaults.js";
 import { NativeSampler } from "./binding.js";
+import { SamplingBudgetError } from "./errors.js";
+import { GrammarError } from "./grammar.js";
 import { readDiagnostics } from "./diagnostics.js";
 import type { PooledSequence } from "./sequencePool.js";
 import { TextAssembler } from "./textAssembler.js";
@@ -55,7 +57,17 @@ export async function generateOn(
       maxTokens,
       !!diagnostics,
       source,
-    );
+    ).catch((err: unknown) => {
+      // the grammar is what makes sampling slow (nothing else a request sets costs more than a pass
+      // over the vocabulary): the client's field is named, as for a grammar refused up front
+      const grammar = request.grammar;
+      if (!(err instanceof SamplingBudgetError) || !grammar) throw err;
+      throw new GrammarError(
+        grammar.field,
+        `: too costly to enforce: ${err.message}`,
+        grammar.field === "grammar" ? "invalid_grammar" : "unsupported_schema",
+      );
+    });
     const report =
       steering && diagnostics && attention
         ? { diagnostics: readDiagnostics(attention, steering.spec, sequence.headsPerLayer, diagnostics, generated.tokens.length) }

@@ -34,6 +34,12 @@ export interface EngineOptions {
    * to 0.25 in a token's log-probability: enough to change a greedy answer).
    */
   prefixReuse?: boolean;
+  /**
+   * a request whose sampling of one token takes longer, in ms, ends with a SamplingBudgetError
+   * (default DEFAULT_SAMPLING_BUDGET_MS; 0: no budget). Sampling runs between decodes on the loop's
+   * one thread: this bounds how long one request's sampler (its grammar) can hold up the others.
+   */
+  samplingBudgetMs?: number;
   /** requests that may wait for a sequence (default: unbounded); more are refused with QueueFullError */
   maxQueue?: number;
   /** seconds suggested to a refused client */

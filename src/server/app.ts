@@ -14,6 +14,7 @@ import { errorBody, INTERNAL_ERROR, toRequestError } from "./errors.js";
 import type { CompletionService } from "./completionService.js";
 import type { ServerMetrics } from "./metrics.js";
 import { chatRoutes } from "./routes/chat.js";
+import { checkBodyBounds } from "./bodyBounds.js";
 import { completionRoutes } from "./routes/completions.js";
 import { generateRoutes } from "./routes/generate.js";
 import { registerPlayground } from "./playground.js";
@@ -105,6 +106,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return service;
   };
 
+  // before the route's schema: a body of 100k messages is refused by counting, not by validating each
+  app.addHook("preValidation", async (request) => checkBodyBounds(request.body));
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
     const started = performance.now();

@@ -5,9 +5,11 @@ import { z } from "zod";
 import {
   DEFAULT_MAX_TOKENS,
   MAX_DETOKENIZE_TOKENS,
+  MAX_GRAMMAR_CHARS,
   MAX_CHOICES,
   MAX_EMPHASIS_ITEMS,
   MAX_LOGIT_BIAS,
+  MAX_MESSAGES,
   MAX_REPETITION_PENALTY,
   MAX_TOOL_TEXT,
   MAX_TOOLS,
@@ -98,7 +100,7 @@ export const generateSchema = z
     max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).default(DEFAULT_MAX_TOKENS),
     logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).default(0),
     /** structured output: a GBNF grammar (llama-server's field) */
-    grammar: z.string().min(1).optional(),
+    grammar: z.string().min(1).max(MAX_GRAMMAR_CHARS).optional(),
     /** structured output: JSON that validates against this schema (llama-server's field) */
     json_schema: jsonSchemaObject.optional(),
     ...sampling,
@@ -197,7 +199,7 @@ const chatMessage = z.object({
 
 export const chatCompletionSchema = z
   .object({
-    messages: z.array(chatMessage).min(1),
+    messages: z.array(chatMessage).min(1).max(MAX_MESSAGES),
     max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
     max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
     logprobs: z.boolean().nullish(),
@@ -242,4 +244,4 @@ export type TokenizeBody = z.infer<typeof tokenizeSchema>;
 
 export const detokenizeSchema = z.object({ tokens: z.array(z.number().int().nonnegative()).max(MAX_DETOKENIZE_TOKENS) }).strict();
 
-export const applyTemplateSchema = z.object({ messages: z.array(chatMessage).min(1) }).strict();
+export const applyTemplateSchema = z.object({ messages: z.array(chatMessage).min(1).max(MAX_MESSAGES) }).strict();

@@ -3,6 +3,7 @@
 // (from the token's own bytes, src/engine/tokenSpans.ts); /apply-template says where each message's
 // content lies in the rendered prompt.
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { ContextLengthError } from "../../engine/errors.js";
 import { InvalidRequestError } from "../../errors.js";
 import { chatPrompt } from "../../prompt/prompts.js";
 import { applyTemplateSchema, detokenizeSchema, tokenizeSchema } from "../schemas.js";
@@ -36,7 +37,14 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = as
 
   app.post("/detokenize", { schema: { body: detokenizeSchema, tags: ["native"], summary: "Token ids to text" } }, async (request) => {
     const service = getService();
-    const { vocabularySize } = service.modelInfo;
+    const { vocabularySize, contextSize } = service.modelInfo;
+    // ids no context of this server could hold are no text a client needs from it: the cap keeps the
+    // answer's size (and the work on the event loop) proportional to the context, as /tokenize's is
+    if (request.body.tokens.length > contextSize)
+      throw new ContextLengthError(
+        `tokens has ${request.body.tokens.length} ids, more than a context of ${contextSize} tokens can hold`,
+        "tokens",
+      );
     request.body.tokens.forEach((id, i) => {
       if (id >= vocabularySize) {
         throw new InvalidRequestError(

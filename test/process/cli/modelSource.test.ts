@@ -216,18 +216,74 @@ t.test("offline, a URI fails at once", async (t) => {
   t.ok(Date.now() - start < 10_000, "within 10 s");
 });
 
-t.test("a cached plain-URL model is returned without network, keyed by the whole URL", async (t) => {
+t.test("a cached plain-URL model is served offline, keyed by the whole URL, only when it matches its record", async (t) => {
   const cacheDir = tempDir();
   const url = "http://localhost:9/models/tiny.gguf?download=true";
   // "localhost", not the HF endpoint's host: a plain URL, cached under a digest of the URL and its file name
   const cached = join(cacheDir, `${sha256(Buffer.from(url)).slice(0, 16)}-tiny.gguf`);
-  writeFileSync(cached, Buffer.concat([Buffer.from("GGUF"), Buffer.alloc(60)]));
-  t.equal(await resolveModel(url, { cacheDir, progress: false, env: OFFLINE_ENV }), cached);
+  const tiny = Buffer.concat([Buffer.from("GGUF"), Buffer.alloc(60)]);
+  writeFileSync(cached, tiny);
+  writeFileSync(`${cached}.source.json`, JSON.stringify({ url, size: tiny.length, etag: '"v1"' }));
+  t.equal(await resolveModel(url, { cacheDir, progress: false, env: OFFLINE_ENV }), cached, "offline: the recorded copy is served");
   // another URL ending in the same name is not that file: it is fetched (and here, offline, fails)
   await t.rejects(resolveModel("http://localhost:9/other/tiny.gguf?download=true", { cacheDir, progress: false, env: OFFLINE_ENV }), {
     name: "ModelSourceError",
     message: /unreachable \(offline\?\)/,
   });
+  // a copy that is not the size its record says (an interrupted download) is never served
+  writeFileSync(cached, tiny.subarray(0, 40));
+  await t.rejects(resolveModel(url, { cacheDir, progress: false, env: OFFLINE_ENV }), { message: /unreachable \(offline\?\)/ });
+  t.notOk(existsSync(cached), "and it is deleted");
+});
+
+/** A plain file server on 127.0.0.1 serving `file.body` at /models/tiny.gguf with `file.etag` (ranges too), logging requests. */
+async function fileServer(t: Test, file: { body: Buffer; etag: string }): Promise<{ url: string; requests: string[] }> {
+  const requests: string[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    requests.push(`${req.method} ${req.url}`);
+    if (new URL(req.url!, "http://x").pathname !== "/models/tiny.gguf") return void res.writeHead(404).end();
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
+    const start = range ? Number(range[1]) : 0;
+    const end = range?.[2] ? Number(range[2]) : file.body.length - 1;
+    res.writeHead(range ? 206 : 200, {
+      "content-type": "application/octet-stream",
+      "accept-ranges": "bytes",
+      etag: file.etag,
+      "content-length": end - start + 1,
+      ...(range ? { "content-range": `bytes ${start}-${end}/${file.body.length}` } : {}),
+    });
+    res.end(req.method === "HEAD" ? undefined : file.body.subarray(start, end + 1));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/models/tiny.gguf`, requests };
+}
+
+t.test("a plain-URL model: fetched with a record, rechecked at each start, fetched again when its ETag changes", async (t) => {
+  const cacheDir = tempDir();
+  const file: { body: Buffer; etag: string } = { body: STORIES, etag: '"v1"' };
+  const server = await fileServer(t, file);
+  // the file server is on 127.0.0.1, which OFFLINE_ENV's Hugging Face endpoint names: move that one away
+  const env = { ...OFFLINE_ENV, HF_ENDPOINT: "http://127.0.0.2:9" };
+  const path = await resolveModel(server.url, { cacheDir, progress: false, env });
+  t.same(readFileSync(path), STORIES, "downloaded");
+  t.same(JSON.parse(readFileSync(`${path}.source.json`, "utf8")), { url: server.url, size: STORIES.length, etag: '"v1"' }, "its record");
+
+  server.requests.length = 0;
+  t.equal(await resolveModel(server.url, { cacheDir, progress: false, env }), path);
+  t.same(server.requests, ["HEAD /models/tiny.gguf"], "the next start asks for the headers only");
+
+  // the file at the URL changes (same size, new ETag): the cached copy is stale and fetched again
+  file.body = corrupted(STORIES);
+  file.etag = '"v2"';
+  server.requests.length = 0;
+  t.equal(await resolveModel(server.url, { cacheDir, progress: false, env }), path);
+  t.same(readFileSync(path), file.body, "the new file replaced the stale one");
+  t.ok(
+    server.requests.some((r) => r.startsWith("GET")),
+    "downloaded again",
+  );
+  t.match(JSON.parse(readFileSync(`${path}.source.json`, "utf8")), { etag: '"v2"' });
 });
 
 t.test("a malformed URL is a clear error, a bad % escape is a file name like any other", async (t) => {

@@ -251,6 +251,31 @@ const BAD_REQUESTS: Case[] = [
   ["top_p 0", "/v1/generate", { prompt: "x", top_p: 0 }, 400, "invalid_request_error", "top_p"],
   ["logprobs above 20", "/v1/generate", { prompt: "x", logprobs: 21 }, 400, "invalid_request_error", "logprobs"],
   ["too many stop strings", "/v1/generate", { prompt: "x", stop: Array(9).fill("a") }, 400, "invalid_request_error", "stop"],
+  // counted before the schema validates each entry (src/server/bodyBounds.ts)
+  [
+    "4097 chat messages",
+    "/v1/chat/completions",
+    { messages: Array(4097).fill({ role: "user", content: "hi" }) },
+    400,
+    "invalid_request_error",
+    "messages",
+  ],
+  [
+    "1025 logit_bias entries",
+    "/v1/generate",
+    { prompt: "x", logit_bias: Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [String(i), 1])) },
+    400,
+    "invalid_request_error",
+    "logit_bias",
+  ],
+  [
+    "1025 emphasized spans",
+    "/v1/generate",
+    withSteering({ emphasis: Array(1025).fill("Tom"), heads: [0] }),
+    400,
+    "invalid_request_error",
+    "steering.emphasis",
+  ],
   [
     "unbalanced html markup",
     "/v1/generate",

@@ -47,6 +47,16 @@ for (const [name, model] of [
     );
     t.equal(spelled(text, tokens), text, "the character ranges spell the text");
     t.equal((await post("/detokenize", { tokens: ids })).content, text, "detokenize(tokenize(text)) is the text");
+    // the context holds 256 tokens: as many ids are text, one more is a 400 naming the limit
+    const full = Array.from({ length: 256 }, (_, i) => ids[i % ids.length]!);
+    t.ok((await post("/detokenize", { tokens: full })).content.startsWith(text), "a context's worth of ids is text");
+    const tooMany = await request(server.base, "/detokenize", { body: { tokens: [...full, ids[0]] } });
+    t.equal(tooMany.status, 400, "one id more than the context holds");
+    t.match(tooMany.body.error, {
+      code: "context_length_exceeded",
+      param: "tokens",
+      message: /257 ids, more than a context of 256 tokens/,
+    });
 
     const withBos = (await post("/tokenize", { content: text, add_special: true })).tokens as number[];
     t.ok(withBos.length >= ids.length, "add_special adds the model's BOS where it has one");

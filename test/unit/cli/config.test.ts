@@ -1,5 +1,5 @@
-// `serve`'s API keys (issue #26, auth): a blank key stops the server instead of leaving it open, keys
-// come from a file too, and which hosts count as this machine only (no warning there).
+// `serve`'s options (issue #26): API keys (a blank key stops the server instead of leaving it open, keys
+// come from a file too, which hosts count as this machine only: no warning there), the sampling budget.
 import t from "tap";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -46,4 +46,11 @@ t.test(
 t.test("loopback hosts: no warning about serving without keys", async (t) => {
   for (const host of ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"]) t.ok(isLoopback(host), host);
   for (const host of ["0.0.0.0", "::", "10.0.0.5", "192.168.1.2", "example.internal", "128.0.0.1"]) t.notOk(isLoopback(host), host);
+});
+
+t.test("--sampling-budget-ms: 1000 by default, from the environment too, 0 for none, nothing negative", async (t) => {
+  t.equal(parseServeConfig([], {})["sampling-budget-ms"], 1000);
+  t.equal(parseServeConfig(["--sampling-budget-ms", "250"], {})["sampling-budget-ms"], 250);
+  t.equal(parseServeConfig([], { PASTA_SAMPLING_BUDGET_MS: "0" })["sampling-budget-ms"], 0);
+  t.throws(() => parseServeConfig(["--sampling-budget-ms", "-1"], {}), { name: "ConfigError", message: /sampling-budget-ms/ });
 });
