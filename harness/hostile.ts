@@ -109,5 +109,14 @@ export const HOSTILE_REQUESTS: readonly HostileRequest[] = (
       { messages: Array.from({ length: 100_000 }, () => ({ role: "user", content: "hi" })), max_tokens: 1 },
       400,
     ],
+    [
+      "4096 messages of 32 content parts each",
+      "/v1/chat/completions",
+      {
+        messages: Array.from({ length: 4096 }, () => ({ role: "user", content: Array(32).fill({ type: "text", text: "" }) })),
+        max_tokens: 1,
+      },
+      400,
+    ],
   ] as Array<[string, string, unknown, number]>
 ).map(([what, path, body, status]) => ({ what, path, body, status }));

@@ -52,6 +52,11 @@ export const MAX_GRAMMAR_OPTIONAL_RUN = 32;
 export const GRAMMAR_CHECK_VISITS = 200_000;
 /** Chat messages per request: ours (each is at least a few tokens, so more fit no context this server runs). */
 export const MAX_MESSAGES = 4096;
+/**
+ * Content parts and history tool calls of all a request's messages together: ours. Each is a few
+ * tokens at least, as a message is; without a total, 4096 messages could each carry hundreds.
+ */
+export const MAX_MESSAGE_ITEMS = 8192;
 /** logit_bias entries per request: ours (each is a token id; OpenAI's tokenizers have ~200k). */
 export const MAX_LOGIT_BIAS = 1024;
 /** repetition_penalty's largest value: ours (beyond it every seen token is as good as banned). */

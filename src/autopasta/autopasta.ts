@@ -54,7 +54,7 @@ export function answerSteering(plan: AutoPastaPlan, report: AutoPastaReport): St
  * The answering prompt, validated before the job waits for a sequence: as if the whole context were
  * emphasized (pass 2 steers a part of it), tokenized once for both passes' needs.
  */
-export function prepareAnswer(engine: SteeringEngine, plan: AutoPastaPlan, answer: GenerateRequest): PreparedPrompt {
+export function prepareAnswer(engine: SteeringEngine, plan: AutoPastaPlan, answer: GenerateRequest): Promise<PreparedPrompt> {
   return engine.prepare({ ...answer, steering: { ...plan.steering, emphasis: [plan.context] } }, answer.maxTokens ?? DEFAULT_MAX_TOKENS);
 }
 
@@ -77,12 +77,12 @@ export async function answerWithAutoPasta(
 }
 
 /** AutoPASTA in process (eval, bench): one job, both passes. */
-export function runAutoPasta(
+export async function runAutoPasta(
   engine: SteeringEngine,
   plan: AutoPastaPlan,
   answer: GenerateRequest,
 ): Promise<{ result: GenerateResult; report: AutoPastaReport }> {
-  const prepared = prepareAnswer(engine, plan, answer);
+  const prepared = await prepareAnswer(engine, plan, answer);
   return engine.withSequence((session) => answerWithAutoPasta(engine, session, plan, prepared, answer), { signal: answer.signal });
 }
 

@@ -31,7 +31,8 @@ const MIN_CONTEXT = 1024;
  * (English text runs about 4), rounded up to a power of two: 1024 for every family but the hard ones.
  */
 function contextFor(items: readonly EvalItem[]): number {
-  const longest = Math.max(...items.map((item) => Math.ceil(item.message.length / 3) + item.maxTokens + 64));
+  // a reduce, not a spread: an items file may hold more items than a call takes arguments
+  const longest = items.reduce((most, item) => Math.max(most, Math.ceil(item.message.length / 3) + item.maxTokens + 64), 0);
   return Math.max(MIN_CONTEXT, 2 ** Math.ceil(Math.log2(longest)));
 }
 

@@ -12,6 +12,7 @@ export const ADDON_METHODS = [
   "generationSubmit",
   "generationCancel",
   "tokenPieces",
+  "tokenizeAsync",
 ] as const;
 
 export type AddonMethod = (typeof ADDON_METHODS)[number];

@@ -53,6 +53,7 @@ interface SteeringAddonContext {
   ): void;
   generationCancel(id: number): void;
   tokenPieces(tokens: Uint32Array, special: boolean): TokenPieces;
+  tokenizeAsync(text: string, parseSpecial: boolean, prepend: number): Promise<Uint32Array>;
 }
 
 interface AddonSampler {
@@ -129,6 +130,20 @@ export interface TokenPieces {
 /** The pieces of `tokens` (no leading space stripped): what exact character offsets are computed from. */
 export function tokenPieces(context: LlamaContext, tokens: readonly Token[]): TokenPieces {
   return addonOf(context).tokenPieces(Uint32Array.from(tokens), true);
+}
+
+/**
+ * `text`'s tokens as LlamaModel.tokenize gives them, tokenized on a libuv worker thread (a long
+ * prompt takes tens to hundreds of milliseconds, which the event loop must not spend), `prepend`
+ * first unless they start with it (the model's BOS). The model must outlive the promise (the
+ * engine waits for it before disposing).
+ */
+export async function tokenizeOffThread(
+  context: LlamaContext,
+  text: string,
+  options: { parseSpecial: boolean; prepend: Token | null },
+): Promise<Token[]> {
+  return Array.from(await addonOf(context).tokenizeAsync(text, options.parseSpecial, options.prepend ?? -1)) as Token[];
 }
 
 /**

@@ -17,7 +17,15 @@ import {
 } from "../defaults.js";
 import { snapToCodePoints, unionSpans } from "../emphasis/markup.js";
 import { Scheduler, type JobOptions } from "../scheduler/scheduler.js";
-import { GenerationLoop, grammarCheck, loadPatchedLlama, SteerableSequence, steeringInfo, tokenPieces } from "./binding.js";
+import {
+  GenerationLoop,
+  grammarCheck,
+  loadPatchedLlama,
+  SteerableSequence,
+  steeringInfo,
+  tokenizeOffThread,
+  tokenPieces,
+} from "./binding.js";
 import { ContextLengthError, EngineFieldError, SteeringError, UnsupportedModelError } from "./errors.js";
 import { generateOn, type PromptSource } from "./sequenceGeneration.js";
 import { compileGrammar, GrammarError, type OutputConstraint, type OutputGrammar } from "./grammar.js";
@@ -84,6 +92,9 @@ export class SteeringEngine {
     private readonly prefixReuse: boolean,
   ) {}
 
+  /** tokenizations running on worker threads (tokenizeOffLoop) */
+  private readonly tokenizing = new Set<Promise<unknown>>();
+
   /**
    * `scheduler`: the server's (bounded queue, drain on shutdown); its `parallel` is the number of
    * sequences. Without one, the engine queues without bound.
@@ -148,8 +159,28 @@ export class SteeringEngine {
 
   private promptTokens(text: string, specialTokens = false): Token[] {
     const tokens = this.model.tokenize(text, specialTokens);
+    const bos = this.addedBos;
+    return bos !== null && tokens[0] !== bos ? [bos, ...tokens] : tokens;
+  }
+
+  /** The BOS token prompts start with, where the model adds one. */
+  private get addedBos(): Token | null {
     const bos = this.model.tokens.bos;
-    return bos != null && this.model.tokens.shouldPrependBosToken && tokens[0] !== bos ? [bos, ...tokens] : tokens;
+    return bos != null && this.model.tokens.shouldPrependBosToken ? bos : null;
+  }
+
+  /**
+   * Tokenization off the event loop (a long prompt takes tens to hundreds of milliseconds), tracked
+   * so that the model is not freed under it (dispose).
+   */
+  private async tokenizeOffLoop(text: string, options: Parameters<typeof tokenizeOffThread>[2]) {
+    const pending = tokenizeOffThread(this.context, text, options);
+    this.tokenizing.add(pending);
+    try {
+      return await pending;
+    } finally {
+      this.tokenizing.delete(pending);
+    }
   }
 
   /**
@@ -157,11 +188,14 @@ export class SteeringEngine {
    * adds one (as prompts get it), `parseSpecial` turns special-token text into special tokens. Each
    * token with its raw bytes and its character range in `text`.
    */
-  tokenize(
+  async tokenize(
     text: string,
     options: { addSpecial: boolean; parseSpecial: boolean },
-  ): Array<{ id: Token; bytes: Uint8Array; start: number; end: number }> {
-    const tokens = options.addSpecial ? this.promptTokens(text, options.parseSpecial) : this.model.tokenize(text, options.parseSpecial);
+  ): Promise<Array<{ id: Token; bytes: Uint8Array; start: number; end: number }>> {
+    const tokens = await this.tokenizeOffLoop(text, {
+      parseSpecial: options.parseSpecial,
+      prepend: options.addSpecial ? this.addedBos : null,
+    });
     const pieces = tokenPieces(this.context, tokens);
     const offsets = tokenOffsets(pieces, text);
     return tokens.map((id, i) => ({
@@ -262,20 +296,16 @@ export class SteeringEngine {
   }
 
   /**
-   * Tokenizes the prompt and validates its steering and length: every error a request can be
-   * refused for, found before it waits for a sequence. `generate` and `score` take the result.
+   * Tokenizes the prompt (off the event loop) and validates its steering and length: every error a
+   * request can be refused for, found before it waits for a sequence. `generate` and `score` take the result.
    */
-  prepare(input: PromptInput & GenerationFields, newTokens: number): PreparedPrompt {
+  async prepare(input: PromptInput & GenerationFields, newTokens: number): Promise<PreparedPrompt> {
     this.checkGenerationFields(input, newTokens);
-    if (!input.steering) {
-      // character offsets take a detokenization per token (milliseconds for a long prompt): only steering needs them here
-      const tokens = this.promptTokens(input.prompt, input.specialTokens);
-      this.checkLength(tokens, newTokens);
-      return { prompt: input.prompt, tokens };
-    }
+    const tokens = await this.tokenizeOffLoop(input.prompt, { parseSpecial: input.specialTokens ?? false, prepend: this.addedBos });
     // the length first: offsets and spans cost time per token, which a prompt too long to serve must not take
-    const tokens = this.promptTokens(input.prompt, input.specialTokens);
     this.checkLength(tokens, newTokens);
+    // character offsets take each token's piece: only steering needs them here
+    if (!input.steering) return { prompt: input.prompt, tokens };
     const offsets = this.offsetsOf(tokens, input.prompt);
     const steering = this.resolveSteering(input.prompt, offsets, input.steering);
     if (steering.diagnostics) this.checkDiagnostics(steering.spec.heads, steering.diagnostics, newTokens);
@@ -357,7 +387,7 @@ export class SteeringEngine {
       const session: EngineSession = {
         generate: async (request, prepared) => {
           const maxTokens = request.maxTokens ?? DEFAULT_MAX_TOKENS;
-          const input = prepared ?? this.prepare(request, maxTokens);
+          const input = prepared ?? (await this.prepare(request, maxTokens));
           return generateOn(this.model, take(input), input, { ...request, signal }, maxTokens);
         },
         generateChoices: async (requests, prepared) => {
@@ -368,7 +398,7 @@ export class SteeringEngine {
         },
         // scoring every token reuses nothing cached: it takes the sequence whose cache is worth least
         score: async (request, prepared) => {
-          const input = prepared ?? this.prepare(request, 0);
+          const input = prepared ?? (await this.prepare(request, 0));
           const withOffsets = { ...input, offsets: input.offsets ?? this.offsetsOf(input.tokens, input.prompt) };
           return scoreOn(this.model, take(request.scoreFrom !== undefined ? input : null), withOffsets, { ...request, signal });
         },
@@ -412,17 +442,19 @@ export class SteeringEngine {
 
   /** One generation (validated before it waits for a sequence). */
   async generate(request: GenerateRequest, prepared?: PreparedPrompt): Promise<GenerateResult> {
-    const input = prepared ?? this.prepare(request, request.maxTokens ?? DEFAULT_MAX_TOKENS);
+    const input = prepared ?? (await this.prepare(request, request.maxTokens ?? DEFAULT_MAX_TOKENS));
     return this.withSequence((session) => session.generate(request, input), { signal: request.signal });
   }
 
   /** Log-probability of every prompt token given the ones before it, under the request's steering. */
   async score(request: ScoreRequest, prepared?: PreparedPrompt): Promise<ScoreResult> {
-    const input = prepared ?? this.prepare(request, 0);
+    const input = prepared ?? (await this.prepare(request, 0));
     return this.withSequence((session) => session.score(request, input), { signal: request.signal });
   }
 
   async dispose(): Promise<void> {
+    // a tokenization still running on a worker thread reads the model's vocabulary
+    await Promise.allSettled(this.tokenizing);
     await this.context.dispose();
     await this.model.dispose();
   }

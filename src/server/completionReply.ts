@@ -37,7 +37,7 @@ export async function handleCompletion(
   reply: FastifyReply,
   context: RequestContext = requestContext(request, reply),
 ): Promise<unknown> {
-  const events = service.stream(input, context);
+  const events = await service.stream(input, context);
   if (!stream) {
     for await (const event of events) if (event.type === "done") return format.body(event.generation);
     throw new Error("the generation ended without a result");

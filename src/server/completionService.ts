@@ -124,9 +124,10 @@ export interface CompletionService {
   tokenize(
     text: string,
     options: { addSpecial: boolean; parseSpecial: boolean },
-  ): Array<{ id: number; bytes: Uint8Array; start: number; end: number }>;
+  ): Promise<Array<{ id: number; bytes: Uint8Array; start: number; end: number }>>;
   /** POST /detokenize: the text of valid token ids */
   detokenize(tokens: readonly number[]): string;
-  stream(input: CompletionInput, context: RequestContext): AsyncIterable<CompletionEvent>;
+  /** rejects with every error the request can be refused for before it waits for a sequence */
+  stream(input: CompletionInput, context: RequestContext): Promise<AsyncIterable<CompletionEvent>>;
   score(input: CompletionInput, topLogprobs: number, context: RequestContext): Promise<ScoreResult>;
 }

@@ -41,9 +41,9 @@ export function withApiField(err: unknown, constraint: ConstraintParam | undefin
 }
 
 /** `run()`, its engine field errors renamed to the API's paths. */
-export function apiFields<T>(constraint: ConstraintParam | undefined, run: () => T): T {
+export async function apiFields<T>(constraint: ConstraintParam | undefined, run: () => Promise<T>): Promise<T> {
   try {
-    return run();
+    return await run();
   } catch (err) {
     throw withApiField(err, constraint);
   }

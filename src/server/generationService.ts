@@ -97,12 +97,12 @@ export class GenerationService implements CompletionService {
 
   /**
    * One generation as events: `admitted` (once it holds a sequence), `text`..., `done`. Every error
-   * a request can be refused for is thrown here, before it waits for a sequence; later ones come out
+   * a request can be refused for rejects here, before it waits for a sequence; later ones come out
    * of the iteration.
    */
-  stream(input: CompletionInput, context: RequestContext): AsyncIterable<CompletionEvent> {
+  async stream(input: CompletionInput, context: RequestContext): Promise<AsyncIterable<CompletionEvent>> {
     const startedAt = performance.now();
-    const { request, prepared, plan } = this.translate(input);
+    const { request, prepared, plan } = await this.translate(input);
     const choices = input.choices ?? 1;
     this.checkChoices(input, choices);
     this.logStart(input, context, prepared);
@@ -152,8 +152,8 @@ export class GenerationService implements CompletionService {
 
   /** The prompt's own token log-probs under the request's steering (completions' echo). */
   async score(input: CompletionInput, topLogprobs: number, context: RequestContext): Promise<ScoreResult> {
-    const { request } = this.translate(input);
-    const prepared = apiFields(input.output?.param, () => this.engine.prepare(request, 0));
+    const { request } = await this.translate(input);
+    const prepared = await apiFields(input.output?.param, () => this.engine.prepare(request, 0));
     this.logStart(input, context, prepared);
     const result = await this.engine.withSequence(
       async (session, signal) => {
@@ -189,11 +189,13 @@ export class GenerationService implements CompletionService {
   }
 
   /** The endpoint's input -> the engine's request, validated and tokenized; AutoPASTA's plan with `steering.auto`. */
-  private translate(input: CompletionInput): { request: GenerateRequest; prepared: PreparedPrompt; plan?: AutoPastaPlan } {
+  private translate(input: CompletionInput): Promise<{ request: GenerateRequest; prepared: PreparedPrompt; plan?: AutoPastaPlan }> {
     return apiFields(input.output?.param, () => this.engineRequest(input));
   }
 
-  private engineRequest(input: CompletionInput): { request: GenerateRequest; prepared: PreparedPrompt; plan?: AutoPastaPlan } {
+  private async engineRequest(
+    input: CompletionInput,
+  ): Promise<{ request: GenerateRequest; prepared: PreparedPrompt; plan?: AutoPastaPlan }> {
     const { prompt, steering } = input;
     const request: GenerateRequest = {
       prompt: prompt.prompt,
@@ -210,11 +212,11 @@ export class GenerationService implements CompletionService {
       if (context.end <= context.start)
         throw new InvalidRequestError("steering.auto: the context to pick sentences from is empty", "steering.auto", "invalid_steering");
       const plan: AutoPastaPlan = { selectionPrompt, context, steering: options! };
-      return { request, plan, prepared: prepareAnswer(this.engine, plan, request) };
+      return { request, plan, prepared: await prepareAnswer(this.engine, plan, request) };
     }
     const nothingMarked = steering?.markupOnly && prompt.emphasis.length === 0 && steering.mode !== "generation" && !steering.diagnostics;
     if (options && !nothingMarked) request.steering = { ...options, emphasis: prompt.emphasis } satisfies SteeringRequest;
-    return { request, prepared: this.engine.prepare(request, input.maxTokens) };
+    return { request, prepared: await this.engine.prepare(request, input.maxTokens) };
   }
 
   /** The request's steering with the profile's heads, and its alpha when the request gives none. */

@@ -9,6 +9,7 @@ import {
   MAX_CHOICES,
   MAX_EMPHASIS_ITEMS,
   MAX_LOGIT_BIAS,
+  MAX_MESSAGE_ITEMS,
   MAX_MESSAGES,
   MAX_REPETITION_PENALTY,
   MAX_TOOL_TEXT,
@@ -190,7 +191,7 @@ const messageToolCall = z.object({
 });
 const chatMessage = z.object({
   role: z.enum(["system", "developer", "user", "assistant", "tool"]),
-  content: z.union([z.string(), z.array(textPart)]).nullish(),
+  content: z.union([z.string(), z.array(textPart).max(MAX_MESSAGE_ITEMS)]).nullish(),
   name: z.string().optional(),
   tool_calls: z.array(messageToolCall).max(MAX_TOOLS).nullish(),
   tool_call_id: z.string().min(1).max(64).optional(),

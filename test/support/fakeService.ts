@@ -61,13 +61,17 @@ export class FakeService implements CompletionService {
       throw new RequestError(`no model ${model}`, { status: 404, param: "model", code: "model_not_found" });
   }
 
-  async *stream(input: CompletionInput, _context: RequestContext): AsyncGenerator<CompletionEvent> {
+  async stream(input: CompletionInput, _context: RequestContext): Promise<AsyncIterable<CompletionEvent>> {
     this.inputs.push(input);
+    return this.events(input);
+  }
+
+  private async *events(input: CompletionInput): AsyncGenerator<CompletionEvent> {
     yield* this.script(input);
   }
 
   /** one token per UTF-16 unit, its id the code unit; unit 0xFF is a lone byte (not valid UTF-8) */
-  tokenize(text: string) {
+  async tokenize(text: string) {
     return [...text].map((c, i) => ({
       id: c.charCodeAt(0),
       bytes: c === "\u00FF" ? Uint8Array.of(0xff) : Uint8Array.from(Buffer.from(c)),

@@ -29,7 +29,7 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ service: ServiceGetter }> = as
     async (request) => {
       const body = request.body;
       checkPromptChars(getService(), body.content.length, "content");
-      const tokens = getService().tokenize(body.content, { addSpecial: body.add_special, parseSpecial: body.parse_special });
+      const tokens = await getService().tokenize(body.content, { addSpecial: body.add_special, parseSpecial: body.parse_special });
       if (!body.with_pieces) return { tokens: tokens.map((t) => t.id) };
       return { tokens: tokens.map((t) => ({ id: t.id, piece: pieceJson(t.bytes), start: t.start, end: t.end })) };
     },

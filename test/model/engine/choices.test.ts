@@ -9,7 +9,7 @@ const seeds = [11, 12, 13, 14];
 const request = (seed: number): GenerateRequest => ({ prompt, maxTokens: 20, temperature: 1, seed });
 
 async function choices(engine: SteeringEngine, requests: GenerateRequest[]): Promise<GenerateResult[]> {
-  const prepared = engine.prepare(requests[0]!, 20);
+  const prepared = await engine.prepare(requests[0]!, 20);
   return engine.withSequence((session) => session.generateChoices(requests, prepared), { slots: requests.length });
 }
 

@@ -124,11 +124,11 @@ t.test("repetition penalties equal llama.cpp's sampler fed the same window by no
 });
 
 t.test("sampling fields the model must check: token ids, min_tokens against the length, end bans against a grammar", async (t) => {
-  t.throws(() => engine.prepare({ prompt, logitBias: [[engine.vocabularySize, -1]] }, 8), {
+  await t.rejects(engine.prepare({ prompt, logitBias: [[engine.vocabularySize, -1]] }, 8), {
     param: "logitBias",
     message: /^logitBias\.\d+: no such token/,
   });
-  t.throws(() => engine.prepare({ prompt, minTokens: 9 }, 8), { param: "minTokens", message: /9 is more than the 8 tokens/ });
+  await t.rejects(engine.prepare({ prompt, minTokens: 9 }, 8), { param: "minTokens", message: /9 is more than the 8 tokens/ });
   const grammar = engine.compileGrammar({ type: "json_object" });
-  t.throws(() => engine.prepare({ prompt, ignoreEos: true, grammar }, 8), { param: "ignoreEos", message: /structured output/ });
+  await t.rejects(engine.prepare({ prompt, ignoreEos: true, grammar }, 8), { param: "ignoreEos", message: /structured output/ });
 });

@@ -23,7 +23,7 @@ function fakeEngine(refuse?: { prepare?: Error; grammar?: Error }) {
       if (refuse?.grammar) throw refuse.grammar;
       return { grammar: {}, stop: [] };
     },
-    prepare(request: GenerateRequest): PreparedPrompt {
+    async prepare(request: GenerateRequest): Promise<PreparedPrompt> {
       if (refuse?.prepare) throw refuse.prepare;
       prepared.push(request);
       return { prompt: request.prompt, tokens: [] };
@@ -78,7 +78,7 @@ const profile: Profile = { heads: { "1": [2] }, alpha: 0.05 };
 async function engineRequest(profileOf: Profile | null, steering: Partial<SteeringInput>) {
   const { engine, prepared } = fakeEngine();
   const events = [];
-  for await (const event of service(engine, profileOf).stream(input(steering), context)) events.push(event.type);
+  for await (const event of await service(engine, profileOf).stream(input(steering), context)) events.push(event.type);
   if (events.join() !== "admitted,text,done") throw new Error(`events: ${events.join()}`);
   return prepared[0]!;
 }
@@ -107,19 +107,22 @@ t.test("the profile's heads when a request names none, with the profile's alpha 
 
 t.test("heads that cannot be resolved are a 400 on steering.heads that says what to do", async (t) => {
   const { engine } = fakeEngine();
-  t.throws(() => service(engine, profile).stream(input({ heads: "other" }), context), {
+  await t.rejects(service(engine, profile).stream(input({ heads: "other" }), context), {
     status: 400,
     param: "steering.heads",
     message: /unknown head profile "other"; this server has "default"/,
   });
-  t.throws(() => service(engine, null).stream(input({}), context), { param: "steering.heads", message: /no head profile: pass the heads/ });
+  await t.rejects(service(engine, null).stream(input({}), context), {
+    param: "steering.heads",
+    message: /no head profile: pass the heads/,
+  });
 });
 
 t.test("steering.auto: refused where the endpoint gives no context, or an empty one", async (t) => {
   const { engine } = fakeEngine();
-  t.throws(() => service(engine, profile).stream(input({ auto: true }), context), { param: "steering.auto", message: /available on/ });
+  await t.rejects(service(engine, profile).stream(input({ auto: true }), context), { param: "steering.auto", message: /available on/ });
   const empty = { selectionPrompt: { prompt: "x", specialTokens: false }, context: { start: 3, end: 3 } };
-  t.throws(() => service(engine, profile).stream(input({ auto: true }, { autoSelection: empty }), context), {
+  await t.rejects(service(engine, profile).stream(input({ auto: true }, { autoSelection: empty }), context), {
     param: "steering.auto",
     code: "invalid_steering",
     message: /context to pick sentences from is empty/,
@@ -159,6 +162,6 @@ t.test("engine field errors reach the client under the API's paths", async (t) =
   ];
   for (const [name, refuse, extra, expected] of cases) {
     const { engine } = fakeEngine(refuse);
-    t.throws(() => service(engine, profile).stream(input({}, extra), context), { name: /Error$/, status: 400, ...expected }, name);
+    await t.rejects(service(engine, profile).stream(input({}, extra), context), { name: /Error$/, status: 400, ...expected }, name);
   }
 });
