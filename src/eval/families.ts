@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { z } from "zod";
 import { PACKAGE_ROOT } from "../util/packageRoot.js";
-import { firstJsonObject, hasWord, mentions } from "./judges.js";
+import { firstJsonObject, hasWord, mentions, rewriteFloor } from "./judges.js";
 
 export const EVAL_ITEMS_DIR = join(PACKAGE_ROOT, "prompts", "eval");
 
@@ -143,6 +143,8 @@ const pronounChange = (name: string, label: string, maxTokens = 96, itemsFile?: 
       source,
     );
     requireSubstring(item.prompt, item.emphasis, "emphasis", source);
+    // the emphasis is the instruction: the rest is the text to rewrite
+    const floor = rewriteFloor(item.prompt.replace(item.emphasis, "").trim(), maxTokens);
     return {
       family: name,
       source,
@@ -150,7 +152,8 @@ const pronounChange = (name: string, label: string, maxTokens = 96, itemsFile?: 
       emphasis: item.emphasis,
       maxTokens,
       judge: (output) => ({
-        person: item.required.some((w) => hasWord(output, w)) && !item.forbidden.some((w) => hasWord(output, w)),
+        person:
+          output.trim().length >= floor && item.required.some((w) => hasWord(output, w)) && !item.forbidden.some((w) => hasWord(output, w)),
       }),
     };
   },

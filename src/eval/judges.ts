@@ -38,6 +38,15 @@ export function hasWord(text: string, word: string): boolean {
   return new RegExp(`(?<![\\p{L}\\p{N}])${escaped}(?![\\p{L}\\p{N}])`, "iu").test(text);
 }
 
+/**
+ * The fewest characters an answer that rewrites `text` can have: half of the text, or of what
+ * `maxTokens` lets it write (3 characters a token, fewer than English text takes). A refusal or a
+ * one-line comment ("I should be the one speaking throughout.") holds the asked pronouns too.
+ */
+export function rewriteFloor(text: string, maxTokens: number): number {
+  return Math.min(text.length, maxTokens * 3) / 2;
+}
+
 /** Case-insensitive substring test. */
 export function mentions(text: string, phrase: string): boolean {
   return text.toLowerCase().includes(phrase.toLowerCase());

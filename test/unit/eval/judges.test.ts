@@ -3,7 +3,7 @@
 import t from "tap";
 import { buildArms, headCount, randomHeads } from "../../../src/eval/arms.js";
 import { familyNamed } from "../../../src/eval/families.js";
-import { firstJsonObject, hasWord, mentions } from "../../../src/eval/judges.js";
+import { firstJsonObject, hasWord, mentions, rewriteFloor } from "../../../src/eval/judges.js";
 import { markdownTable, summarize } from "../../../src/eval/report.js";
 import type { ItemOutcome } from "../../../src/eval/runner.js";
 
@@ -64,6 +64,30 @@ t.test("each family judges a greedy answer as its metric says", async (t) => {
   t.same(pronoun.judge("I sing. I dance."), { person: true });
   t.same(pronoun.judge("I sing. She dances."), { person: false }, "a source pronoun left");
   t.same(pronoun.judge("Sings and dances."), { person: false }, "no target pronoun");
+  // the text to rewrite is 22 characters: a rewrite carries at least 11
+  t.same(pronoun.judge("I can't."), { person: false }, "a refusal holds the pronouns but rewrites nothing");
+  t.same(pronoun.judge("  I sing.  "), { person: false }, "surrounding space counts for nothing");
+  t.same(pronoun.judge("I sing, yes."), { person: true }, "half of the text is enough");
+
+  const long = familyNamed("hard_pronoun_change").parse(
+    {
+      prompt: `Rewrite it in the first person.\n\n${"She walks to the harbour and mends the nets. ".repeat(40)}`,
+      emphasis: "Rewrite it in the first person.",
+      required: ["I", "my", "me"],
+      forbidden: ["she", "her", "hers", "herself"],
+    },
+    "p:2",
+  );
+  // 1800 characters of text, 448 tokens to answer in: at least 672 characters
+  t.same(long.judge("I'm sorry, but I can't assist with that request."), { person: false }, "a refusal of a long rewrite");
+  t.same(long.judge("I walk to the harbour and mend the nets. ".repeat(16)), { person: false }, "656 characters: short of the floor");
+  t.same(
+    long.judge("I walk to the harbour and mend the nets. ".repeat(17)),
+    { person: true },
+    "697 characters: a rewrite cut by max_tokens",
+  );
+  t.equal(rewriteFloor("x".repeat(100), 448), 50, "half the text when max_tokens could write it all");
+  t.equal(rewriteFloor("x".repeat(5000), 96), 144, "half of what max_tokens lets it write otherwise");
 
   const book = familyNamed("open_book").parse(
     {
