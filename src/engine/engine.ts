@@ -94,6 +94,8 @@ export class SteeringEngine {
 
   /** tokenizations running on worker threads (tokenizeOffLoop) */
   private readonly tokenizing = new Set<Promise<unknown>>();
+  /** the tokenizations asked for in this turn of the event loop, and when all of them have settled */
+  private thisTurn: { members: Array<Promise<void>>; settled: Promise<void> } | null = null;
 
   /**
    * `scheduler`: the server's (bounded queue, drain on shutdown); its `parallel` is the number of
@@ -171,16 +173,41 @@ export class SteeringEngine {
 
   /**
    * Tokenization off the event loop (a long prompt takes tens to hundreds of milliseconds), tracked
-   * so that the model is not freed under it (dispose).
+   * so that the model is not freed under it (dispose). Those asked for in one turn of the event loop
+   * settle together: jobs started in one turn are then still submitted together (GenerationLoop), so
+   * which sequences share a batch does not depend on which tokenization finished first.
    */
   private async tokenizeOffLoop(text: string, options: Parameters<typeof tokenizeOffThread>[2]) {
     const pending = tokenizeOffThread(this.context, text, options);
     this.tokenizing.add(pending);
+    const turn = this.sameTurnGroup();
+    // observed at once: a tokenization that fails before the turn ends is not an unhandled rejection
+    turn.members.push(
+      pending.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
     try {
+      await turn.settled;
       return await pending;
     } finally {
       this.tokenizing.delete(pending);
     }
+  }
+
+  private sameTurnGroup() {
+    if (this.thisTurn) return this.thisTurn;
+    const members: Array<Promise<void>> = [];
+    const settled = new Promise<void>((resolve) => {
+      // the group closes at the end of this turn; then it settles once every member has
+      setImmediate(() => {
+        this.thisTurn = null;
+        void Promise.all(members).then(() => resolve());
+      });
+    });
+    this.thisTurn = { members, settled };
+    return this.thisTurn;
   }
 
   /**
