@@ -95,7 +95,7 @@ void llm_graph_input_steer::set_input(const llama_ubatch * ubatch) {
 }
 
 bool llm_graph_input_steer::can_reuse(const llm_graph_params & params) {
-    steer = params.steer;
+    steer = params.steer.state;
 
     bool res = true;
     for (auto & b : biases) {
@@ -152,7 +152,7 @@ llm_graph_context::steer_attn llm_graph_context::build_attn_steer_inputs(
     const int64_t n_stream = cache.bias->ne[3];
     const int64_t n_head_l = hparams.n_head(il);
 
-    res->n_steered_layers++;
+    res->steer_out.n_steered_layers++;
 
     // the steering bias as a KQ bias: [n_kv, n_tps, 1, n_stream] -> [n_kv, n_tps, n_head, n_stream],
     // zero outside the steered heads; softmax multiplies the scores by kq_scale, so the gate divides by it
@@ -336,7 +336,7 @@ void llm_graph_context::build_attn_diag(
     };
     ggml_tensor * on_steered   = share(ggml_add(ctx0, kq, steered.diag_kq_b), "attn_diag_steered");
     ggml_tensor * on_unsteered = share(kq, "attn_diag_unsteered");
-    res->steer_diag.push_back({il, on_steered, on_unsteered});
+    res->steer_out.diag.push_back({il, on_steered, on_unsteered});
 }
 
 

@@ -74,11 +74,11 @@ std::unique_ptr<llama_steering_swap> llama_context::steering_reserve_worst_case(
 bool llama_context::steering_refuse_unhooked(std::unique_ptr<llama_steering_swap> & worst, const llm_graph_result & reserved) {
     // decided once per context: steering is refused unless every layer's attention took the bias
     const int32_t n_layer = (int32_t) model.hparams.n_layer();
-    if (!worst || reserved.n_steered_layers == n_layer) {
+    if (!worst || reserved.steer_out.n_steered_layers == n_layer) {
         return false;
     }
     steering_unhooked = "this architecture (" + std::string(llm_arch_name(model.arch)) + ") computes attention in " +
-        std::to_string(n_layer - reserved.n_steered_layers) + " of " + std::to_string(n_layer) +
+        std::to_string(n_layer - reserved.steer_out.n_steered_layers) + " of " + std::to_string(n_layer) +
         " layers on a path that attention steering does not hook";
     worst.reset(); // nothing will be steered
     return true;
@@ -86,12 +86,18 @@ bool llama_context::steering_refuse_unhooked(std::unique_ptr<llama_steering_swap
 
 bool llama_context::steering_reached_every_layer(const llm_graph_params & params, const llm_graph_result & res) const {
     // every steered layer must have received the bias
-    if (params.steer && params.steer->active() && res.n_steered_layers != params.steer->n_layers()) {
+    const llama_steering_state * steer = params.steer.state;
+    if (steer && steer->active() && res.steer_out.n_steered_layers != steer->n_layers()) {
         LLAMA_LOG_ERROR("%s: attention steering reached %d of %d steered layers: this architecture's attention path is not supported\n",
-                __func__, res.n_steered_layers, params.steer->n_layers());
+                __func__, res.steer_out.n_steered_layers, steer->n_layers());
         return false;
     }
     return true;
+}
+
+llama_steering_graph_key llama_context::steering_graph_key() const {
+    const llama_steering_state & active = steering.active;
+    return { &active, active.active() ? active.layers : std::vector<uint8_t>{}, active.diagnostics, active.active() && active.target_share };
 }
 
 llama_steering_state llama_context::steering_worst_case() const {
@@ -236,17 +242,21 @@ int32_t llama_context::steering_take_diagnostics(llama_seq_id seq_id, float * ou
 }
 
 void llama_context::steering_collect_diagnostics(const llama_ubatch & ubatch, const llm_graph_result & res) {
+    if (!steering.active.diagnostics) {
+        return;
+    }
     const int32_t n_head_max = steering_n_head_max();
     const size_t  stride     = (size_t) model.hparams.n_layer()*n_head_max*2;
 
     // the outputs of this ubatch's graph, on the host (diagnostics are rare: a synchronous copy is fine)
     ggml_backend_sched_synchronize(sched.get());
-    std::vector<std::vector<float>> on_steered(res.steer_diag.size()), on_unsteered(res.steer_diag.size());
-    for (size_t d = 0; d < res.steer_diag.size(); ++d) {
-        on_steered[d].resize(ggml_nelements(res.steer_diag[d].steered));
-        on_unsteered[d].resize(ggml_nelements(res.steer_diag[d].unsteered));
-        ggml_backend_tensor_get(res.steer_diag[d].steered,   on_steered[d].data(),   0, ggml_nbytes(res.steer_diag[d].steered));
-        ggml_backend_tensor_get(res.steer_diag[d].unsteered, on_unsteered[d].data(), 0, ggml_nbytes(res.steer_diag[d].unsteered));
+    const auto & diag = res.steer_out.diag;
+    std::vector<std::vector<float>> on_steered(diag.size()), on_unsteered(diag.size());
+    for (size_t d = 0; d < diag.size(); ++d) {
+        on_steered[d].resize(ggml_nelements(diag[d].steered));
+        on_unsteered[d].resize(ggml_nelements(diag[d].unsteered));
+        ggml_backend_tensor_get(diag[d].steered,   on_steered[d].data(),   0, ggml_nbytes(diag[d].steered));
+        ggml_backend_tensor_get(diag[d].unsteered, on_unsteered[d].data(), 0, ggml_nbytes(diag[d].unsteered));
     }
 
     std::lock_guard<std::mutex> lock(steering.diag_mutex);
@@ -259,13 +269,13 @@ void llama_context::steering_collect_diagnostics(const llama_ubatch & ubatch, co
         auto & rows = steering.diag_rows[seq_id];
         const size_t at = rows.size();
         rows.resize(at + stride, NAN);
-        for (size_t d = 0; d < res.steer_diag.size(); ++d) {
-            const ggml_tensor * t = res.steer_diag[d].steered; // [1, n_tps, n_head, n_stream]
+        for (size_t d = 0; d < diag.size(); ++d) {
+            const ggml_tensor * t = diag[d].steered; // [1, n_tps, n_head, n_stream]
             const int64_t n_tps = t->ne[1], n_head = t->ne[2];
             const int64_t s = i / n_tps, ii = i % n_tps; // ubatch rows are stream-major (see the KQ mask)
             for (int64_t h = 0; h < n_head; ++h) {
                 const size_t idx = ii + n_tps*(h + n_head*s);
-                float * pair = rows.data() + at + ((size_t) res.steer_diag[d].il*n_head_max + h)*2;
+                float * pair = rows.data() + at + ((size_t) diag[d].il*n_head_max + h)*2;
                 pair[0] = on_steered[d][idx];
                 pair[1] = on_unsteered[d][idx];
             }

@@ -81,6 +81,33 @@ struct llama_steering_state {
     }
 };
 
+// what a graph is built for (llm_graph_params::steer): a graph is reused only for the same steered
+// layers, diagnostics and target-share paths (llm_graph_params::allow_reuse)
+struct llama_steering_graph_key {
+    const llama_steering_state * state = nullptr;
+    std::vector<uint8_t> layers; // steered layers when this graph was built (empty: no steering)
+    bool diag   = false;         // the graph computes attention diagnostics
+    bool target = false;         // some sequence steers to a target share (steered layers take the F32 path)
+
+    bool operator==(const llama_steering_graph_key & other) const {
+        return layers == other.layers && diag == other.diag && target == other.target;
+    }
+};
+
+// what building a graph did (llm_graph_result::steer_out)
+struct llama_steering_graph_out {
+    int32_t n_steered_layers = 0; // layers that received the steering bias while building
+
+    // attention diagnostics of a steered layer: each head's share of attention on the emphasized
+    // cells, per row, with and without the row's steering ([1, n_tps, n_head, n_stream] F32 outputs)
+    struct diag_out {
+        int32_t il;
+        ggml_tensor * steered;
+        ggml_tensor * unsteered;
+    };
+    std::vector<diag_out> diag;
+};
+
 // while sched_reserve reserves the worst case: `worst` in place of the active state, restored after
 struct llama_steering_swap {
     llama_steering_state & active;
