@@ -1,7 +1,7 @@
 // The steering engine: a model, a context with a pool of sequences, and generation under PASTA
 // steering. Prompt text + emphasized character spans in; tokens, log-probs and the token ranges
 // that were emphasized out. Jobs are admitted through one Scheduler (the only wait queue), each on
-// a sequence of its own; the work on a sequence is in generate.ts and score.ts.
+// a sequence of its own; the work on a sequence is in sequenceGeneration.ts and score.ts.
 import type { LlamaContext, LlamaModel, Llama, Token } from "node-llama-cpp";
 import {
   DEFAULT_ALPHA,
