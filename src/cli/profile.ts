@@ -11,11 +11,11 @@ import { progressLine } from "./progress.js";
 import { modelCacheDir, resolveModel } from "./modelSource.js";
 
 export const PROFILE_USAGE = `pasta-server profile [--model <name|file.gguf|hf:...>] --out <profile.json> [--tasks builtin|<file.jsonl>,...]
-                     [--format chat|raw] [--method pasta|coarse-to-fine] [--top-k 4] [--combine intersection|union] [--keep-layers 2] [--coarse-examples 12]
-                     [--seed 0] [--examples n] [--alpha 0.01] [--parallel 4] [--ctx-size 512] [--threads n] [--gpu none|cuda]
-                     [--sweep-k 2,4,8,16,32] [--sweep-alpha 0.01,0.05,0.1,0.3] [--no-sweep]
+                     [--format chat|raw] [--method coarse-to-fine|pasta] [--top-k 4] [--combine intersection|union] [--keep-layers 2] [--coarse-examples 4]
+                     [--seed 0] [--examples 6|all] [--alpha 0.01] [--parallel 4] [--ctx-size 512] [--threads n] [--gpu none|cuda]
+                     [--sweep-k 4,8,16] [--sweep-alpha 0.01,0.1] [--no-sweep]
   k and alpha are chosen on the held-out examples from the sweep grids, unless --top-k / --alpha fix them
-  (--no-sweep: --top-k 4 and --alpha 0.01 unless given)`;
+  (--no-sweep: --top-k 4 and --alpha 0.01 unless given); --method pasta --examples all is the full search`;
 
 /** Built-in examples fit in 512 tokens; a longer task file needs --ctx-size. */
 const DEFAULT_CONTEXT = 512;
@@ -26,10 +26,11 @@ const DEFAULT_CONTEXT = 512;
  */
 const DEFAULT_PROFILE_PARALLEL = 4;
 
-function integer(value: string | undefined, name: string, fallback: number | undefined, min: number): number | undefined {
+function integer(value: string | undefined, name: string, fallback: number | undefined, min: number, alsoAccepted = ""): number | undefined {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new ConfigError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  if (!Number.isInteger(n) || n < min)
+    throw new ConfigError(`--${name} must be an integer >= ${min}${alsoAccepted}, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -118,7 +119,8 @@ export async function profileCommand(argv: string[]): Promise<void> {
   const sweep = values["no-sweep"] || grid.topK.length * grid.alpha.length === 1 ? false : grid;
   if (!(alpha > 0 && alpha <= 1)) throw new ConfigError(`--alpha must be in (0, 1], got ${JSON.stringify(values.alpha)}`);
   const tasks = loadTasks(values.tasks);
-  const examples = integer(values.examples, "examples", undefined, 1);
+  const examples =
+    values.examples === "all" ? Number.POSITIVE_INFINITY : integer(values.examples, "examples", PROFILE_DEFAULTS.examples, 1, " or all")!;
   const threads = integer(values.threads, "threads", undefined, 1);
   const topK = integer(values["top-k"], "top-k", PROFILE_DEFAULTS.topK, 1)!;
   const keepLayers = integer(values["keep-layers"], "keep-layers", PROFILE_DEFAULTS.keepLayers, 1)!;
@@ -165,7 +167,7 @@ export async function profileCommand(argv: string[]): Promise<void> {
       coarseExamples,
       seed,
       sweep,
-      ...(examples ? { examples } : {}),
+      examples,
       onProgress: bar.update,
     });
   } finally {

@@ -22,12 +22,6 @@ import { watchResponses } from "../server/responseWatch.js";
 import type { ServeConfig } from "./config.js";
 import { modelCacheDir, resolveModel } from "./modelSource.js";
 
-/**
- * Profiling examples per built-in task for `--profile auto`: enough to rank heads, few enough that a
- * 0.5B model on a CPU is profiled in minutes at its first start.
- */
-const AUTO_PROFILE_EXAMPLES = 6;
-
 /** The least time responses get to finish writing after the drain, even past the deadline: the last chunks of a cut stream. */
 const CLOSE_GRACE_MS = 1000;
 
@@ -87,8 +81,7 @@ async function autoProfile(engine: SteeringEngine, modelPath: string, log: Logge
     tasks: loadBuiltinTasks(),
     // as the model is served: in its own chat template (raw text for a model without one)
     template: modelChatTemplate(engine),
-    method: "coarse-to-fine",
-    examples: AUTO_PROFILE_EXAMPLES,
+    // the profiler's defaults (coarse-to-fine, 6 examples a task): a 0.5B model on a CPU in minutes
     evaluate: false,
     onProgress: (done, total) => {
       const tenth = Math.floor((10 * done) / Math.max(total, 1));

@@ -18,6 +18,10 @@ import { ALPHA, storyTask } from "../../support/profiling.js";
 const COARSE_TO_FINE_TOLERANCE = 0.05;
 /** Random head sets drawn for the random baseline; their mean is compared. */
 const RANDOM_DRAWS = 5;
+// the profiler's defaults use 6 profiling examples and rank layers on 4; these tests compare the
+// searches on all 8 of the story task's (coarse-to-fine then ranks layers on all 8 too)
+const ALL_EXAMPLES = { examples: Number.POSITIVE_INFINITY, coarseExamples: 8 };
+const FULL_SEARCH = { method: "pasta", examples: Number.POSITIVE_INFINITY } as const;
 
 function allHeads(headsPerLayer: readonly number[]): Array<[number, number]> {
   return headsPerLayer.flatMap((n, layer) => Array.from({ length: n }, (_, head) => [layer, head] as [number, number]));
@@ -162,9 +166,15 @@ t.test("stories260K", async (t) => {
   t.test("per-head search: reproducible, and its heads help held-out examples", async (t) => {
     const started = performance.now();
     const progress: Array<[number, number]> = [];
-    full = await profileHeads(engine, { tasks: [task], seed, topK: 4, onProgress: (done, total) => progress.push([done, total]) });
+    full = await profileHeads(engine, {
+      tasks: [task],
+      seed,
+      topK: 4,
+      ...FULL_SEARCH,
+      onProgress: (done, total) => progress.push([done, total]),
+    });
     const seconds = (performance.now() - started) / 1000;
-    const again = await profileHeads(engine, { tasks: [task], seed, topK: 4 });
+    const again = await profileHeads(engine, { tasks: [task], seed, topK: 4, ...FULL_SEARCH });
     t.same(stable(again), stable(full), "same seed, same heads and scores");
     t.equal(countHeads(full.heads), 4, `chose ${JSON.stringify(full.heads)}`);
     t.equal(full.fallback, null, "one task: its top 4, no fallback");
@@ -198,10 +208,10 @@ t.test("stories260K", async (t) => {
 
   t.test("coarse-to-fine: close to the full search with fewer forward passes", async (t) => {
     const started = performance.now();
-    const coarse = await profileHeads(engine, { tasks: [task], seed, topK: 4, method: "coarse-to-fine", keepLayers: 2 });
+    const coarse = await profileHeads(engine, { tasks: [task], seed, topK: 4, ...ALL_EXAMPLES, method: "coarse-to-fine", keepLayers: 2 });
     const seconds = (performance.now() - started) / 1000;
     t.same(
-      stable(await profileHeads(engine, { tasks: [task], seed, topK: 4, method: "coarse-to-fine", keepLayers: 2 })),
+      stable(await profileHeads(engine, { tasks: [task], seed, topK: 4, ...ALL_EXAMPLES, method: "coarse-to-fine", keepLayers: 2 })),
       stable(coarse),
       "reproducible",
     );
@@ -260,7 +270,7 @@ t.test("generated llama", async (t) => {
     );
   }
   t.equal(
-    (await profileHeads(engine, { tasks: [task], seed: 3, examples: 2, evaluate: false })).forwardPasses.used,
+    (await profileHeads(engine, { tasks: [task], seed: 3, method: "pasta", examples: 2, evaluate: false })).forwardPasses.used,
     2 * (headCount + 1),
     "--examples caps the profiling examples",
   );

@@ -28,13 +28,14 @@ t.test("pasta-server profile", async (t) => {
     const started = performance.now();
     const res = await run(["--model", STORIES_MODEL, "--tasks", tasks, "--out", out, "--examples", "4", "--seed", "5"]);
     t.equal(res.code, 0, `exit 0 in ${((performance.now() - started) / 1000).toFixed(1)}s${res.code ? `: ${res.stderr}` : ""}`);
-    t.match(res.stdout, /forward passes: 164\n/, "reports its forward passes");
+    // the defaults: coarse-to-fine, layers ranked on 4 examples (all 4 here), then the kept 2 layers' 8 heads each
+    t.match(res.stdout, /forward passes: 88 \(the full per-head search takes 164: 54%\)\n/, "reports its forward passes");
     t.match(res.stdout, /held-out stories \(8 examples\)/, "and the held-out check");
-    // the search, the sweep of 5 k x 4 alpha on the 8 held-out examples (a scored pass each, a greedy
-    // one for the 4 best by likelihood, and both unsteered once), then the chosen heads steered on them
-    const total = 164 + (20 * 8 + 4 * 8 + 8 * 2) + 8;
+    // the search, the default sweep of 3 k x 2 alpha on the 8 held-out examples (a scored pass each, a
+    // greedy one for the 4 best by likelihood, and both unsteered once), then the chosen heads steered on them
+    const total = 88 + (6 * 8 + 4 * 8 + 8 * 2) + 8;
     t.match(res.stderr, `100% ${total}/${total} forward passes`, "progress on stderr (periodic lines when not a terminal)");
-    t.match(res.stdout, /chosen on the held-out examples among 20 \(k, alpha\) points: top-k \d+, alpha [\d.]+\n/, "the sweep's choice");
+    t.match(res.stdout, /chosen on the held-out examples among 6 \(k, alpha\) points: top-k \d+, alpha [\d.]+\n/, "the sweep's choice");
   }
   const [a, b] = outputs.map((f) => readFileSync(f, "utf8"));
   // the two runs differ in --out only, which the recorded command names
@@ -54,12 +55,12 @@ t.test("pasta-server profile", async (t) => {
     doc,
     {
       prompt_format: "raw", // stories260K's GGUF has no chat template
-      method: "pasta",
+      method: "coarse-to-fine",
       seed: 5,
       tasks: [{ name: "stories", file: tasks, examples: 16, profiling: 4, held_out: 8 }],
       // every point scored, the best 4 also greedy, unsteered scored and greedy, the chosen point's final check
-      forward_passes: { used: 164, full_search: 164, held_out: 20 * 8 + 4 * 8 + 8 * 2 + 8 },
-      sweep: { grid: { top_k: [2, 4, 8, 16, 32], alpha: [0.01, 0.05, 0.1, 0.3] } },
+      forward_passes: { used: 88, full_search: 164, held_out: 6 * 8 + 4 * 8 + 8 * 2 + 8 },
+      sweep: { grid: { top_k: [4, 8, 16], alpha: [0.01, 0.1] } },
     },
     "what it was made from",
   );
@@ -71,8 +72,10 @@ t.test("pasta-server profile", async (t) => {
     tasks,
     "--out",
     join(dir, "fixed.json"),
+    "--method",
+    "pasta",
     "--examples",
-    "4",
+    "all",
     "--seed",
     "5",
     "--alpha",
@@ -84,15 +87,28 @@ t.test("pasta-server profile", async (t) => {
   const fixedDoc = JSON.parse(readFileSync(join(dir, "fixed.json"), "utf8"));
   t.match(
     fixedDoc,
-    { alpha: ALPHA, top_k: 4, sweep: null, forward_passes: { used: 164, held_out: 16 } },
-    "--top-k and --alpha fixed: no sweep",
+    {
+      alpha: ALPHA,
+      top_k: 4,
+      sweep: null,
+      method: "pasta",
+      tasks: [{ profiling: 8 }],
+      // every head on every profiling example, each one unsteered too
+      forward_passes: { used: 8 * (40 + 1), full_search: 8 * (40 + 1), held_out: 16 },
+    },
+    "--top-k and --alpha fixed: no sweep; --method pasta --examples all: the full search on every profiling example",
   );
-  t.equal(doc.scores.stories.heads["0"].length, 8, "a score per head");
+  t.equal(fixedDoc.scores.stories.heads["0"].length, 8, "the full search: a score per head");
+  t.equal(doc.scores.stories.layers.length, 5, "coarse-to-fine: a score per layer");
+  t.same(Object.keys(doc.scores.stories.heads).sort(), doc.kept_layers.map(String).sort(), "and head scores in the kept layers only");
   t.ok(!Number.isNaN(Date.parse(doc.created_at)), "created_at");
 
   const bad = await run(["--model", STORIES_MODEL, "--out", join(dir, "c.json"), "--method", "grid"]);
   t.equal(bad.code, 2, "a bad flag exits 2");
   t.match(bad.stderr, /--method must be pasta or coarse-to-fine/, "and says why");
+  const badExamples = await run(["--model", STORIES_MODEL, "--out", join(dir, "e.json"), "--examples", "every"]);
+  t.equal(badExamples.code, 2, "--examples other than a count or all exits 2");
+  t.match(badExamples.stderr, /--examples must be an integer >= 1 or all, got "every"/);
   const noTemplate = await run(["--model", STORIES_MODEL, "--out", join(dir, "d.json"), "--format", "chat"]);
   t.equal(noTemplate.code, 2, "--format chat on a model without a chat template exits 2");
   t.match(noTemplate.stderr, /has no chat template; profile it with --format raw/);
