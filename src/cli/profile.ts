@@ -26,7 +26,13 @@ const DEFAULT_CONTEXT = 512;
  */
 const DEFAULT_PROFILE_PARALLEL = 4;
 
-function integer(value: string | undefined, name: string, fallback: number | undefined, min: number, alsoAccepted = ""): number | undefined {
+function integer(
+  value: string | undefined,
+  name: string,
+  fallback: number | undefined,
+  min: number,
+  alsoAccepted = "",
+): number | undefined {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < min)
