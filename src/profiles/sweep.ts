@@ -16,7 +16,7 @@ export interface SweepGrid {
 /**
  * k and alpha when the user fixes neither: PASTA's handful of heads to a layer's worth, its alpha and a
  * milder one. 6 points (the 5 x 4 grid this replaced doubled the held-out passes and chose k 8 or 16,
- * alpha 0.01 on every shipped profile: docs/profiling.md "Defaults").
+ * alpha 0.01 on every swept shipped profile: docs/profiling.md "Defaults").
  */
 export const DEFAULT_SWEEP_GRID: SweepGrid = { topK: [4, 8, 16], alpha: [0.01, 0.1] };
 
