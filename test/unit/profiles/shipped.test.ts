@@ -3,7 +3,7 @@
 import t from "tap";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { QWEN25_CODER_05B } from "../../../src/cli/modelCatalog.js";
+import { QWEN25_CODER_05B, QWEN25_CODER_15B } from "../../../src/cli/modelCatalog.js";
 import { findShippedProfile, SHIPPED_PROFILES_DIR } from "../../../src/profiles/shipped.js";
 import { sha256File } from "../../../src/util/fileHash.js";
 import { SMOLLM2_MODEL, STORIES_MODEL, unprofiledStoriesModel } from "../../support/models.js";
@@ -31,25 +31,33 @@ for (const [model, file] of [
   });
 }
 
-t.test("qwen2.5-coder-0.5b-instruct-q4_k_m.json: found by the catalog's sha256, with its command and eval", async (t) => {
-  const path = join(SHIPPED_PROFILES_DIR, "qwen2.5-coder-0.5b-instruct-q4_k_m.json");
-  t.equal(findShippedProfile(QWEN25_CODER_05B.sha256), path);
-  const doc = JSON.parse(readFileSync(path, "utf8"));
-  t.match(
-    doc.command,
-    /^pasta-server profile --model qwen2\.5-coder-0\.5b-instruct --out profiles\/qwen2\.5-coder-0\.5b-instruct-q4_k_m\.json /,
-  );
-  t.equal(doc.model.size, QWEN25_CODER_05B.size);
-  t.same(doc.model.heads_per_layer, Array(QWEN25_CODER_05B.layers).fill(QWEN25_CODER_05B.heads), "the catalog's shape is the file's");
-  t.match(doc.eval.command, /^pasta-server eval --model qwen2\.5-coder-0\.5b-instruct .*--record/, "the eval that measured it");
-  t.ok(
-    doc.eval.summary.some(
-      (row: { task: string; by_arm: { profile: number; unsteered: number } }) =>
-        row.task === "pronoun_change" && row.by_arm.profile > row.by_arm.unsteered,
-    ),
-    "and its numbers",
-  );
-});
+for (const [model, name] of [
+  [QWEN25_CODER_05B, "qwen2.5-coder-0.5b-instruct"],
+  [QWEN25_CODER_15B, "qwen2.5-coder-1.5b-instruct"],
+] as const) {
+  t.test(`${name}-q4_k_m.json: found by the catalog's sha256, with its command and eval`, async (t) => {
+    const path = join(SHIPPED_PROFILES_DIR, `${name}-q4_k_m.json`);
+    t.equal(findShippedProfile(model.sha256), path);
+    const doc = JSON.parse(readFileSync(path, "utf8"));
+    t.ok(doc.command.startsWith(`pasta-server profile --model ${name} --out `), "how it was made");
+    t.equal(doc.model.size, model.size);
+    t.same(doc.model.heads_per_layer, Array(model.layers).fill(model.heads), "the catalog's shape is the file's");
+    t.ok(
+      doc.eval.command.startsWith(`pasta-server eval --model ${name} `) && doc.eval.command.includes(" --record"),
+      "the eval that measured it",
+    );
+    t.ok(
+      doc.eval.summary.some(
+        (row: { task: string; items: number; by_arm: { profile: number; unsteered: number } }) =>
+          row.task === "pronoun_change" &&
+          row.items === 48 &&
+          typeof row.by_arm.profile === "number" &&
+          typeof row.by_arm.unsteered === "number",
+      ),
+      "and its numbers: the rewrites on all 48 items, unsteered and steered",
+    );
+  });
+}
 
 t.test("a model file no profile was made for gets none", async (t) => {
   t.equal(findShippedProfile(await sha256File(unprofiledStoriesModel())), null);
