@@ -59,6 +59,12 @@ for (const [model, name] of [
   });
 }
 
+t.test("the 0.5B profile's record shows the rewrite gain its CI gate asks for (test/model/eval/qwenQuality.test.ts)", async (t) => {
+  const doc = JSON.parse(readFileSync(join(SHIPPED_PROFILES_DIR, "qwen2.5-coder-0.5b-instruct-q4_k_m.json"), "utf8"));
+  const rewrites = doc.eval.summary.find((row: { task: string; items: number }) => row.task === "pronoun_change" && row.items === 48);
+  t.ok(rewrites.by_arm.profile - rewrites.by_arm.unsteered >= 0.15, "at least 15 points over unsteered on all 48 items");
+});
+
 t.test("a model file no profile was made for gets none", async (t) => {
   t.equal(findShippedProfile(await sha256File(unprofiledStoriesModel())), null);
 });
