@@ -231,7 +231,11 @@ function renderAuto(auto) {
   list.replaceChildren();
   if (!auto) return;
   if (!auto.matched) {
-    list.append(Object.assign(document.createElement("li"), { textContent: "AutoPASTA matched no sentence: the answer is unsteered" }));
+    const why =
+      auto.selection.finish_reason === "length"
+        ? `AutoPASTA's pass 1 was still writing after ${auto.selection.completion_tokens} tokens, so it chose nothing`
+        : "AutoPASTA matched no sentence";
+    list.append(Object.assign(document.createElement("li"), { textContent: `${why}: the answer is unsteered` }));
     return;
   }
   for (const s of auto.sentences) {

@@ -12,8 +12,13 @@ import { matchSentences } from "./sentences.js";
 /** The instruction appended for pass 1 (prompts/autopasta-select.txt). */
 export const SELECTION_INSTRUCTION = readFileSync(new URL("../../prompts/autopasta-select.txt", import.meta.url), "utf8").trim();
 
-/** Pass 1 quotes a few sentences; more would only cost time. */
-const SELECTION_MAX_TOKENS = 160;
+/**
+ * Pass 1 quotes a few sentences; more would only cost time. A pass 1 that is still writing at this
+ * limit has not chosen: on long passages the Qwen models copy the passage from its first sentence
+ * instead of choosing, and emphasizing that copy steers the answer away from the rest of the passage
+ * and from the question, so it is not used (docs/quality.md).
+ */
+export const SELECTION_MAX_TOKENS = 160;
 
 export interface AutoPastaPlan {
   /** pass 1's prompt: the request's prompt with the selection instruction */
@@ -28,19 +33,28 @@ export interface AutoPastaReport {
   matched: boolean;
   /** the context's sentences that were emphasized, with offsets into the answering prompt */
   sentences: Array<{ text: string; start: number; end: number; score: number }>;
-  /** what pass 1 generated, and its cost */
-  selection: { text: string; promptTokens: number; completionTokens: number };
+  /** what pass 1 generated, its cost, and whether it ended ("stop") or ran out of tokens ("length": nothing is emphasized) */
+  selection: { text: string; promptTokens: number; completionTokens: number; finishReason: "stop" | "length" };
 }
 
 /** Pass 1 on the job's sequence: the model names the sentences, mapped onto the context's own. */
 export async function selectSentences(session: EngineSession, plan: AutoPastaPlan, answeringPrompt: string): Promise<AutoPastaReport> {
   const selection = await session.generate({ ...plan.selectionPrompt, maxTokens: SELECTION_MAX_TOKENS, temperature: 0 });
+  const report = {
+    selection: {
+      text: selection.text,
+      promptTokens: selection.promptTokens,
+      completionTokens: selection.tokens.length,
+      finishReason: selection.finishReason,
+    },
+  };
+  if (selection.finishReason === "length") return { matched: false, sentences: [], ...report };
   const context = answeringPrompt.slice(plan.context.start, plan.context.end);
   const match = matchSentences(context, selection.text);
   return {
     matched: match.matched,
     sentences: match.sentences.map((s) => ({ ...s, start: s.start + plan.context.start, end: s.end + plan.context.start })),
-    selection: { text: selection.text, promptTokens: selection.promptTokens, completionTokens: selection.tokens.length },
+    ...report,
   };
 }
 

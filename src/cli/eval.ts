@@ -201,8 +201,11 @@ function recordInProfile(file: string, meta: Record<string, unknown>, rows: Retu
 
 /** AutoPASTA's pass-1 answers re-matched at every threshold of the grid (src/autopasta/threshold.ts). */
 function autoThresholdReport(outcomes: readonly ItemOutcome[]) {
+  // an unfinished pass 1 is mapped onto nothing at any threshold, as the server does
   const labelled = outcomes.flatMap((o) =>
-    o.auto && o.item.passage ? [{ context: o.item.passage, selection: o.auto.selection, gold: o.item.emphasis }] : [],
+    o.auto && o.item.passage
+      ? [{ context: o.item.passage, selection: o.auto.finished ? o.auto.selection : "", gold: o.item.emphasis }]
+      : [],
   );
   if (labelled.length === 0) return null;
   const points = thresholdSweep(

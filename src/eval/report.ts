@@ -27,12 +27,20 @@ export function summarize(outcomes: readonly ItemOutcome[], arms: readonly Arm[]
     const items = new Set(mine.map((o) => o.item)).size;
     const metrics: Array<Metric & { of?: (o: ItemOutcome) => boolean | undefined }> = [...family.metrics];
     if (mine.some((o) => o.auto))
-      metrics.push({
-        name: "auto_gold",
-        label: "AutoPASTA's pass 1 picked the deciding sentence",
-        kind: "greedy",
-        of: (o) => o.auto?.gold,
-      });
+      metrics.push(
+        {
+          name: "auto_gold",
+          label: "AutoPASTA's pass 1 picked the deciding sentence",
+          kind: "greedy",
+          of: (o) => o.auto?.gold,
+        },
+        {
+          name: "auto_unfinished",
+          label: "AutoPASTA's pass 1 ran out of tokens (answer unsteered)",
+          kind: "greedy",
+          of: (o) => (o.auto ? !o.auto.finished : undefined),
+        },
+      );
     for (const metric of metrics) {
       const byArm: SummaryRow["byArm"] = {};
       for (const arm of arms) {

@@ -19,8 +19,12 @@ export interface ItemOutcome {
   /** the greedy answer and its checks */
   output: string;
   checks: Record<string, boolean>;
-  /** AutoPASTA: what pass 1 wrote, the sentences it was mapped onto, and whether the item's deciding sentence is among them */
-  auto?: { selection: string; sentences: string[]; gold: boolean };
+  /**
+   * AutoPASTA: what pass 1 wrote, whether it ended before its token limit (an unfinished pass 1
+   * emphasizes nothing), the sentences it was mapped onto, and whether the item's deciding sentence
+   * is among them
+   */
+  auto?: { selection: string; finished: boolean; sentences: string[]; gold: boolean };
 }
 
 export interface EvalRunOptions {
@@ -145,6 +149,7 @@ export class EvalRunner {
       checks: item.judge(text),
       auto: {
         selection: report.selection.text,
+        finished: report.selection.finishReason === "stop",
         sentences,
         gold: sentences.some((s) => isGoldSentence(s, item.emphasis)),
       },

@@ -35,16 +35,22 @@ const diagnostics = z.object({
   ),
 });
 
+const finishReason = z.enum(["stop", "length"]);
+
 const auto = z.object({
   matched: z.boolean(),
   sentences: z.array(z.object({ text: z.string(), start: z.number().int(), end: z.number().int(), score: z.number() })),
-  selection: z.object({ text: z.string(), prompt_tokens: z.number().int(), completion_tokens: z.number().int() }),
+  selection: z.object({
+    text: z.string(),
+    prompt_tokens: z.number().int(),
+    completion_tokens: z.number().int(),
+    finish_reason: finishReason,
+  }),
 });
 
 /** A steered answer's `steering` (docs/api.md): the emphasized spans, AutoPASTA's report, attention diagnostics. */
 export const steeringResponse = z.object({ spans: z.array(span), auto: auto.optional(), diagnostics: diagnostics.optional() });
 
-const finishReason = z.enum(["stop", "length"]);
 const tokenLogprob = z.object({ id: z.number().int(), text: z.string(), logprob: z.number() });
 
 export const generateResponse = z.object({

@@ -142,7 +142,12 @@ function autoJson(auto: ResponseSteering["auto"]) {
     auto: {
       matched,
       sentences,
-      selection: { text: selection.text, prompt_tokens: selection.promptTokens, completion_tokens: selection.completionTokens },
+      selection: {
+        text: selection.text,
+        prompt_tokens: selection.promptTokens,
+        completion_tokens: selection.completionTokens,
+        finish_reason: selection.finishReason,
+      },
     },
   };
 }

@@ -162,7 +162,7 @@ t.test("summarize: the share of items passing each metric per arm", async (t) =>
     arm,
     output: "",
     checks: { correct },
-    ...(arm === "auto" ? { auto: { selection: "", sentences: [], gold: gold! } } : { contrast: { right, wrong: 0 } }),
+    ...(arm === "auto" ? { auto: { selection: "", finished: i === 0, sentences: [], gold: gold! } } : { contrast: { right, wrong: 0 } }),
   });
   const rows = summarize(
     [
@@ -181,6 +181,7 @@ t.test("summarize: the share of items passing each metric per arm", async (t) =>
       ["efficacy", 2, { unsteered: 0.5, profile: 1, auto: null }],
       ["correct", 2, { unsteered: 0.5, profile: 1, auto: 0.5 }],
       ["auto_gold", 2, { unsteered: null, profile: null, auto: 0.5 }],
+      ["auto_unfinished", 2, { unsteered: null, profile: null, auto: 0.5 }],
     ],
   );
   const table = markdownTable(rows, arms);

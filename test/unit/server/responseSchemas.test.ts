@@ -26,7 +26,7 @@ const steering = {
   auto: {
     matched: true,
     sentences: [{ text: "Tom had a kite.", start: 0, end: 15, score: 0.9 }],
-    selection: { text: "Tom had", promptTokens: 9, completionTokens: 2 },
+    selection: { text: "Tom had", promptTokens: 9, completionTokens: 2, finishReason: "stop" as const },
   },
 };
 const service = new FakeService(() => [
