@@ -231,10 +231,10 @@ function renderAuto(auto) {
   list.replaceChildren();
   if (!auto) return;
   if (!auto.matched) {
-    const why =
-      auto.selection.finish_reason === "length"
-        ? `AutoPASTA's pass 1 was still writing after ${auto.selection.completion_tokens} tokens, so it chose nothing`
-        : "AutoPASTA matched no sentence";
+    const why = {
+      length: `AutoPASTA's pass 1 was still writing after ${auto.selection.completion_tokens} tokens, so it chose nothing`,
+      most_of_context: `AutoPASTA's pass 1 named ${auto.named_sentences} of the context's ${auto.context_sentences} sentences, which is no choice`,
+    }[auto.reason] ?? "AutoPASTA matched no sentence";
     list.append(Object.assign(document.createElement("li"), { textContent: `${why}: the answer is unsteered` }));
     return;
   }

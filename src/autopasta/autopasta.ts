@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { DEFAULT_MAX_TOKENS } from "../defaults.js";
 import type { EngineSession, GenerateRequest, GenerateResult, PreparedPrompt, SteeringEngine, SteeringRequest } from "../engine/engine.js";
 import type { CharSpan } from "../emphasis/markup.js";
-import { matchSentences } from "./sentences.js";
+import { matchSentences, namesMostOfContext, type SentenceMatch } from "./sentences.js";
 
 /** The instruction appended for pass 1 (prompts/autopasta-select.txt). */
 export const SELECTION_INSTRUCTION = readFileSync(new URL("../../prompts/autopasta-select.txt", import.meta.url), "utf8").trim();
@@ -29,10 +29,20 @@ export interface AutoPastaPlan {
   steering: Omit<SteeringRequest, "emphasis">;
 }
 
+/**
+ * Why pass 1 chose nothing (the answer is unsteered): it was still writing at its token limit, its
+ * answer names none of the context's sentences, or it names most of them (not a choice).
+ */
+export type UnchosenReason = "length" | "no_match" | "most_of_context";
+
 export interface AutoPastaReport {
   matched: boolean;
+  /** set when matched is false */
+  reason?: UnchosenReason;
   /** the context's sentences that were emphasized, with offsets into the answering prompt */
   sentences: Array<{ text: string; start: number; end: number; score: number }>;
+  /** how many of the context's sentences pass 1's answer names, of how many it could name */
+  named: { sentences: number; of: number };
   /** what pass 1 generated, its cost, and whether it ended ("stop") or ran out of tokens ("length": nothing is emphasized) */
   selection: { text: string; promptTokens: number; completionTokens: number; finishReason: "stop" | "length" };
 }
@@ -48,14 +58,24 @@ export async function selectSentences(session: EngineSession, plan: AutoPastaPla
       finishReason: selection.finishReason,
     },
   };
-  if (selection.finishReason === "length") return { matched: false, sentences: [], ...report };
   const context = answeringPrompt.slice(plan.context.start, plan.context.end);
   const match = matchSentences(context, selection.text);
+  const named = { sentences: match.sentences.length, of: match.candidates };
+  const reason = unchosenReason(selection.finishReason, match);
+  if (reason) return { matched: false, reason, sentences: [], named, ...report };
   return {
-    matched: match.matched,
+    matched: true,
     sentences: match.sentences.map((s) => ({ ...s, start: s.start + plan.context.start, end: s.end + plan.context.start })),
+    named,
     ...report,
   };
+}
+
+function unchosenReason(finishReason: "stop" | "length", match: SentenceMatch): UnchosenReason | undefined {
+  if (finishReason === "length") return "length";
+  if (!match.matched) return "no_match";
+  if (namesMostOfContext(match)) return "most_of_context";
+  return undefined;
 }
 
 /** Pass 2's steering: the selected sentences emphasized; nothing matched: unsteered (the report says so). */

@@ -148,11 +148,15 @@ export function isQuestion(sentence: string): boolean {
   return /\?["'“”‘’»)\]]*$/u.test(sentence);
 }
 
-export function matchSentences(
-  context: string,
-  answer: string,
-  options: { threshold?: number } = {},
-): { matched: boolean; sentences: MatchedSentence[] } {
+export interface SentenceMatch {
+  matched: boolean;
+  /** the context's sentences the answer maps onto, in context order */
+  sentences: MatchedSentence[];
+  /** how many of the context's sentences it could have named (questions are not candidates) */
+  candidates: number;
+}
+
+export function matchSentences(context: string, answer: string, options: { threshold?: number } = {}): SentenceMatch {
   const threshold = options.threshold ?? DEFAULT_THRESHOLD;
   const sentences = splitSentences(context)
     .filter((s) => !isQuestion(s.text))
@@ -179,5 +183,15 @@ export function matchSentences(
       const { text, start, end } = sentences[i]!;
       return { text, start, end, score: Math.round(Math.min(1, score) * 1000) / 1000 };
     });
-  return { matched: out.length > 0, sentences: out };
+  return { matched: out.length > 0, sentences: out, candidates: sentences.length };
 }
+
+/**
+ * An answer that names more than half of the context's sentences has not chosen: small models copy a
+ * short passage whole (Qwen2.5-Coder-0.5B on 20 of 48 short open-book passages), and emphasizing most
+ * of a passage emphasizes its misleading sentences with the rest while it takes attention from the
+ * question (docs/quality.md).
+ */
+export const MAX_CHOSEN_SHARE = 0.5;
+
+export const namesMostOfContext = (match: SentenceMatch) => match.sentences.length > MAX_CHOSEN_SHARE * match.candidates;

@@ -30,7 +30,7 @@ export function summarize(outcomes: readonly ItemOutcome[], arms: readonly Arm[]
       metrics.push(
         {
           name: "auto_gold",
-          label: "AutoPASTA's pass 1 picked the deciding sentence",
+          label: "AutoPASTA emphasized the deciding sentence",
           kind: "greedy",
           of: (o) => o.auto?.gold,
         },
@@ -39,6 +39,12 @@ export function summarize(outcomes: readonly ItemOutcome[], arms: readonly Arm[]
           label: "AutoPASTA's pass 1 ran out of tokens (answer unsteered)",
           kind: "greedy",
           of: (o) => (o.auto ? !o.auto.finished : undefined),
+        },
+        {
+          name: "auto_most_of_context",
+          label: "AutoPASTA's pass 1 named most of the passage (answer unsteered)",
+          kind: "greedy",
+          of: (o) => (o.auto ? o.auto.reason === "most_of_context" : undefined),
         },
       );
     for (const metric of metrics) {

@@ -1,7 +1,13 @@
 // Runs eval items under each arm on a loaded engine, as the server would answer them: the item's
 // message rendered with the model's chat template (raw text for a model without one), greedy
 // decoding, steering through the same engine calls as /v1/chat/completions and /v1/completions.
-import { plainSelectionPrompt, runAutoPasta, SELECTION_INSTRUCTION, type AutoPastaPlan } from "../autopasta/autopasta.js";
+import {
+  plainSelectionPrompt,
+  runAutoPasta,
+  SELECTION_INSTRUCTION,
+  type AutoPastaPlan,
+  type UnchosenReason,
+} from "../autopasta/autopasta.js";
 import { isGoldSentence } from "../autopasta/threshold.js";
 import { resolveEmphasis, type CharSpan } from "../emphasis/markup.js";
 import type { SteeringEngine, SteeringRequest } from "../engine/engine.js";
@@ -21,10 +27,10 @@ export interface ItemOutcome {
   checks: Record<string, boolean>;
   /**
    * AutoPASTA: what pass 1 wrote, whether it ended before its token limit (an unfinished pass 1
-   * emphasizes nothing), the sentences it was mapped onto, and whether the item's deciding sentence
-   * is among them
+   * emphasizes nothing), the sentences emphasized, whether the item's deciding sentence is among
+   * them, and why nothing was emphasized (none emphasized)
    */
-  auto?: { selection: string; finished: boolean; sentences: string[]; gold: boolean };
+  auto?: { selection: string; finished: boolean; sentences: string[]; gold: boolean; reason?: UnchosenReason };
 }
 
 export interface EvalRunOptions {
@@ -152,6 +158,7 @@ export class EvalRunner {
         finished: report.selection.finishReason === "stop",
         sentences,
         gold: sentences.some((s) => isGoldSentence(s, item.emphasis)),
+        ...(report.reason ? { reason: report.reason } : {}),
       },
     };
   }

@@ -39,7 +39,10 @@ const finishReason = z.enum(["stop", "length"]);
 
 const auto = z.object({
   matched: z.boolean(),
+  reason: z.enum(["length", "no_match", "most_of_context"]).optional(),
   sentences: z.array(z.object({ text: z.string(), start: z.number().int(), end: z.number().int(), score: z.number() })),
+  named_sentences: z.number().int(),
+  context_sentences: z.number().int(),
   selection: z.object({
     text: z.string(),
     prompt_tokens: z.number().int(),

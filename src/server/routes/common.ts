@@ -137,11 +137,14 @@ export function steeringJson(steering: ResponseSteering) {
 
 function autoJson(auto: ResponseSteering["auto"]) {
   if (!auto) return {};
-  const { matched, sentences, selection } = auto;
+  const { matched, reason, sentences, named, selection } = auto;
   return {
     auto: {
       matched,
+      ...(reason ? { reason } : {}),
       sentences,
+      named_sentences: named.sentences,
+      context_sentences: named.of,
       selection: {
         text: selection.text,
         prompt_tokens: selection.promptTokens,

@@ -26,7 +26,9 @@ t.test("AutoPASTA's arm: pass 1's sentences are the passage's own, and the answe
     "pass 1 ended its list and was mapped onto the passage at least once",
   );
   for (const o of outcomes) {
-    if (!o.auto!.finished) t.same(o.auto!.sentences, [], `${o.item.source}: an unfinished pass 1 emphasizes nothing`);
+    if (!o.auto!.finished)
+      t.same([o.auto!.sentences, o.auto!.reason], [[], "length"], `${o.item.source}: an unfinished pass 1 emphasizes nothing`);
+    t.equal(o.auto!.reason === undefined, o.auto!.sentences.length > 0, `${o.item.source}: a reason exactly when nothing is emphasized`);
     for (const s of o.auto!.sentences) t.ok(o.item.passage!.includes(s), `${o.item.source}: "${s.slice(0, 40)}..." is the passage's`);
     t.equal(
       o.auto!.gold,

@@ -1,5 +1,12 @@
 import t, { type Test } from "tap";
-import { DEFAULT_THRESHOLD, isQuestion, matchSentences, splitAnswer, splitSentences } from "../../../src/autopasta/sentences.js";
+import {
+  DEFAULT_THRESHOLD,
+  isQuestion,
+  matchSentences,
+  namesMostOfContext,
+  splitAnswer,
+  splitSentences,
+} from "../../../src/autopasta/sentences.js";
 
 // A biography with a counterfactual fact (Lisbon, not Paris), a product description, a story.
 const BIO = [
@@ -203,7 +210,7 @@ t.test("invented text maps to nothing", async (t) => {
     ["story", "Clara's grandson later opened a bakery by the lighthouse."],
   ];
   for (const [name, answer] of invented) {
-    t.same(matchSentences(CONTEXTS[name], answer), { matched: false, sentences: [] }, answer);
+    t.same(matchSentences(CONTEXTS[name], answer), { matched: false, sentences: [], candidates: 8 }, answer);
   }
   // an invented line does not stop the real quote next to it from matching
   t.same(texts(t, CONTEXTS.story, `Tom sold the map to a museum in the city.\n${STORY[2]}`), [STORY[2]]);
@@ -211,12 +218,12 @@ t.test("invented text maps to nothing", async (t) => {
 
 t.test("empty answers and 'None' map to nothing", async (t) => {
   for (const answer of ["", "   \n ", "None", "None.", '"None"', "- None", "N/A", "Nothing."]) {
-    t.same(matchSentences(CONTEXTS.bio, answer), { matched: false, sentences: [] }, JSON.stringify(answer));
+    t.same(matchSentences(CONTEXTS.bio, answer), { matched: false, sentences: [], candidates: 8 }, JSON.stringify(answer));
   }
-  t.same(matchSentences("", BIO[0]!), { matched: false, sentences: [] }, "empty context");
+  t.same(matchSentences("", BIO[0]!), { matched: false, sentences: [], candidates: 0 }, "empty context");
   // "None" is not a quote even where the context has the word
   const party = "None of the guests stayed late. The party ended at nine.";
-  t.same(matchSentences(party, "None"), { matched: false, sentences: [] }, "None, in a context with 'None'");
+  t.same(matchSentences(party, "None"), { matched: false, sentences: [], candidates: 2 }, "None, in a context with 'None'");
   t.same(texts(t, party, "None of the guests stayed late."), ["None of the guests stayed late."]);
 });
 
@@ -243,6 +250,24 @@ t.test("the question is never a candidate, even when pass 1 quotes it", async (t
     both.sentences.map((s) => s.text),
     ["In the end, the trip was moved to Sunday."],
   );
+  t.equal(quoted.candidates, 2, "nor is it counted among the sentences pass 1 could name");
   t.ok(isQuestion('Did she say "yes?"'));
   t.notOk(isQuestion("She asked why."));
+});
+
+t.test("an answer naming more than half of the context's sentences has not chosen", async (t) => {
+  const naming = (n: number) => matchSentences(CONTEXTS.story, STORY.slice(0, n).join("\n"));
+  t.equal(naming(4).sentences.length, 4);
+  t.notOk(namesMostOfContext(naming(4)), "4 of 8: a choice");
+  t.equal(naming(5).sentences.length, 5);
+  t.ok(namesMostOfContext(naming(5)), "5 of 8: most of the context");
+  t.ok(namesMostOfContext(matchSentences(CONTEXTS.story, CONTEXTS.story)), "the whole passage copied");
+  // questions are not candidates: one sentence of two is half, not most
+  const withQuestion = "The bus leaves at nine. The trip was moved to Sunday. Which day was the trip? When does the bus leave?";
+  t.notOk(namesMostOfContext(matchSentences(withQuestion, "The trip was moved to Sunday.")));
+  t.ok(
+    namesMostOfContext(matchSentences("The trip was moved to Sunday.", "The trip was moved to Sunday.")),
+    "a one-sentence context: no choice",
+  );
+  t.notOk(namesMostOfContext(matchSentences(CONTEXTS.story, "None")), "nothing named");
 });

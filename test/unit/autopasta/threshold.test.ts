@@ -31,3 +31,9 @@ t.test("the best F1 wins; a tie goes to the higher threshold", async (t) => {
   t.equal(bestThreshold([point(0.3, 0.5), point(0.5, 0.7), point(0.7, 0.6)]).threshold, 0.5);
   t.equal(bestThreshold([point(0.3, 0.7), point(0.5, 0.7), point(0.7, 0.6)]).threshold, 0.5, "tie: the higher");
 });
+
+t.test("an answer naming most of the context is mapped onto nothing at every threshold, as the server does", async (t) => {
+  const copy = { context, selection: context, gold };
+  const [point] = thresholdSweep([copy, exact], [0.5]);
+  t.same(point, { threshold: 0.5, recall: 1 / 2, precision: 1, f1: 2 / 3 }, "the copy names no sentence, gold or not");
+});

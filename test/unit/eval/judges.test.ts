@@ -155,14 +155,25 @@ t.test("summarize: the share of items passing each metric per arm", async (t) =>
       },
       `ob:${n}`,
     );
-  const items = [item(1), item(2)];
+  const items = [item(1), item(2), item(3)];
   const arms = buildArms(["unsteered", "profile", "auto"], { "0": [0] }, [2], 0);
   const outcome = (i: number, arm: ItemOutcome["arm"], right: number, correct: boolean, gold?: boolean): ItemOutcome => ({
     item: items[i]!,
     arm,
     output: "",
     checks: { correct },
-    ...(arm === "auto" ? { auto: { selection: "", finished: i === 0, sentences: [], gold: gold! } } : { contrast: { right, wrong: 0 } }),
+    // AutoPASTA: item 0 emphasized the deciding sentence, item 1's pass 1 ran out of tokens, item 2's named most of the passage
+    ...(arm === "auto"
+      ? {
+          auto: {
+            selection: "",
+            finished: i !== 1,
+            sentences: gold ? [items[i]!.emphasis] : [],
+            gold: gold!,
+            ...(i > 0 ? { reason: i === 1 ? "length" : "most_of_context" } : {}),
+          },
+        }
+      : { contrast: { right, wrong: 0 } }),
   });
   const rows = summarize(
     [
@@ -172,19 +183,23 @@ t.test("summarize: the share of items passing each metric per arm", async (t) =>
       outcome(1, "profile", 1, true),
       outcome(0, "auto", 0, true, true),
       outcome(1, "auto", 0, false, false),
+      outcome(2, "unsteered", -1, false),
+      outcome(2, "profile", 1, true),
+      outcome(2, "auto", 0, false, false),
     ],
     arms,
   );
   t.same(
     rows.map((r) => [r.metric, r.items, r.byArm]),
     [
-      ["efficacy", 2, { unsteered: 0.5, profile: 1, auto: null }],
-      ["correct", 2, { unsteered: 0.5, profile: 1, auto: 0.5 }],
-      ["auto_gold", 2, { unsteered: null, profile: null, auto: 0.5 }],
-      ["auto_unfinished", 2, { unsteered: null, profile: null, auto: 0.5 }],
+      ["efficacy", 3, { unsteered: 1 / 3, profile: 1, auto: null }],
+      ["correct", 3, { unsteered: 1 / 3, profile: 1, auto: 1 / 3 }],
+      ["auto_gold", 3, { unsteered: null, profile: null, auto: 1 / 3 }],
+      ["auto_unfinished", 3, { unsteered: null, profile: null, auto: 1 / 3 }],
+      ["auto_most_of_context", 3, { unsteered: null, profile: null, auto: 1 / 3 }],
     ],
   );
   const table = markdownTable(rows, arms);
   t.match(table, /^\| task \| metric \| items \| unsteered \| profile \| AutoPASTA \|$/m);
-  t.match(table, /^\| open-book QA \| answer more likely than the misleading one \| 2 \| 50\.0% \| 100\.0% \| – \|$/m);
+  t.match(table, /^\| open-book QA \| answer more likely than the misleading one \| 3 \| 33\.3% \| 100\.0% \| – \|$/m);
 });

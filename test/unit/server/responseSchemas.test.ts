@@ -26,6 +26,7 @@ const steering = {
   auto: {
     matched: true,
     sentences: [{ text: "Tom had a kite.", start: 0, end: 15, score: 0.9 }],
+    named: { sentences: 1, of: 3 },
     selection: { text: "Tom had", promptTokens: 9, completionTokens: 2, finishReason: "stop" as const },
   },
 };
