@@ -192,6 +192,6 @@ export function matchSentences(context: string, answer: string, options: { thres
  * of a passage emphasizes its misleading sentences with the rest while it takes attention from the
  * question (docs/quality.md).
  */
-export const MAX_CHOSEN_SHARE = 0.5;
+const MAX_CHOSEN_SHARE = 0.5;
 
 export const namesMostOfContext = (match: SentenceMatch) => match.sentences.length > MAX_CHOSEN_SHARE * match.candidates;

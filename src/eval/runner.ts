@@ -28,7 +28,7 @@ export interface ItemOutcome {
   /**
    * AutoPASTA: what pass 1 wrote, whether it ended before its token limit (an unfinished pass 1
    * emphasizes nothing), the sentences emphasized, whether the item's deciding sentence is among
-   * them, and why nothing was emphasized (none emphasized)
+   * them, and, when none was, why
    */
   auto?: { selection: string; finished: boolean; sentences: string[]; gold: boolean; reason?: UnchosenReason };
 }
