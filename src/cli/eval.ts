@@ -11,6 +11,7 @@ import { evalDocument, markdownTable, summarize } from "../eval/report.js";
 import type { ItemOutcome } from "../eval/runner.js";
 import { bestThreshold, THRESHOLD_GRID, thresholdSweep } from "../autopasta/threshold.js";
 import { DEFAULT_THRESHOLD } from "../autopasta/sentences.js";
+import { addEvalRun, readEvalRecord } from "../profiles/evalRecord.js";
 import { loadHeadProfileWithModel } from "../profiles/headProfile.js";
 import { formatProfile } from "../profiles/profileFile.js";
 import { findShippedProfile } from "../profiles/shipped.js";
@@ -113,6 +114,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (values.record && !profileFile)
     throw new ConfigError("--record writes into the head profile, and there is none: pass --profile <file>");
   const profile = profileFile ? loadHeadProfileWithModel(profileFile) : null;
+  // a record that cannot be added to fails now, not after the run
+  if (values.record && profileFile) readEvalRecord((JSON.parse(readFileSync(profileFile, "utf8")) as { eval?: unknown }).eval);
   const alpha = values.alpha === undefined ? (profile?.alpha ?? DEFAULT_ALPHA) : Number(values.alpha);
   if (!(alpha > 0 && alpha <= 1)) throw new ConfigError(`--alpha must be in (0, 1], got ${JSON.stringify(values.alpha)}`);
   const targetShare = values["target-share"] === undefined ? DEFAULT_TARGET_SHARE : Number(values["target-share"]);
@@ -187,15 +190,18 @@ export async function evalCommand(argv: string[]): Promise<void> {
   );
 }
 
-/** Writes the summary into the profile file: a profile carries its own eval numbers. */
-function recordInProfile(file: string, meta: Record<string, unknown>, rows: ReturnType<typeof summarize>): void {
+/**
+ * Adds the run to the profile file's eval record (src/profiles/evalRecord.ts): a profile carries
+ * its own eval numbers, the cells earlier runs measured and this one did not included.
+ */
+function recordInProfile(file: string, meta: { command: string; date: string; machine: string }, rows: ReturnType<typeof summarize>): void {
   const document = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
-  document.eval = {
+  document.eval = addEvalRun(document.eval, {
     command: meta.command,
     date: meta.date,
     machine: meta.machine,
-    summary: rows.map((r) => ({ task: r.family, metric: r.metric, items: r.items, by_arm: r.byArm })),
-  };
+    summary: rows.map((r) => ({ task: r.family, metric: r.metric, items: r.items, by_arm: r.byArm as Record<string, number | null> })),
+  });
   writeFileSync(file, formatProfile(document));
 }
 

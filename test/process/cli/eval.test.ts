@@ -114,8 +114,15 @@ t.test("the command prints the table, writes the JSON and records the summary in
   t.equal(json.model.sha256, "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
   const recorded = JSON.parse(readFileSync(profile, "utf8"));
   t.same(recorded.heads, heads, "the profile keeps its heads");
-  t.same(recorded.eval.summary, json.summary, "and carries the run's numbers");
-  t.match(recorded.eval.command, /^pasta-server eval /);
+  const latest = recorded.eval.at(-1);
+  t.same(latest.summary, json.summary, "and carries the run's numbers");
+  t.match(latest.command, /^pasta-server eval /);
+  t.same(
+    [...new Set(recorded.eval[0].summary.map((row: { task: string }) => row.task))],
+    ["json_format", "open_book"],
+    "the run recorded before keeps the families this one did not measure",
+  );
+  t.equal(recorded.eval.length, 2);
 
   const bad = await runCli(["eval", "--model", STORIES_MODEL, "--tasks", "nope"]);
   t.equal(bad.code, 2);
